@@ -1,0 +1,124 @@
+# redqd: the only entry point (STYLE R19). `make run` and `make test` are the two
+# commands of the README; both install what they need first (`deps`).
+#
+#   make            build everything into build/
+#   make run        build and start the daemon on 127.0.0.1:8470 (data in ./redqd-data)
+#   make test       unit tests, the same under ASan+UBSan, the learning test
+#   make bench      performance against PyTorch and the sgemm peak (docs/BENCHMARKS.md)
+#   make clean      remove build/
+#
+# Objects live under $(BUILD)/obj (or obj-san for SAN=...), with -MMD -MP header tracking.
+# CFLAGS from the command line add to the project's flags, never replace them.
+
+BUILD   ?= build
+SAN     ?=
+V       ?= 0
+Q       := $(if $(filter 1,$(V)),,@)
+OBJDIR  := $(BUILD)/obj$(if $(SAN),-san)
+BINDIR  := $(BUILD)$(if $(SAN),/san)
+OPT     ?= -O2
+
+# Debian packages needed to build and test; `deps` installs the missing ones.
+DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libsqlite3-dev \
+            libopenblas-dev libuv1-dev check zlib1g-dev
+PC_PKGS  := libcjson openblas zlib
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wwrite-strings -Wno-unused-parameter
+SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all)
+# Recursive (=) so that pkg-config runs when a recipe needs it, after `deps`.
+PC_CFLAGS = $(shell pkg-config --cflags $(PC_PKGS) 2>/dev/null)
+PC_LIBS   = $(shell pkg-config --libs $(PC_PKGS) 2>/dev/null)
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
+FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(OPT) -g $(SANFLAGS) $(PC_CFLAGS) \
+               $(CHECK_CFLAGS) $(CFLAGS)
+FINAL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
+
+COMMON_SRC := $(wildcard common/*.c)
+REDQ_SRC   := $(wildcard redq/*.c)
+CORE_SRC   := $(COMMON_SRC) $(REDQ_SRC)
+UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c
+LEARN_SRC  := tests/learn/test_pendulum.c tests/env/pendulum.c
+BENCH_SRC  := bench/bench_update.c daemon/pool.c
+
+obj = $(patsubst %.c,$(OBJDIR)/%.o,$(1))
+CORE_OBJ  := $(call obj,$(CORE_SRC))
+UNIT_OBJ  := $(call obj,$(UNIT_SRC))
+LEARN_OBJ := $(call obj,$(LEARN_SRC))
+BENCH_OBJ := $(call obj,$(BENCH_SRC))
+ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(LEARN_OBJ) $(BENCH_OBJ)
+
+.PHONY: all deps build test test-unit test-san test-learn run bench clean check-deps
+
+all: build
+
+build: $(BINDIR)/test_unit $(BINDIR)/test_learn $(BINDIR)/bench_update
+
+$(OBJDIR)/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<",true)
+	$(Q)$(CC) $(FINAL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BINDIR)/libredq.a: $(CORE_OBJ)
+	@mkdir -p $(@D)
+	$(Q)$(AR) rcs $@ $^
+
+$(BINDIR)/test_unit: $(UNIT_OBJ) $(BINDIR)/libredq.a
+	@$(if $(Q),echo "  LD      $@",true)
+	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) $(CHECK_LIBS) -lm
+
+$(BINDIR)/test_learn: $(LEARN_OBJ) $(BINDIR)/libredq.a
+	@$(if $(Q),echo "  LD      $@",true)
+	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) $(CHECK_LIBS) -lm
+
+$(BINDIR)/bench_update: $(BENCH_OBJ) $(BINDIR)/libredq.a
+	@$(if $(Q),echo "  LD      $@",true)
+	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm
+
+-include $(ALL_OBJ:.o=.d)
+
+# Installs the missing Debian packages; a no-op when all are there.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	fi
+
+# `make test`: every suite; tests/run_suites.sh prints the closing "N passed, N failed".
+test: deps
+	$(Q)$(MAKE) --no-print-directory build
+	$(Q)$(MAKE) --no-print-directory SAN=address,undefined $(BUILD)/san/test_unit
+	$(Q)tests/run_suites.sh \
+	  "unit" "$(BUILD)/test_unit" \
+	  "unit (ASan+UBSan)" "$(BUILD)/san/test_unit" \
+	  "learning (Pendulum)" "$(BUILD)/test_learn"
+
+test-unit: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/test_unit && tests/run_suites.sh "unit" "$(BUILD)/test_unit"
+
+test-san: deps
+	$(Q)$(MAKE) --no-print-directory SAN=address,undefined $(BUILD)/san/test_unit && \
+	  tests/run_suites.sh "unit (ASan+UBSan)" "$(BUILD)/san/test_unit"
+
+test-learn: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/test_learn && tests/run_suites.sh "learning" "$(BUILD)/test_learn"
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/bench_update
+	$(Q)bench/run_bench.sh
+
+# The dependency rule of DESIGN.md: redq/ and storage/ know nothing of each other or
+# of HTTP; common/ depends on nothing.
+check-deps:
+	@! grep -n '#include "\.\./\(api\|daemon\|storage\)/' redq/*.[ch] common/*.[ch] 2>/dev/null
+	@! grep -n '#include "\.\./\(api\|daemon\|redq\)/' storage/*.[ch] common/*.[ch] 2>/dev/null
+	@! grep -n 'microhttpd\|sqlite3\.h' redq/*.[ch] 2>/dev/null
+	@echo "check-deps: ok"
+
+clean:
+	rm -rf $(BUILD)

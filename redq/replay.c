@@ -1,0 +1,283 @@
+/* redq/replay.c: chunked ring of assembled rows and the n-step streams feeding it. */
+#include "replay.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/rqd_limits.h"
+#include "serial.h"
+
+struct redq__stream {
+    char *id;            /* malloc'd env_id */
+    int len;             /* pending raw transitions, < n */
+    float *q;            /* [n][raw] */
+    redq__stream *next;  /* hash chain */
+};
+
+int redq__replay_init(redq__replay *r, int S, int A, int n, double gamma, long long capacity)
+{
+    memset(r, 0, sizeof *r);
+    r->S = S;
+    r->A = A;
+    r->n = n;
+    r->gamma = gamma;
+    r->row = 2 * S + A + 2;
+    r->raw = 2 * S + A + 3;
+    r->capacity = capacity;
+    r->tab_size = 16;
+    r->tab = calloc((size_t)r->tab_size, sizeof *r->tab);
+    return r->tab ? RQD_OK : RQD_ENOMEM;
+}
+
+static void stream_free(redq__stream *s)
+{
+    if (s == NULL)
+        return;
+    free(s->id);
+    free(s->q);
+    free(s);
+}
+
+void redq__replay_free(redq__replay *r)
+{
+    if (r == NULL)
+        return;
+    for (long long i = 0; i < r->n_chunks; i++)
+        free(r->chunks[i]);
+    free(r->chunks);
+    for (int i = 0; r->tab && i < r->tab_size; i++)
+        for (redq__stream *s = r->tab[i], *nx; s; s = nx) {
+            nx = s->next;
+            stream_free(s);
+        }
+    free(r->tab);
+    memset(r, 0, sizeof *r);
+}
+
+/* Writes one assembled row at the ring position, allocating its chunk on first use. */
+static int push_row(redq__replay *r, const float *obs, const float *act, float R, float disc,
+                    const float *next)
+{
+    long long pos = r->added % r->capacity;
+    long long c = pos / REDQ_REPLAY_CHUNK;
+
+    if (c >= r->n_chunks) {
+        if (r->n_chunks == r->chunks_cap) {
+            long long cap = r->chunks_cap ? r->chunks_cap * 2 : 8;
+            float **nc = realloc(r->chunks, (size_t)cap * sizeof *nc);
+            if (nc == NULL)
+                return RQD_ENOMEM;
+            r->chunks = nc;
+            r->chunks_cap = cap;
+        }
+        long long rows = r->capacity - c * REDQ_REPLAY_CHUNK;
+        if (rows > REDQ_REPLAY_CHUNK)
+            rows = REDQ_REPLAY_CHUNK;
+        float *chunk = malloc((size_t)rows * (size_t)r->row * sizeof(float));
+        if (chunk == NULL)
+            return RQD_ENOMEM;
+        r->chunks[r->n_chunks++] = chunk;
+    }
+    float *row = redq__replay_row(r, pos);
+    memcpy(row, obs, sizeof(float) * (size_t)r->S);
+    memcpy(row + r->S, act, sizeof(float) * (size_t)r->A);
+    row[r->S + r->A] = R;
+    row[r->S + r->A + 1] = disc;
+    memcpy(row + r->S + r->A + 2, next, sizeof(float) * (size_t)r->S);
+    r->added++;
+    if (r->len < r->capacity)
+        r->len++;
+    return RQD_OK;
+}
+
+static uint64_t hash_id(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static redq__stream **stream_slot(redq__replay *r, const char *id)
+{
+    redq__stream **pp = &r->tab[hash_id(id) & (uint64_t)(r->tab_size - 1)];
+    while (*pp && strcmp((*pp)->id, id) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static int grow_table(redq__replay *r)
+{
+    int size = r->tab_size * 2;
+    redq__stream **tab = calloc((size_t)size, sizeof *tab);
+    if (tab == NULL)
+        return RQD_ENOMEM;
+    for (int i = 0; i < r->tab_size; i++)
+        for (redq__stream *s = r->tab[i], *nx; s; s = nx) {
+            nx = s->next;
+            uint64_t h = hash_id(s->id) & (uint64_t)(size - 1);
+            s->next = tab[h];
+            tab[h] = s;
+        }
+    free(r->tab);
+    r->tab = tab;
+    r->tab_size = size;
+    return RQD_OK;
+}
+
+static redq__stream *stream_new(redq__replay *r, const char *id)
+{
+    redq__stream *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->id = strdup(id);
+    s->q = malloc(sizeof(float) * (size_t)r->n * (size_t)r->raw);
+    if (s->id == NULL || s->q == NULL) {
+        stream_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Emits the pending transition at index i of s, summing rewards up to index last. */
+static int emit(redq__replay *r, const redq__stream *s, int i, int last)
+{
+    const int S = r->S, A = r->A;
+    const float *first = s->q + (size_t)i * (size_t)r->raw;
+    const float *end = s->q + (size_t)last * (size_t)r->raw;
+    double R = 0.0, g = 1.0;
+
+    for (int k = i; k <= last; k++) {
+        R += g * s->q[(size_t)k * (size_t)r->raw + (size_t)(S + A)];
+        g *= r->gamma;
+    }
+    int terminated = end[2 * S + A + 1] != 0.0f;
+    return push_row(r, first, first + S, (float)R, terminated ? 0.0f : (float)g, end + S + A + 1);
+}
+
+int redq__replay_add(redq__replay *r, const float *obs, const float *act, float rew,
+                     const float *next, int terminated, int truncated, const char *env_id,
+                     rqd_err *err)
+{
+    const int S = r->S, A = r->A;
+    int rc;
+
+    if (r->n == 1) /* REDQ.md: y = r + gamma (1 - terminated) V' */
+        return push_row(r, obs, act, rew, terminated ? 0.0f : (float)r->gamma, next);
+
+    const char *id = env_id ? env_id : "";
+    redq__stream **pp = stream_slot(r, id);
+    if (*pp == NULL) {
+        if (r->n_streams >= RQD_MAX_STREAMS)
+            return rqd_err_set(err, RQD_EINVAL, "env_id",
+                               "more than %d env streams have unfinished n-step returns",
+                               RQD_MAX_STREAMS);
+        if (r->n_streams >= r->tab_size) {
+            if ((rc = grow_table(r)) < 0)
+                return rqd_err_set(err, rc, "", "out of memory");
+            pp = stream_slot(r, id);
+        }
+        if ((*pp = stream_new(r, id)) == NULL)
+            return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+        r->n_streams++;
+    }
+    redq__stream *s = *pp;
+    float *q = s->q + (size_t)s->len * (size_t)r->raw;
+    memcpy(q, obs, sizeof(float) * (size_t)S);
+    memcpy(q + S, act, sizeof(float) * (size_t)A);
+    q[S + A] = rew;
+    memcpy(q + S + A + 1, next, sizeof(float) * (size_t)S);
+    q[2 * S + A + 1] = terminated ? 1.0f : 0.0f;
+    q[2 * S + A + 2] = truncated ? 1.0f : 0.0f;
+    s->len++;
+
+    if (terminated || truncated) { /* the episode ended: every pending step gets n' < n */
+        for (int i = 0; i < s->len; i++)
+            if ((rc = emit(r, s, i, s->len - 1)) < 0)
+                return rqd_err_set(err, rc, "", "out of memory");
+        *pp = s->next;
+        stream_free(s);
+        r->n_streams--;
+    } else if (s->len == r->n) {
+        if ((rc = emit(r, s, 0, r->n - 1)) < 0)
+            return rqd_err_set(err, rc, "", "out of memory");
+        memmove(s->q, s->q + r->raw, sizeof(float) * (size_t)(r->n - 1) * (size_t)r->raw);
+        s->len--;
+    }
+    return RQD_OK;
+}
+
+size_t redq__replay_bytes(const redq__replay *r)
+{
+    size_t b = (size_t)r->n_chunks * REDQ_REPLAY_CHUNK * (size_t)r->row * sizeof(float);
+    b += (size_t)r->n_streams * ((size_t)r->n * (size_t)r->raw * sizeof(float) + 64);
+    return b;
+}
+
+int redq__replay_save(const redq__replay *r, rqd_buf *out)
+{
+    int rc = RQD_OK;
+
+    rc |= redq__put_i64(out, r->added);
+    rc |= redq__put_i64(out, r->len);
+    for (long long i = 0; i < r->len && rc == RQD_OK; i++)
+        rc = redq__put_f32s(out, redq__replay_row(r, i), (size_t)r->row);
+    rc |= redq__put_i64(out, r->n_streams);
+    for (int i = 0; i < r->tab_size && rc == RQD_OK; i++)
+        for (redq__stream *s = r->tab[i]; s && rc == RQD_OK; s = s->next) {
+            rc |= redq__put_str(out, s->id);
+            rc |= redq__put_i64(out, s->len);
+            rc |= redq__put_f32s(out, s->q, (size_t)s->len * (size_t)r->raw);
+        }
+    return rc ? RQD_ENOMEM : RQD_OK;
+}
+
+int redq__replay_load(redq__replay *r, const unsigned char **p, const unsigned char *end,
+                      rqd_err *err)
+{
+    long long added, len, ns;
+
+    if (redq__get_i64(p, end, &added) || redq__get_i64(p, end, &len) || len < 0 ||
+        added < len || len > r->capacity || (len < r->capacity && added != len))
+        return rqd_err_set(err, RQD_EINVAL, "", "replay buffer header is inconsistent");
+    if ((size_t)(end - *p) / sizeof(float) / (size_t)r->row < (size_t)len)
+        return rqd_err_set(err, RQD_EINVAL, "", "replay buffer is truncated");
+    /* Re-push in storage order from position 0, then set the ring position. */
+    r->added = 0;
+    r->len = 0;
+    for (long long i = 0; i < len; i++) {
+        float tmp[2 * RQD_MAX_OBS_DIM + RQD_MAX_ACT_DIM + 2]; /* the blob may be unaligned */
+        memcpy(tmp, *p, sizeof(float) * (size_t)r->row);
+        *p += sizeof(float) * (size_t)r->row;
+        if (push_row(r, tmp, tmp + r->S, tmp[r->S + r->A], tmp[r->S + r->A + 1],
+                     tmp + r->S + r->A + 2) < 0)
+            return rqd_err_set(err, RQD_ENOMEM, "", "out of memory loading the replay buffer");
+    }
+    r->added = added;
+    if (redq__get_i64(p, end, &ns) || ns < 0 || ns > RQD_MAX_STREAMS || (ns > 0 && r->n == 1))
+        return rqd_err_set(err, RQD_EINVAL, "", "replay stream count is inconsistent");
+    for (long long k = 0; k < ns; k++) {
+        char id[RQD_MAX_ENV_ID + 1];
+        long long sl;
+        if (redq__get_str(p, end, id, sizeof id) || redq__get_i64(p, end, &sl) || sl < 1 ||
+            sl >= r->n)
+            return rqd_err_set(err, RQD_EINVAL, "", "replay stream is inconsistent");
+        redq__stream **pp = stream_slot(r, id);
+        if (*pp != NULL)
+            return rqd_err_set(err, RQD_EINVAL, "", "replay stream '%s' appears twice", id);
+        if (r->n_streams >= r->tab_size && grow_table(r) < 0)
+            return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+        pp = stream_slot(r, id);
+        redq__stream *s = stream_new(r, id);
+        if (s == NULL)
+            return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+        *pp = s;
+        r->n_streams++;
+        s->len = (int)sl;
+        if (redq__get_f32s(p, end, s->q, (size_t)sl * (size_t)r->raw))
+            return rqd_err_set(err, RQD_EINVAL, "", "replay stream is truncated");
+    }
+    return RQD_OK;
+}
