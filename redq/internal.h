@@ -45,6 +45,7 @@ typedef struct {
     float *da;                       /* (B, A): summed over members, actor step */
     float *work0, *work1;            /* (B, max width) for the actor's backward */
     redq__member_scratch *m;         /* [N], separately allocated */
+    int subset[RQD_MAX_ENSEMBLE];    /* the target members drawn by the last update */
 } redq__scratch;
 
 struct redq_policy {

@@ -277,7 +277,7 @@ static void update_one(redq_agent *a, const redq_exec *ex, redq_stats *st)
     redq__scratch *s = a->scratch;
     const int S = a->S, A = a->A, X = S + A, B = a->cfg.batch_size, M = a->M;
     const double alpha = redq__alpha(a);
-    int subset[RQD_MAX_ENSEMBLE];
+    int *subset = s->subset;
 
     gather_batch(a);                                           /* step 1 */
     redq_rng_subset(&a->rng_train, a->N, M, subset);           /* step 2 */

@@ -1,0 +1,140 @@
+/* tests/unit/test_ckpt.c: the saved state: a bit-exact round trip, continuing after a
+ * load exactly as if never stopped (REDQ.md "Reproducibility"), and refusal of truncated,
+ * corrupted and unknown-version blobs. */
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "suites.h"
+
+/* A little of everything the agent does: acts, adds, updates. */
+static void work(redq_agent *a, uint64_t seed)
+{
+    float obs[3] = {0.1f, -0.4f, 0.9f}, act[2];
+    rqd_err err = {0};
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(redq_agent_act(a, obs, 1, REDQ_EXPLORE, act, &err), 0);
+    test_fill(a, 13, seed);
+    ck_assert_int_eq(redq_agent_update(a, 7, NULL, NULL, &err), 0);
+}
+
+static redq_agent *nstep_agent(void)
+{
+    redq_config c = test_config(2);
+    c.estimation_step = 3; /* so that pending n-step queues are part of the state */
+    c.alpha_auto = 1;
+    return test_agent(&c, 3, 2);
+}
+
+START_TEST(round_trip_is_bit_exact)
+{
+    redq_agent *a = nstep_agent(), *b = NULL;
+    rqd_buf s1, s2;
+    rqd_err err = {0};
+    work(a, 1);
+    test_save(a, 1, &s1);
+    ck_assert_int_eq(redq_agent_load(s1.data, s1.len, &b, &err), 0);
+    test_save(b, 1, &s2);
+    ck_assert_uint_eq(s1.len, s2.len);
+    ck_assert(memcmp(s1.data, s2.data, s1.len) == 0);
+    redq_info ia, ib;
+    redq_agent_info(a, &ia);
+    redq_agent_info(b, &ib);
+    ck_assert(ia.env_steps == ib.env_steps && ia.updates == ib.updates &&
+              ia.buffer_len == ib.buffer_len && ia.policy_version == ib.policy_version);
+    rqd_buf_free(&s1);
+    rqd_buf_free(&s2);
+    redq_agent_free(a);
+    redq_agent_free(b);
+}
+END_TEST
+
+START_TEST(continuing_after_a_load_equals_never_stopping)
+{
+    redq_agent *a = nstep_agent(), *b = NULL;
+    rqd_buf s, fa, fb;
+    rqd_err err = {0};
+    work(a, 2);
+    test_save(a, 1, &s);
+    ck_assert_int_eq(redq_agent_load(s.data, s.len, &b, &err), 0);
+    for (uint64_t k = 3; k < 6; k++) {
+        work(a, k);
+        work(b, k);
+    }
+    float obs[3] = {0.5f, 0.5f, -0.5f}, xa[2], xb[2];
+    redq_agent_act(a, obs, 1, REDQ_EXPLORE, xa, &err);
+    redq_agent_act(b, obs, 1, REDQ_EXPLORE, xb, &err);
+    ck_assert(memcmp(xa, xb, sizeof xa) == 0);
+    test_save(a, 1, &fa);
+    test_save(b, 1, &fb);
+    ck_assert(fa.len == fb.len && memcmp(fa.data, fb.data, fa.len) == 0);
+    rqd_buf_free(&s);
+    rqd_buf_free(&fa);
+    rqd_buf_free(&fb);
+    redq_agent_free(a);
+    redq_agent_free(b);
+}
+END_TEST
+
+START_TEST(without_buffer_loads_learner_only)
+{
+    redq_agent *a = nstep_agent(), *b = NULL;
+    rqd_buf s;
+    rqd_err err = {0};
+    work(a, 7);
+    test_save(a, 0, &s);
+    ck_assert_int_eq(redq_agent_load(s.data, s.len, &b, &err), 0);
+    redq_info ib;
+    redq_agent_info(b, &ib);
+    ck_assert_int_eq(ib.buffer_len, 0);
+    ck_assert_int_eq(ib.updates, 7);
+    ck_assert(memcmp(a->actor, b->actor, a->actor_shape.total * sizeof(float)) == 0);
+    ck_assert(memcmp(a->target, b->target, a->critic_floats * sizeof(float)) == 0);
+    rqd_buf_free(&s);
+    redq_agent_free(a);
+    redq_agent_free(b);
+}
+END_TEST
+
+START_TEST(truncated_corrupted_and_unknown_version_are_refused)
+{
+    redq_agent *a = nstep_agent(), *b = NULL;
+    rqd_buf s;
+    rqd_err err = {0};
+    work(a, 8);
+    test_save(a, 1, &s);
+    for (size_t cut = 0; cut < s.len; cut += s.len / 37 + 1) {
+        ck_assert_int_eq(redq_agent_load(s.data, cut, &b, &err), RQD_EINVAL);
+        ck_assert_ptr_null(b);
+    }
+    unsigned char *copy = malloc(s.len);
+    for (size_t pos = 0; pos < s.len; pos += s.len / 53 + 1) {
+        memcpy(copy, s.data, s.len);
+        copy[pos] ^= 0x20;
+        ck_assert_msg(redq_agent_load(copy, s.len, &b, &err) == RQD_EINVAL,
+                      "flipped byte %zu accepted", pos);
+        ck_assert_ptr_null(b);
+    }
+    memcpy(copy, s.data, s.len);
+    copy[8] = 99; /* version 99, with a checksum that matches */
+    uint32_t crc = (uint32_t)crc32(0L, copy, (uInt)(s.len - 4));
+    memcpy(copy + s.len - 4, &crc, 4);
+    ck_assert_int_eq(redq_agent_load(copy, s.len, &b, &err), RQD_EINVAL);
+    ck_assert_msg(strstr(err.msg, "version") != NULL, "%s", err.msg);
+    free(copy);
+    rqd_buf_free(&s);
+    redq_agent_free(a);
+}
+END_TEST
+
+Suite *suite_ckpt(void)
+{
+    Suite *s = suite_create("ckpt");
+    TCase *tc = tcase_create("state");
+    tcase_add_test(tc, round_trip_is_bit_exact);
+    tcase_add_test(tc, continuing_after_a_load_equals_never_stopping);
+    tcase_add_test(tc, without_buffer_loads_learner_only);
+    tcase_add_test(tc, truncated_corrupted_and_unknown_version_are_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
