@@ -21,7 +21,7 @@ OPT     ?= -O2
 # Debian packages needed to build and test; `deps` installs the missing ones.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libsqlite3-dev \
             libopenblas-dev libuv1-dev check zlib1g-dev
-PC_PKGS  := libcjson openblas zlib
+PC_PKGS  := libcjson openblas zlib sqlite3 libmicrohttpd libuv
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wwrite-strings -Wno-unused-parameter
 SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all)
@@ -36,7 +36,11 @@ FINAL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 
 COMMON_SRC := $(wildcard common/*.c)
 REDQ_SRC   := $(wildcard redq/*.c)
-CORE_SRC   := $(COMMON_SRC) $(REDQ_SRC)
+STORE_SRC  := $(wildcard storage/*.c)
+CORE_SRC   := $(COMMON_SRC) $(REDQ_SRC) $(STORE_SRC)
+DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard api/*.c)
+# Files linked into the binary as they are (ld -r -b binary): served by api/h_service.c.
+EMBED      := docs/openapi.json api/assets/dashboard.html
 UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c
 LEARN_SRC  := tests/learn/test_pendulum.c tests/env/pendulum.c
 BENCH_SRC  := bench/bench_update.c daemon/pool.c
@@ -46,13 +50,21 @@ CORE_OBJ  := $(call obj,$(CORE_SRC))
 UNIT_OBJ  := $(call obj,$(UNIT_SRC))
 LEARN_OBJ := $(call obj,$(LEARN_SRC))
 BENCH_OBJ := $(call obj,$(BENCH_SRC))
-ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(LEARN_OBJ) $(BENCH_OBJ)
+DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
+EMBED_OBJ := $(patsubst %,$(OBJDIR)/embed/%.o,$(EMBED))
+ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(OBJDIR)/daemon/main.o
 
 .PHONY: all deps build test test-unit test-san test-learn run bench clean check-deps
 
+# The daemon in the foreground on 127.0.0.1:8470 with ./redqd-data (Ctrl-C stops it
+# cleanly: every agent is checkpointed).
+run: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd
+	$(BUILD)/redqd --bind 127.0.0.1 --port 8470 --data-dir ./redqd-data
+
 all: build
 
-build: $(BINDIR)/test_unit $(BINDIR)/test_learn $(BINDIR)/bench_update
+build: $(BINDIR)/redqd $(BINDIR)/test_unit $(BINDIR)/test_learn $(BINDIR)/bench_update
 
 $(OBJDIR)/%.o: %.c
 	@mkdir -p $(@D)
@@ -62,6 +74,14 @@ $(OBJDIR)/%.o: %.c
 $(BINDIR)/libredq.a: $(CORE_OBJ)
 	@mkdir -p $(@D)
 	$(Q)$(AR) rcs $@ $^
+
+$(OBJDIR)/embed/%.o: %
+	@mkdir -p $(@D)
+	$(Q)ld -r -b binary -z noexecstack -o $@ $<
+
+$(BINDIR)/redqd: $(OBJDIR)/daemon/main.o $(DAEMON_OBJ) $(EMBED_OBJ) $(BINDIR)/libredq.a
+	@$(if $(Q),echo "  LD      $@",true)
+	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm
 
 $(BINDIR)/test_unit: $(UNIT_OBJ) $(BINDIR)/libredq.a
 	@$(if $(Q),echo "  LD      $@",true)

@@ -599,7 +599,7 @@ static const bench_cfg *find_config(const char *name)
 /* "single", "splitK" or "agentsK" with K in [2, 64]. */
 static int parse_mode(const char *s, bench_mode *m)
 {
-    char *end;
+    char *end = NULL;
     long k = 0;
     if (strcmp(s, "single") == 0) {
         *m = (bench_mode){"single", 1, 1};

@@ -290,3 +290,14 @@ void redq_agent_set_policy_version(redq_agent *a, long long v)
     a->policy_version = v;
     redq__publish_policy(a); /* on failure the old snapshot keeps serving */
 }
+
+int redq_agent_swap_buffer(redq_agent *a, redq_agent *b, rqd_err *err)
+{
+    if (a->S != b->S || a->A != b->A || a->cfg.estimation_step != b->cfg.estimation_step ||
+        a->cfg.gamma != b->cfg.gamma || a->cfg.buffer_size != b->cfg.buffer_size)
+        return rqd_err_set(err, RQD_EINVAL, "", "replay buffers of differently shaped agents");
+    redq__replay t = a->replay;
+    a->replay = b->replay;
+    b->replay = t;
+    return RQD_OK;
+}

@@ -163,6 +163,10 @@ const float *redq_agent_high(const redq_agent *a);
  * keys); the others in cfg must equal the agent's. */
 int redq_agent_set_config(redq_agent *a, const redq_config *cfg, rqd_err *err);
 
+/* Exchanges the replay buffers (rows and pending n-step queues) of two agents with the
+ * same dimensions, estimation_step, gamma and buffer_size. */
+int redq_agent_swap_buffer(redq_agent *a, redq_agent *b, rqd_err *err);
+
 /* Sets env_steps (the daemon restores it from storage). */
 void redq_agent_set_env_steps(redq_agent *a, long long env_steps);
 /* Sets policy_version (never backwards across crashes: the daemon keeps the maximum). */

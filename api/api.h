@@ -1,0 +1,32 @@
+/* api/api.h: the HTTP server (libmicrohttpd) serving API.md over the registry. */
+#ifndef API_H
+#define API_H
+
+#include "../common/rqd_err.h"
+#include "../daemon/registry.h"
+
+typedef struct api_server api_server;
+
+typedef struct {
+    const char *bind;
+    int port;
+    int threads;
+    long long max_body;
+    long long max_import;
+    const char *token_file;   /* "" = no authentication */
+    int max_connections;
+    int connection_timeout;
+    int sync_timeout;
+} api_opts;
+
+int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *err);
+/* New requests answer 503 unavailable from now on. */
+void api_stop_accepting(api_server *s);
+/* Resumes every suspended request (they answer 503) and waits until none is left:
+ * MHD forbids stopping the daemon with a suspended connection. */
+void api_resume_all(api_server *s);
+/* Rereads the token file (SIGHUP); on failure the old token stays. */
+int api_reload_token(api_server *s, rqd_err *err);
+void api_free(api_server *s); /* stops the HTTP daemon; NULL is a no-op */
+
+#endif

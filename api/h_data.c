@@ -1,0 +1,416 @@
+/* api/h_data.c: POST .../act, POST .../transitions and the episodes endpoints. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../storage/store.h"
+#include "internal.h"
+#include "json_in.h"
+
+#define MAX_ACT_BATCH 4096        /* observations per act (API.md limits) */
+#define MAX_POST 65536            /* transitions per post */
+
+static int parse_mode(const cJSON *body, int *mode, rqd_err *err)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(body, "mode");
+    *mode = REDQ_EXPLORE;
+    if (m == NULL)
+        return RQD_OK;
+    if (cJSON_IsString(m) && strcmp(m->valuestring, "explore") == 0)
+        return RQD_OK;
+    if (cJSON_IsString(m) && strcmp(m->valuestring, "eval") == 0) {
+        *mode = REDQ_EVAL;
+        return RQD_OK;
+    }
+    return rqd_err_set(err, RQD_EINVAL, "mode", "mode must be \"explore\" or \"eval\"");
+}
+
+static cJSON *floats(const float *v, int n)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; arr && i < n; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateNumber(v[i]));
+    return arr;
+}
+
+int h_act(api_req *r)
+{
+    static const char *const keys[] = {"obs", "mode", NULL};
+    rqd_err err = {0};
+    float *obs = NULL, *act = NULL;
+    int mode, n = 1, batch, rc = RQD_OK;
+    long long version = 0;
+    char what[100];
+    rqd_agent *a = api_agent(r);
+    if (a == NULL)
+        return MHD_YES;
+    cJSON *body = api_body_json(r, &err), *out = NULL;
+    if (body == NULL || (rc = api_json_keys(body, "", keys, &err)) < 0 ||
+        (rc = parse_mode(body, &mode, &err)) < 0)
+        goto fail;
+    const cJSON *o = api_json_need(body, "", "obs", &err);
+    if (o == NULL) {
+        rc = RQD_EINVAL;
+        goto fail;
+    }
+    batch = cJSON_IsArray(o) && o->child && cJSON_IsArray(o->child);
+    n = batch ? cJSON_GetArraySize(o) : 1;
+    if (n > MAX_ACT_BATCH) {
+        rc = rqd_err_set(&err, RQD_EINVAL, "obs", "obs holds %d observations, over the limit of "
+                         "%d per act", n, MAX_ACT_BATCH);
+        goto fail;
+    }
+    obs = malloc(sizeof(float) * (size_t)n * (size_t)a->S);
+    act = malloc(sizeof(float) * (size_t)n * (size_t)a->A);
+    if (obs == NULL || act == NULL) {
+        rc = rqd_err_set(&err, RQD_ENOMEM, "", "out of memory");
+        goto fail;
+    }
+    snprintf(what, sizeof what, "agent '%s' expects", a->name);
+    if (!batch) {
+        rc = api_json_floats(o, "obs", a->S, what, obs, &err);
+    } else {
+        int i = 0;
+        for (const cJSON *c = o->child; c && rc == RQD_OK; c = c->next, i++) {
+            char f[32];
+            snprintf(f, sizeof f, "obs[%d]", i);
+            rc = api_json_floats(c, f, a->S, what, obs + (size_t)i * (size_t)a->S, &err);
+        }
+    }
+    if (rc < 0 || (rc = rqd_agent_act(a, obs, n, mode, act, &version, &err)) < 0)
+        goto fail;
+    out = cJSON_CreateObject();
+    if (!batch) {
+        cJSON_AddItemToObject(out, "action", floats(act, a->A));
+    } else {
+        cJSON *arr = cJSON_AddArrayToObject(out, "action");
+        for (int i = 0; i < n; i++)
+            cJSON_AddItemToArray(arr, floats(act + (size_t)i * (size_t)a->A, a->A));
+    }
+    cJSON_AddNumberToObject(out, "policy_version", (double)version);
+fail:
+    free(obs);
+    free(act);
+    cJSON_Delete(body);
+    rqd_agent_put(a);
+    if (rc < 0)
+        return api_problem(r, &err);
+    return api_reply_json_take(r, 200, out);
+}
+
+/* ------------------------------------------------------------------ transitions */
+
+/* The answer of a sync post, after its updates (or its deadline). */
+static int after_post(api_req *r)
+{
+    int p = api_wake_problem(r);
+    if (p >= 0)
+        return p;
+    char *text = r->answer;
+    r->answer = NULL;
+    return api_reply_bytes_take(r, 200, "application/json", text, strlen(text));
+}
+
+/* Parses row i into t (pointing into mem) or fails naming the field. */
+static int parse_row(const cJSON *row, int i, rqd_agent *a, float *mem, store_transition *t,
+                     rqd_err *err)
+{
+    static const char *const keys[] = {"obs", "action", "reward", "next_obs", "terminated",
+                                       "truncated", "env_id", NULL};
+    char path[48], f[80], what[100];
+    const cJSON *v;
+    int rc, term, trunc;
+
+    snprintf(path, sizeof path, "transitions[%d]", i);
+    snprintf(what, sizeof what, "agent '%s' expects", a->name);
+    if ((rc = api_json_keys(row, path, keys, err)) < 0)
+        return rc;
+    float *obs = mem, *act = mem + a->S, *next = act + a->A;
+    snprintf(f, sizeof f, "%s.obs", path);
+    if ((v = api_json_need(row, path, "obs", err)) == NULL)
+        return RQD_EINVAL;
+    if ((rc = api_json_floats(v, f, a->S, what, obs, err)) < 0)
+        return rc;
+    snprintf(f, sizeof f, "%s.action", path);
+    if ((v = api_json_need(row, path, "action", err)) == NULL)
+        return RQD_EINVAL;
+    if ((rc = api_json_floats(v, f, a->A, what, act, err)) < 0)
+        return rc;
+    snprintf(f, sizeof f, "%s.next_obs", path);
+    if ((v = api_json_need(row, path, "next_obs", err)) == NULL)
+        return RQD_EINVAL;
+    if ((rc = api_json_floats(v, f, a->S, what, next, err)) < 0)
+        return rc;
+    snprintf(f, sizeof f, "%s.reward", path);
+    if ((v = api_json_need(row, path, "reward", err)) == NULL)
+        return RQD_EINVAL;
+    if ((rc = api_json_float(v, f, &t->reward, err)) < 0)
+        return rc;
+    snprintf(f, sizeof f, "%s.terminated", path);
+    if ((v = api_json_need(row, path, "terminated", err)) == NULL)
+        return RQD_EINVAL;
+    if ((rc = api_json_bool(v, f, &term, err)) < 0)
+        return rc;
+    snprintf(f, sizeof f, "%s.truncated", path);
+    if ((v = api_json_need(row, path, "truncated", err)) == NULL)
+        return RQD_EINVAL;
+    if ((rc = api_json_bool(v, f, &trunc, err)) < 0)
+        return rc;
+    t->env_id = NULL;
+    if ((v = cJSON_GetObjectItemCaseSensitive(row, "env_id")) != NULL) {
+        snprintf(f, sizeof f, "%s.env_id", path);
+        if (!cJSON_IsString(v) || strlen(v->valuestring) > RQD_MAX_ENV_ID)
+            return rqd_err_set(err, RQD_EINVAL, f, "%s must be a string of at most %d bytes", f,
+                               RQD_MAX_ENV_ID);
+        t->env_id = v->valuestring;
+    }
+    t->obs = obs;
+    t->action = act;
+    t->next_obs = next;
+    t->terminated = term;
+    t->truncated = trunc;
+    return RQD_OK;
+}
+
+/* batch_id, when present and well formed; NULL otherwise (err set if malformed). */
+static const char *batch_id_of(const cJSON *body, rqd_err *err)
+{
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(body, "batch_id");
+    if (b == NULL)
+        return NULL;
+    if (!cJSON_IsString(b) || !api_valid_batch_id(b->valuestring)) {
+        rqd_err_set(err, RQD_EINVAL, "batch_id", "batch_id must be 1 to 128 characters of "
+                    "[A-Za-z0-9_.:-]");
+        return NULL;
+    }
+    return b->valuestring;
+}
+
+int h_transitions(api_req *r)
+{
+    static const char *const keys[] = {"transitions", "batch_id", NULL};
+    rqd_err err = {0};
+    store_transition *t = NULL;
+    float *mem = NULL;
+    char *answer = NULL;
+    double target = -1;
+    int rc = RQD_OK, n = 0;
+    rqd_agent *a = api_agent(r);
+    if (a == NULL)
+        return MHD_YES;
+    cJSON *body = api_body_json(r, &err);
+    if (body == NULL) {
+        rc = RQD_EINVAL;
+        goto fail;
+    }
+    const char *batch_id = batch_id_of(body, &err);
+    if (err.code) {
+        rc = err.code;
+        goto fail;
+    }
+    if (batch_id && cJSON_IsObject(body)) { /* API.md: looked up before any other check */
+        store *rd = rqd_reader_get(r->srv->reg, &err);
+        rc = rd ? store_batch_get(rd, a->id, batch_id, &answer, &err) : RQD_EIO;
+        rqd_reader_put(r->srv->reg, rd);
+        if (rc < 0)
+            goto fail;
+        if (answer)
+            goto done;
+    }
+    if ((rc = api_json_keys(body, "", keys, &err)) < 0)
+        goto fail;
+    const cJSON *rows = api_json_need(body, "", "transitions", &err);
+    if (rows == NULL || !cJSON_IsArray(rows) || (n = cJSON_GetArraySize(rows)) == 0) {
+        rc = rqd_err_set(&err, RQD_EINVAL, "transitions", "transitions must be a non-empty array");
+        goto fail;
+    }
+    if (n > MAX_POST) {
+        rc = rqd_err_set(&err, RQD_EINVAL, "transitions", "%d transitions in one post, over the "
+                         "limit of %d", n, MAX_POST);
+        goto fail;
+    }
+    size_t per = (size_t)(2 * a->S + a->A);
+    t = calloc((size_t)n, sizeof *t);
+    mem = malloc(sizeof(float) * per * (size_t)n);
+    if (t == NULL || mem == NULL) {
+        rc = rqd_err_set(&err, RQD_ENOMEM, "", "out of memory");
+        goto fail;
+    }
+    int i = 0;
+    for (const cJSON *row = rows->child; row; row = row->next, i++)
+        if ((rc = parse_row(row, i, a, mem + per * (size_t)i, &t[i], &err)) < 0)
+            goto fail;
+    if ((rc = rqd_ingest(a, t, n, batch_id, &answer, &target, &err)) < 0)
+        goto fail;
+    if (target >= 0) { /* sync mode: answer once this post's updates are done */
+        r->answer = answer;
+        free(t);
+        free(mem);
+        cJSON_Delete(body);
+        return api_suspend_wait(r, a, RQD_WAIT_SYNC, target, 0, after_post);
+    }
+done:
+    free(t);
+    free(mem);
+    cJSON_Delete(body);
+    rqd_agent_put(a);
+    return api_reply_bytes_take(r, 200, "application/json", answer, strlen(answer));
+fail:
+    free(t);
+    free(mem);
+    free(answer);
+    cJSON_Delete(body);
+    rqd_agent_put(a);
+    return api_problem(r, &err);
+}
+
+/* ------------------------------------------------------------------ episodes */
+
+int h_episode_start(api_req *r)
+{
+    static const char *const keys[] = {"obs", "mode", NULL};
+    rqd_err err = {0};
+    float obs[RQD_MAX_OBS_DIM], act[RQD_MAX_ACT_DIM];
+    char id[40], what[100];
+    int mode, rc = RQD_OK;
+    rqd_agent *a = api_agent(r);
+    if (a == NULL)
+        return MHD_YES;
+    cJSON *body = api_body_json(r, &err);
+    const cJSON *o;
+    snprintf(what, sizeof what, "agent '%s' expects", a->name);
+    if (body == NULL || (rc = api_json_keys(body, "", keys, &err)) < 0 ||
+        (rc = parse_mode(body, &mode, &err)) < 0 ||
+        (o = api_json_need(body, "", "obs", &err)) == NULL ||
+        (rc = api_json_floats(o, "obs", a->S, what, obs, &err)) < 0 ||
+        (rc = rqd_episode_start(a, obs, mode, id, act, &err)) < 0) {
+        cJSON_Delete(body);
+        rqd_agent_put(a);
+        return api_problem(r, &err);
+    }
+    cJSON_Delete(body);
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "episode_id", id);
+    cJSON_AddItemToObject(out, "action", floats(act, a->A));
+    rqd_agent_put(a);
+    return api_reply_json_take(r, 201, out);
+}
+
+static int after_step(api_req *r)
+{
+    int p = api_wake_problem(r);
+    if (p >= 0)
+        return p;
+    char *text = r->answer;
+    r->answer = NULL;
+    return api_reply_bytes_take(r, 200, "application/json", text, strlen(text));
+}
+
+int h_episode_step(api_req *r)
+{
+    static const char *const keys[] = {"reward", "obs", "terminated", "truncated", NULL};
+    rqd_err err = {0};
+    float obs[RQD_MAX_OBS_DIM], act[RQD_MAX_ACT_DIM], reward;
+    int term, trunc, done = 0, rc = RQD_OK;
+    double ret = 0, target = -1;
+    long long length = 0;
+    char what[100];
+    const cJSON *v;
+    rqd_agent *a = api_agent(r);
+    if (a == NULL)
+        return MHD_YES;
+    cJSON *body = api_body_json(r, &err);
+    snprintf(what, sizeof what, "agent '%s' expects", a->name);
+    if (body == NULL || (rc = api_json_keys(body, "", keys, &err)) < 0 ||
+        (v = api_json_need(body, "", "reward", &err)) == NULL ||
+        (rc = api_json_float(v, "reward", &reward, &err)) < 0 ||
+        (v = api_json_need(body, "", "obs", &err)) == NULL ||
+        (rc = api_json_floats(v, "obs", a->S, what, obs, &err)) < 0 ||
+        (v = api_json_need(body, "", "terminated", &err)) == NULL ||
+        (rc = api_json_bool(v, "terminated", &term, &err)) < 0 ||
+        (v = api_json_need(body, "", "truncated", &err)) == NULL ||
+        (rc = api_json_bool(v, "truncated", &trunc, &err)) < 0 ||
+        (rc = rqd_episode_step(a, r->id, reward, obs, term, trunc, &done, &ret, &length, act,
+                               &target, &err)) < 0) {
+        cJSON_Delete(body);
+        rqd_agent_put(a);
+        return api_problem(r, &err);
+    }
+    cJSON_Delete(body);
+    cJSON *out = cJSON_CreateObject();
+    if (done) {
+        cJSON_AddBoolToObject(out, "done", 1);
+        cJSON_AddNumberToObject(out, "return", ret);
+        cJSON_AddNumberToObject(out, "length", (double)length);
+    } else {
+        cJSON_AddItemToObject(out, "action", floats(act, a->A));
+    }
+    if (target >= 0) {
+        r->answer = cJSON_PrintUnformatted(out);
+        cJSON_Delete(out);
+        if (r->answer == NULL) {
+            rqd_agent_put(a);
+            return api_problem_status(r, 503, "unavailable", "out of memory");
+        }
+        return api_suspend_wait(r, a, RQD_WAIT_SYNC, target, 0, after_step);
+    }
+    rqd_agent_put(a);
+    return api_reply_json_take(r, 200, out);
+}
+
+int h_episode_delete(api_req *r)
+{
+    rqd_err err = {0};
+    rqd_agent *a = api_agent(r);
+    if (a == NULL)
+        return MHD_YES;
+    int rc = rqd_episode_abandon(a, r->id, &err);
+    rqd_agent_put(a);
+    return rc < 0 ? api_problem(r, &err) : api_reply_empty(r, 204);
+}
+
+int h_episode_list(api_req *r)
+{
+    rqd_err err = {0};
+    store_episode_row *rows = NULL;
+    int n = 0;
+    long long limit = 100;
+    const char *q = api_query(r, "limit");
+    rqd_agent *a = api_agent(r);
+    if (a == NULL)
+        return MHD_YES;
+    if (q) {
+        char *end;
+        limit = strtoll(q, &end, 10);
+        if (*q == '\0' || *end || limit < 1 || limit > 10000) {
+            rqd_agent_put(a);
+            return api_problem_status(r, 400, "invalid_argument",
+                                      "limit must be an integer in [1, 10000]");
+        }
+    }
+    store *rd = rqd_reader_get(r->srv->reg, &err);
+    int rc = rd ? store_episode_list(rd, a->id, (int)limit, a->S, a->A, &rows, &n, &err) : RQD_EIO;
+    rqd_reader_put(r->srv->reg, rd);
+    rqd_agent_put(a);
+    if (rc < 0)
+        return api_problem(r, &err);
+    cJSON *out = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(out, "episodes");
+    for (int i = 0; i < n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "id", rows[i].id);
+        cJSON_AddNumberToObject(e, "return", rows[i].ret);
+        cJSON_AddNumberToObject(e, "length", (double)rows[i].length);
+        cJSON_AddStringToObject(e, "mode", rows[i].mode == STORE_EP_EVAL ? "eval" : "explore");
+        cJSON_AddStringToObject(e, "started_at", rows[i].started_at);
+        if (rows[i].ended_at[0])
+            cJSON_AddStringToObject(e, "ended_at", rows[i].ended_at);
+        else
+            cJSON_AddNullToObject(e, "ended_at");
+        if (rows[i].abandoned)
+            cJSON_AddBoolToObject(e, "abandoned", 1);
+        cJSON_AddItemToArray(arr, e);
+    }
+    store_episode_rows_free(rows, n);
+    return api_reply_json_take(r, 200, out);
+}

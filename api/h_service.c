@@ -1,0 +1,189 @@
+/* api/h_service.c: health, Prometheus metrics, the OpenAPI document and the dashboard
+ * (docs/openapi.json and api/assets/dashboard.html are linked into the binary). */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../common/rqd_buf.h"
+#include "internal.h"
+
+#ifndef REDQD_VERSION
+#define REDQD_VERSION "0.1.0"
+#endif
+
+extern const char _binary_docs_openapi_json_start[], _binary_docs_openapi_json_end[];
+extern const char _binary_api_assets_dashboard_html_start[], _binary_api_assets_dashboard_html_end[];
+
+static double mono(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int h_health(api_req *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "ok");
+    cJSON_AddStringToObject(o, "version", REDQD_VERSION);
+    cJSON_AddNumberToObject(o, "uptime_s", floor(mono() - r->srv->started));
+    cJSON_AddNumberToObject(o, "agents", rqd_registry_count(r->srv->reg));
+    return api_reply_json_take(r, 200, o);
+}
+
+static int static_bytes(api_req *r, const char *start, const char *end, const char *ctype)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        (size_t)(end - start), (void *)start, MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    int ret = MHD_queue_response(r->conn, 200, resp);
+    MHD_destroy_response(resp);
+    r->answered = 1;
+    r->status = 200;
+    return ret;
+}
+
+int h_openapi(api_req *r)
+{
+    return static_bytes(r, _binary_docs_openapi_json_start, _binary_docs_openapi_json_end,
+                        "application/json");
+}
+
+int h_dashboard(api_req *r)
+{
+    if (r->id[0] != '\0') /* /assets/{id}: the page is self-contained */
+        return api_problem_status(r, 404, "not_found", "no such asset");
+    return static_bytes(r, _binary_api_assets_dashboard_html_start,
+                        _binary_api_assets_dashboard_html_end, "text/html; charset=utf-8");
+}
+
+/* ------------------------------------------------------------------ metrics */
+
+static void line(rqd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void line(rqd_buf *b, const char *fmt, ...)
+{
+    char s[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(s, sizeof s, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        rqd_buf_append(b, s, (size_t)(n < (int)sizeof s ? n : (int)sizeof s - 1));
+}
+
+static void help(rqd_buf *b, const char *name, const char *type, const char *text)
+{
+    line(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+static double finite_or_nan(double v) { return isfinite(v) ? v : NAN; }
+
+int h_metrics(api_req *r)
+{
+    api_server *s = r->srv;
+    rqd_buf b;
+    rqd_agent **v;
+    int n;
+
+    rqd_buf_init(&b, 0);
+    help(&b, "redqd_uptime_seconds", "gauge", "Seconds since the daemon started.");
+    line(&b, "redqd_uptime_seconds %.0f\n", mono() - s->started);
+    help(&b, "redqd_agents", "gauge", "Agents hosted.");
+    line(&b, "redqd_agents %d\n", rqd_registry_count(s->reg));
+
+    if (rqd_agent_list(s->reg, &v, &n) == RQD_OK) {
+        static const struct {
+            const char *name, *type, *help;
+        } am[] = {
+            {"redqd_agent_env_steps_total", "counter", "Transitions received."},
+            {"redqd_agent_updates_total", "counter", "Critic updates done."},
+            {"redqd_agent_actor_updates_total", "counter", "Actor updates done."},
+            {"redqd_agent_pending_updates", "gauge", "Updates owed and not yet done."},
+            {"redqd_agent_buffer_transitions", "gauge", "Rows in the replay buffer."},
+            {"redqd_agent_alpha", "gauge", "Entropy coefficient."},
+            {"redqd_agent_critic_loss", "gauge", "Latest critic loss."},
+            {"redqd_agent_actor_loss", "gauge", "Latest actor loss."},
+            {"redqd_agent_q_mean", "gauge", "Latest mean Q over batch and ensemble."},
+            {"redqd_agent_q_std", "gauge", "Latest mean spread of Q across the ensemble."},
+            {"redqd_agent_episodes_total", "counter", "Explore episodes ended."},
+            {"redqd_agent_episode_return", "gauge", "Return of the latest ended explore episode."},
+            {"redqd_agent_policy_version", "gauge", "Published policy version."},
+            {"redqd_agent_updates_per_second", "gauge", "Recent training rate."},
+            {"redqd_agent_memory_bytes", "gauge", "Memory held by networks, optimisers and buffer."},
+        };
+        rqd_agent_state *st = calloc((size_t)(n ? n : 1), sizeof *st);
+        for (int i = 0; st && i < n; i++)
+            rqd_agent_state_get(v[i], &st[i]);
+        for (size_t m = 0; st && m < sizeof am / sizeof am[0]; m++) {
+            help(&b, am[m].name, am[m].type, am[m].help);
+            for (int i = 0; i < n; i++) {
+                const rqd_agent_state *x = &st[i];
+                double val[] = {(double)x->info.env_steps, (double)x->info.updates,
+                                (double)x->info.actor_updates, x->pending,
+                                (double)x->info.buffer_len, x->info.alpha,
+                                x->have_stats ? finite_or_nan(x->last.critic_loss) : NAN,
+                                x->have_stats ? finite_or_nan(x->last.actor_loss) : NAN,
+                                x->have_stats ? finite_or_nan(x->last.q_mean) : NAN,
+                                x->have_stats ? finite_or_nan(x->last.q_std) : NAN,
+                                (double)x->episodes_done, x->last_return,
+                                (double)x->info.policy_version, x->ups, (double)x->info.bytes};
+                line(&b, "%s{agent=\"%s\"} %.10g\n", am[m].name, v[i]->name, val[m]);
+            }
+        }
+        free(st);
+        rqd_agent_list_free(v, n);
+    }
+
+    help(&b, "redqd_http_requests_total", "counter", "HTTP requests by route and status class.");
+    for (int i = 0; i <= API_MAX_ROUTES; i++) {
+        if (i >= api_route_count() && i != API_MAX_ROUTES)
+            continue;
+        for (int c = 1; c < 6; c++) {
+            long long k = atomic_load(&s->req_count[i][c]);
+            if (k)
+                line(&b, "redqd_http_requests_total{route=\"%s\",code=\"%dxx\"} %lld\n",
+                     api_route_label(i < api_route_count() ? i : -1), c, k);
+        }
+    }
+    static const char *const le[12] = {"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
+                                       "0.05",   "0.1",   "0.25",   "1",     "5",    "+Inf"};
+    help(&b, "redqd_http_request_duration_seconds", "histogram", "HTTP request latency.");
+    for (int i = 0; i <= API_MAX_ROUTES; i++) {
+        if (i >= api_route_count() && i != API_MAX_ROUTES)
+            continue;
+        long long cum = 0;
+        for (int k = 0; k < 12; k++)
+            cum += atomic_load(&s->lat_bucket[i][k]);
+        if (cum == 0)
+            continue;
+        const char *label = api_route_label(i < api_route_count() ? i : -1);
+        long long acc = 0;
+        for (int k = 0; k < 12; k++) {
+            acc += atomic_load(&s->lat_bucket[i][k]);
+            line(&b, "redqd_http_request_duration_seconds_bucket{route=\"%s\",le=\"%s\"} %lld\n",
+                 label, le[k], acc);
+        }
+        line(&b, "redqd_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", label,
+             (double)atomic_load(&s->lat_sum_us[i]) * 1e-6);
+        line(&b, "redqd_http_request_duration_seconds_count{route=\"%s\"} %lld\n", label, cum);
+    }
+    long long commits, failures;
+    double secs;
+    rqd_writer_stats(rqd_registry_writer(s->reg), &commits, &secs, &failures);
+    help(&b, "redqd_db_commits_total", "counter", "SQLite write transactions (group commits).");
+    line(&b, "redqd_db_commits_total %lld\n", commits);
+    help(&b, "redqd_db_commit_seconds_total", "counter", "Seconds spent in write transactions.");
+    line(&b, "redqd_db_commit_seconds_total %.6f\n", secs);
+    help(&b, "redqd_db_write_failures_total", "counter", "Failed write transactions.");
+    line(&b, "redqd_db_write_failures_total %lld\n", failures);
+    if (b.data == NULL)
+        return api_problem_status(r, 503, "unavailable", "out of memory");
+    return api_reply_bytes_take(r, 200, "text/plain; version=0.0.4", b.data, b.len);
+}

@@ -1,0 +1,339 @@
+/* api/h_train.c: train, stats, checkpoints, restore, import and the policy file. */
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../storage/store.h"
+#include "internal.h"
+#include "json_in.h"
+
+static void add_num(cJSON *o, const char *k, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, k, v);
+    else
+        cJSON_AddNullToObject(o, k);
+}
+
+static int after_train(api_req *r)
+{
+    int p = api_wake_problem(r);
+    if (p >= 0)
+        return p;
+    if (r->wake_status == 1)
+        return api_problem_status(r, 503, "unavailable", "the updates did not finish within "
+                                  "--sync-timeout; they continue in the background");
+    cJSON *o = cJSON_CreateObject(), *s;
+    cJSON_AddNumberToObject(o, "updates", (double)r->w.updates);
+    s = cJSON_AddObjectToObject(o, "stats");
+    cJSON_AddNumberToObject(s, "update", (double)r->w.updates);
+    add_num(s, "actor_loss", r->w.stats.actor_loss);
+    add_num(s, "critic_loss", r->w.stats.critic_loss);
+    add_num(s, "alpha", r->w.stats.alpha);
+    add_num(s, "alpha_loss", r->w.stats.alpha_loss);
+    add_num(s, "q_mean", r->w.stats.q_mean);
+    add_num(s, "q_std", r->w.stats.q_std);
+    cJSON_AddNumberToObject(s, "train_time", r->w.train_time);
+    return api_reply_json_take(r, 200, o);
+}
+
+int h_train(api_req *r)
+{
+    static const char *const keys[] = {"updates", NULL};
+    rqd_err err = {0};
+    long long k;
+    const cJSON *v;
+    rqd_agent *a = api_agent(r);
+    if (a == NULL)
+        return MHD_YES;
+    cJSON *body = api_body_json(r, &err);
+    if (body == NULL || api_json_keys(body, "", keys, &err) < 0 ||
+        (v = api_json_need(body, "", "updates", &err)) == NULL ||
+        api_json_int(v, "updates", 1, RQD_MAX_TRAIN_UPDATES, &k, &err) < 0) {
+        cJSON_Delete(body);
+        rqd_agent_put(a);
+        return api_problem(r, &err);
+    }
+    cJSON_Delete(body);
+    return api_suspend_wait(r, a, RQD_WAIT_TRAIN, 0, (int)k, after_train);
+}
+
+/* ------------------------------------------------------------------ stats */
+
+static void csv_num(rqd_buf *b, double v, int last)
+{
+    char s[40];
+    int n = isfinite(v) ? snprintf(s, sizeof s, "%.9g", v) : 0;
+    rqd_buf_append(b, s, (size_t)n);
+    rqd_buf_append(b, last ? "\n" : ",", 1);
+}
+
+int h_stats(api_req *r)
+{
+    rqd_err err = {0};
+    store_stats_row *rows = NULL;
+    int n = 0, csv = 0;
+    long long since = 0, limit = 1000;
+    const char *q;
+    char *end;
+    rqd_agent *a = api_agent(r);
+    if (a == NULL)
+        return MHD_YES;
+    if ((q = api_query(r, "since")) && (since = strtoll(q, &end, 10), *q == '\0' || *end || since < 0))
+        rqd_err_set(&err, RQD_EINVAL, "since", "since must be an integer >= 0");
+    if ((q = api_query(r, "limit")) &&
+        (limit = strtoll(q, &end, 10), *q == '\0' || *end || limit < 1 || limit > 100000))
+        rqd_err_set(&err, RQD_EINVAL, "limit", "limit must be an integer in [1, 100000]");
+    if ((q = api_query(r, "format"))) {
+        if (strcmp(q, "csv") == 0)
+            csv = 1;
+        else if (strcmp(q, "json") != 0)
+            rqd_err_set(&err, RQD_EINVAL, "format", "format must be json or csv");
+    }
+    if (err.code == RQD_OK) {
+        store *rd = rqd_reader_get(r->srv->reg, &err);
+        if (rd)
+            store_stats_range(rd, a->id, since, (int)limit, &rows, &n, &err);
+        rqd_reader_put(r->srv->reg, rd);
+    }
+    rqd_agent_put(a);
+    if (err.code)
+        return api_problem(r, &err);
+    if (csv) {
+        rqd_buf b;
+        rqd_buf_init(&b, 0);
+        const char *hdr = "row,update,env_steps,time,actor_loss,critic_loss,alpha,alpha_loss,"
+                          "q_mean,q_std,train_time\n";
+        rqd_buf_append(&b, hdr, strlen(hdr));
+        for (int i = 0; i < n; i++) {
+            char s[80];
+            int len = snprintf(s, sizeof s, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%.3f,",
+                               rows[i].row, rows[i].update, rows[i].env_steps, rows[i].time);
+            rqd_buf_append(&b, s, (size_t)len);
+            csv_num(&b, rows[i].actor_loss, 0);
+            csv_num(&b, rows[i].critic_loss, 0);
+            csv_num(&b, rows[i].alpha, 0);
+            csv_num(&b, rows[i].alpha_loss, 0);
+            csv_num(&b, rows[i].q_mean, 0);
+            csv_num(&b, rows[i].q_std, 0);
+            csv_num(&b, rows[i].train_time, 1);
+        }
+        free(rows);
+        if (b.data == NULL)
+            return api_problem_status(r, 503, "unavailable", "out of memory");
+        return api_reply_bytes_take(r, 200, "text/csv", b.data, b.len);
+    }
+    cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "rows");
+    for (int i = 0; i < n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "row", (double)rows[i].row);
+        cJSON_AddNumberToObject(e, "update", (double)rows[i].update);
+        cJSON_AddNumberToObject(e, "env_steps", (double)rows[i].env_steps);
+        cJSON_AddNumberToObject(e, "time", rows[i].time);
+        add_num(e, "actor_loss", rows[i].actor_loss);
+        add_num(e, "critic_loss", rows[i].critic_loss);
+        add_num(e, "alpha", rows[i].alpha);
+        add_num(e, "alpha_loss", rows[i].alpha_loss);
+        add_num(e, "q_mean", rows[i].q_mean);
+        add_num(e, "q_std", rows[i].q_std);
+        add_num(e, "train_time", rows[i].train_time);
+        cJSON_AddItemToArray(arr, e);
+    }
+    free(rows);
+    return api_reply_json_take(r, 200, o);
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+static cJSON *ckpt_json(const store_ckpt_info *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)c->id);
+    cJSON_AddNumberToObject(o, "updates", (double)c->updates);
+    cJSON_AddNumberToObject(o, "env_steps", (double)c->env_steps);
+    cJSON_AddStringToObject(o, "created_at", c->created_at);
+    cJSON_AddNumberToObject(o, "bytes", (double)c->bytes);
+    cJSON_AddBoolToObject(o, "automatic", c->automatic);
+    cJSON_AddNumberToObject(o, "policy_version", (double)c->policy_version);
+    return o;
+}
+
+/* {id} as a checkpoint id, or -1 after answering 400. */
+static int64_t ckpt_id(api_req *r)
+{
+    char *end;
+    long long id = strtoll(r->id, &end, 10);
+    if (r->id[0] == '\0' || *end || id < 0) {
+        api_problem_status(r, 400, "invalid_argument", "the checkpoint id must be an integer >= 0");
+        return -1;
+    }
+    return id;
+}
+
+int h_ckpt_create(api_req *r)
+{
+    rqd_err err = {0};
+    store_ckpt_info info;
+    rqd_agent *a = api_agent(r);
+    if (a == NULL)
+        return MHD_YES;
+    if (r->body.len > 0) { /* a POST with no fields takes an empty body or {} */
+        static const char *const none[] = {NULL};
+        cJSON *b = api_body_json(r, &err);
+        int bad = b == NULL || api_json_keys(b, "", none, &err) < 0;
+        cJSON_Delete(b);
+        if (bad) {
+            rqd_agent_put(a);
+            return api_problem(r, &err);
+        }
+    }
+    int rc = rqd_ckpt_create(a, 0, &info, &err);
+    rqd_agent_put(a);
+    return rc < 0 ? api_problem(r, &err) : api_reply_json_take(r, 201, ckpt_json(&info));
+}
+
+int h_ckpt_list(api_req *r)
+{
+    rqd_err err = {0};
+    store_ckpt_info *rows = NULL;
+    int n = 0;
+    rqd_agent *a = api_agent(r);
+    if (a == NULL)
+        return MHD_YES;
+    store *rd = rqd_reader_get(r->srv->reg, &err);
+    int rc = rd ? store_ckpt_list(rd, a->id, &rows, &n, &err) : RQD_EIO;
+    rqd_reader_put(r->srv->reg, rd);
+    rqd_agent_put(a);
+    if (rc < 0)
+        return api_problem(r, &err);
+    cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "checkpoints");
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, ckpt_json(&rows[i]));
+    free(rows);
+    return api_reply_json_take(r, 200, o);
+}
+
+int h_ckpt_get(api_req *r)
+{
+    rqd_err err = {0};
+    void *data = NULL;
+    size_t len = 0;
+    int with_buffer = 0;
+    const char *q = api_query(r, "with_buffer");
+    if (q && strcmp(q, "true") != 0 && strcmp(q, "false") != 0)
+        return api_problem_status(r, 400, "invalid_argument", "with_buffer must be true or false");
+    with_buffer = q && strcmp(q, "true") == 0;
+    int64_t id = ckpt_id(r);
+    if (id < 0)
+        return MHD_YES;
+    rqd_agent *a = api_agent(r);
+    if (a == NULL)
+        return MHD_YES;
+    int rc = rqd_ckpt_download(a, id, with_buffer, &data, &len, &err);
+    rqd_agent_put(a);
+    if (rc < 0)
+        return api_problem(r, &err);
+    return api_reply_bytes_take(r, 200, "application/octet-stream", data, len);
+}
+
+int h_ckpt_delete(api_req *r)
+{
+    rqd_err err = {0};
+    int64_t id = ckpt_id(r);
+    if (id < 0)
+        return MHD_YES;
+    rqd_agent *a = api_agent(r);
+    if (a == NULL)
+        return MHD_YES;
+    int rc = rqd_ckpt_delete(a, id, &err);
+    rqd_agent_put(a);
+    return rc < 0 ? api_problem(r, &err) : api_reply_empty(r, 204);
+}
+
+int h_restore(api_req *r)
+{
+    static const char *const keys[] = {"checkpoint", NULL};
+    rqd_err err = {0};
+    long long id;
+    const cJSON *v;
+    rqd_agent *a = api_agent(r);
+    if (a == NULL)
+        return MHD_YES;
+    cJSON *body = api_body_json(r, &err);
+    int rc = body == NULL || api_json_keys(body, "", keys, &err) < 0 ||
+                     (v = api_json_need(body, "", "checkpoint", &err)) == NULL ||
+                     api_json_int(v, "checkpoint", 0, INT64_MAX / 2, &id, &err) < 0
+                 ? RQD_EINVAL
+                 : rqd_ckpt_restore(a, id, &err);
+    cJSON_Delete(body);
+    if (rc < 0) {
+        rqd_agent_put(a);
+        return api_problem(r, &err);
+    }
+    cJSON *o = api_agent_json(a);
+    rqd_agent_put(a);
+    return api_reply_json_take(r, 200, o);
+}
+
+int h_import(api_req *r)
+{
+    rqd_err err = {0};
+    rqd_agent *a = NULL;
+    if (!api_valid_name(r->name))
+        return api_problem_status(r, 400, "invalid_argument",
+                                  "name must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$");
+    if (rqd_ckpt_import(r->srv->reg, r->name, r->body.data ? (void *)r->body.data : "", r->body.len,
+                        &a, &err) < 0)
+        return api_problem(r, &err);
+    cJSON *o = api_agent_json(a);
+    rqd_agent_put(a);
+    return api_reply_json_take(r, 201, o);
+}
+
+/* ------------------------------------------------------------------ policy */
+
+int h_policy(api_req *r)
+{
+    rqd_err err = {0};
+    rqd_buf b;
+    char etag[40];
+    const char *q = api_query(r, "format");
+    if (q && strcmp(q, "safetensors") != 0)
+        return api_problem_status(r, 400, "invalid_argument", "format must be safetensors");
+    rqd_agent *a = api_agent(r);
+    if (a == NULL)
+        return MHD_YES;
+    redq_policy *p = redq_agent_policy(a->core);
+    rqd_agent_put(a);
+    snprintf(etag, sizeof etag, "\"%lld\"", redq_policy_version(p));
+    const char *inm = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "If-None-Match");
+    if (inm && strcmp(inm, etag) == 0) {
+        redq_policy_release(p);
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+        int ret = MHD_queue_response(r->conn, 304, resp);
+        MHD_destroy_response(resp);
+        r->answered = 1;
+        r->status = 304;
+        return ret;
+    }
+    rqd_buf_init(&b, 0);
+    int rc = redq_policy_safetensors(p, &b, &err);
+    redq_policy_release(p);
+    if (rc < 0) {
+        rqd_buf_free(&b);
+        return api_problem(r, &err);
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+    int ret = MHD_queue_response(r->conn, 200, resp);
+    MHD_destroy_response(resp);
+    r->answered = 1;
+    r->status = 200;
+    return ret;
+}

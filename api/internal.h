@@ -1,0 +1,129 @@
+/* api/internal.h: the request context and the helpers every handler uses. */
+#ifndef API_INTERNAL_H
+#define API_INTERNAL_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "../common/rqd_buf.h"
+#include "api.h"
+
+typedef struct cJSON cJSON;
+typedef struct api_req api_req;
+
+enum { BODY_NONE = 0, BODY_JSON = 1, BODY_OCTETS = 2 };
+
+typedef struct {
+    const char *method;
+    const char *pattern;  /* segments; {name} and {id} capture */
+    int (*handler)(api_req *r);
+    int body;
+    int open;             /* no token needed */
+} api_route;
+
+/* Route index ranges for metrics: one slot per route plus "unmatched". */
+#define API_MAX_ROUTES 32
+
+struct api_server {
+    struct MHD_Daemon *mhd;
+    rqd_registry *reg;
+    api_opts o;
+    char token[256];
+    int have_token;
+    pthread_mutex_t token_mu;
+    atomic_int stopping;
+    atomic_int suspended;       /* connections currently suspended */
+    double started;             /* monotonic seconds */
+    /* metrics: requests by route and status class, latency histogram */
+    atomic_llong req_count[API_MAX_ROUTES + 1][6];
+    atomic_llong lat_bucket[API_MAX_ROUTES + 1][12];
+    atomic_llong lat_sum_us[API_MAX_ROUTES + 1];
+};
+
+struct api_req {
+    api_server *srv;
+    struct MHD_Connection *conn;
+    const api_route *route;
+    int route_index;
+    char method[8];
+    char path[256];
+    char name[80];              /* {name} */
+    char id[80];                /* {id} */
+    int is_head;
+    rqd_buf body;
+    int body_error;             /* RQD_ETOOBIG once the body passed the cap */
+    int answered;
+    unsigned status;
+    double t0;
+
+    /* A suspended request (sync posts, train calls). */
+    rqd_waiter w;
+    rqd_agent *agent;           /* referenced while suspended */
+    int waiting;                /* suspended, waiting for wake */
+    int woke;                   /* the waiter fired: wake_status holds its status */
+    int wake_status;
+    rqd_err wake_err;           /* why the wait was refused (wake_status < 0) */
+    int (*after_wake)(api_req *r); /* builds the answer once resumed */
+    char *answer;               /* prepared JSON answer (sync posts) */
+};
+
+/* ---- responses: each queues the answer and returns the MHD result ---- */
+int api_reply_json_take(api_req *r, unsigned status, cJSON *obj);      /* takes obj */
+int api_reply_text(api_req *r, unsigned status, const char *ctype, const char *text);
+int api_reply_bytes_take(api_req *r, unsigned status, const char *ctype, void *data, size_t len);
+int api_reply_empty(api_req *r, unsigned status);
+int api_problem(api_req *r, const rqd_err *e);
+int api_problem_status(api_req *r, unsigned status, const char *code, const char *detail);
+
+/* ---- input ---- */
+/* The body as strict JSON (object unless any_type), or NULL with err filled. */
+cJSON *api_body_json(api_req *r, rqd_err *err);
+const char *api_query(api_req *r, const char *key);
+
+/* ---- suspension (api/suspend.c) ---- */
+/* Suspends r and registers its waiter on a; after_wake(r) answers once it fires. */
+int api_suspend_wait(api_req *r, rqd_agent *a, int kind, double target, int k,
+                     int (*after_wake)(api_req *r));
+
+/* After a wake: answers the problem for a refused, conflicting or cancelled wait and
+ * returns its MHD result, or returns -1 when the wait succeeded (0) or timed out (1). */
+int api_wake_problem(api_req *r);
+
+/* ---- routes and handlers ---- */
+const api_route *api_route_match(const char *method, const char *path, api_req *r,
+                                 int *path_known, char *allow, size_t allow_len, int *index);
+int api_route_count(void);
+const char *api_route_label(int index);
+
+int h_health(api_req *r);
+int h_metrics(api_req *r);
+int h_openapi(api_req *r);
+int h_dashboard(api_req *r);
+int h_agents_create(api_req *r);
+int h_agents_list(api_req *r);
+int h_agents_get(api_req *r);
+int h_agents_patch(api_req *r);
+int h_agents_delete(api_req *r);
+int h_act(api_req *r);
+int h_transitions(api_req *r);
+int h_episode_start(api_req *r);
+int h_episode_step(api_req *r);
+int h_episode_delete(api_req *r);
+int h_episode_list(api_req *r);
+int h_train(api_req *r);
+int h_stats(api_req *r);
+int h_ckpt_create(api_req *r);
+int h_ckpt_list(api_req *r);
+int h_ckpt_get(api_req *r);
+int h_ckpt_delete(api_req *r);
+int h_restore(api_req *r);
+int h_import(api_req *r);
+int h_policy(api_req *r);
+
+/* The agent named in the path (referenced), or NULL after answering 404. */
+rqd_agent *api_agent(api_req *r);
+/* The agent as GET /v1/agents/{name} shows it. */
+cJSON *api_agent_json(rqd_agent *a);
+
+#endif

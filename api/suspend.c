@@ -1,0 +1,58 @@
+/* api/suspend.c: requests that wait for training (sync-mode posts and episode steps,
+ * train calls) are suspended, never blocked (STYLE R10). Each registers a waiter on its
+ * agent; the waiter fires when the updates are done, when its deadline passes (the
+ * loop's timer), when the agent is deleted or restored, or at shutdown
+ * (api_resume_all), and resumes the connection. s->suspended counts them so that
+ * shutdown can wait for none to be left before MHD_stop_daemon. */
+#include "../daemon/log.h"
+#include "internal.h"
+
+static void on_wake(rqd_waiter *w, int status)
+{
+    api_req *r = w->ctx;
+    r->wake_status = status;
+    r->woke = 1;
+    MHD_resume_connection(r->conn);
+    atomic_fetch_sub(&r->srv->suspended, 1);
+}
+
+int api_suspend_wait(api_req *r, rqd_agent *a, int kind, double target, int k,
+                     int (*after_wake)(api_req *r))
+{
+    rqd_err err = {0};
+    if (atomic_load(&r->srv->stopping))
+        return api_problem_status(r, 503, "unavailable", "the daemon is shutting down");
+    r->agent = a; /* the caller's reference, released in on_completed */
+    r->after_wake = after_wake;
+    r->w.cb = on_wake;
+    r->w.ctx = r;
+    r->waiting = 1;
+    r->woke = 0;
+    atomic_fetch_add(&r->srv->suspended, 1);
+    MHD_suspend_connection(r->conn);
+    int rc = rqd_agent_wait(a, &r->w, kind, target, k, r->srv->o.sync_timeout, &err);
+    if (rc == 1)
+        return MHD_YES;
+    /* Not registered: already satisfied (0) or refused; answer on the resumed call. */
+    r->wake_err = err;
+    on_wake(&r->w, rc);
+    return MHD_YES;
+}
+
+int api_wake_problem(api_req *r)
+{
+    switch (r->wake_status) {
+    case 0:
+    case 1:
+        return -1;
+    case RQD_EUNAVAIL:
+        return api_problem_status(r, 503, "unavailable", "the daemon is shutting down");
+    case RQD_ECONFLICT:
+        if (r->wake_err.code)
+            return api_problem(r, &r->wake_err);
+        return api_problem_status(r, 409, "conflict",
+                                  "the agent was deleted while this request waited");
+    default:
+        return api_problem(r, &r->wake_err);
+    }
+}

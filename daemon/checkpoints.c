@@ -1,0 +1,339 @@
+/* daemon/checkpoints.c: checkpoints of agents: automatic (every checkpoint_every updates,
+ * at shutdown, at restore and import) and on request; download with or without the
+ * replay buffer; restore; import under a new name; and the policy_version lease that
+ * keeps versions unique across crashes (API.md "Training, stats, checkpoints"). */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+
+typedef struct {
+    int64_t agent;
+    int64_t v;
+} lease_job;
+
+static int do_lease(store *s, void *arg, rqd_err *err)
+{
+    lease_job *j = arg;
+    return store_agent_bump_policy(s, j->agent, j->v, err);
+}
+
+void rqd__policy_lease(rqd_agent *a)
+{
+    redq_info info;
+    redq_agent_info(a->core, &info);
+    if (info.policy_version + 1 < a->policy_lease)
+        return;
+    /* Durable before the version can be published: waited for, under a->mu. */
+    lease_job j = {a->id, info.policy_version + RQD_POLICY_LEASE};
+    rqd_err err = {0};
+    if (rqd_writer_run(a->reg->writer, do_lease, &j, &err) == RQD_OK)
+        a->policy_lease = j.v;
+    else
+        LOG(LOG_ERR, "agent %s: cannot extend the policy_version lease: %s", a->name, err.msg);
+}
+
+int rqd__ckpt_blob(rqd_agent *a, int automatic, rqd_buf *out, store_ckpt_info *info,
+                   rqd_err *err)
+{
+    redq_info ri;
+    int rc = redq_agent_save(a->core, 0, out, err);
+    if (rc < 0)
+        return rc;
+    redq_agent_info(a->core, &ri);
+    memset(info, 0, sizeof *info);
+    info->updates = ri.updates;
+    info->env_steps = ri.env_steps;
+    info->policy_version = ri.policy_version;
+    info->pending_updates = a->pending;
+    info->automatic = automatic;
+    info->bytes = (int64_t)out->len;
+    rqd__now_rfc3339(info->created_at);
+    return RQD_OK;
+}
+
+typedef struct {
+    int64_t agent;
+    store_ckpt_info info;
+    rqd_buf blob;
+    int keep;
+    int64_t id;
+    char name[72];
+} ckpt_job;
+
+static int do_ckpt(store *s, void *arg, rqd_err *err)
+{
+    ckpt_job *j = arg;
+    return store_ckpt_insert(s, j->agent, &j->info, j->blob.data, j->blob.len, j->keep, &j->id, err);
+}
+
+static void free_ckpt_job(void *arg)
+{
+    ckpt_job *j = arg;
+    rqd_buf_free(&j->blob);
+    free(j);
+}
+
+static int do_ckpt_logged(store *s, void *arg, rqd_err *err)
+{
+    ckpt_job *j = arg;
+    int rc = do_ckpt(s, arg, err);
+    if (rc < 0)
+        LOG(LOG_ERR, "agent %s: automatic checkpoint failed: %s", j->name, err->msg);
+    return rc;
+}
+
+void rqd__ckpt_auto(rqd_agent *a)
+{
+    ckpt_job *j = calloc(1, sizeof *j);
+    rqd_err err = {0};
+    if (j == NULL)
+        return;
+    rqd_buf_init(&j->blob, 0);
+    j->agent = a->id;
+    j->keep = redq_agent_config(a->core)->keep_checkpoints;
+    snprintf(j->name, sizeof j->name, "%s", a->name);
+    if (rqd__ckpt_blob(a, 1, &j->blob, &j->info, &err) < 0) {
+        LOG(LOG_ERR, "agent %s: automatic checkpoint failed: %s", a->name, err.msg);
+        free_ckpt_job(j);
+        return;
+    }
+    a->last_auto_ckpt = j->info.updates;
+    a->have_ckpt = 1;
+    a->last_ckpt = j->info;
+    a->last_ckpt.id = -1; /* known once the writer has run; GET shows the stored one */
+    rqd_writer_post(a->reg->writer, do_ckpt_logged, j, free_ckpt_job);
+}
+
+int rqd_ckpt_create(rqd_agent *a, int automatic, store_ckpt_info *info, rqd_err *err)
+{
+    ckpt_job j = {0};
+    int rc;
+    rqd_buf_init(&j.blob, 0);
+    pthread_mutex_lock(&a->mu);
+    j.agent = a->id;
+    j.keep = redq_agent_config(a->core)->keep_checkpoints;
+    rc = rqd__ckpt_blob(a, automatic, &j.blob, &j.info, err);
+    pthread_mutex_unlock(&a->mu);
+    if (rc == RQD_OK)
+        rc = rqd_writer_run(a->reg->writer, do_ckpt, &j, err);
+    if (rc == RQD_OK) {
+        j.info.id = j.id;
+        *info = j.info;
+        pthread_mutex_lock(&a->mu);
+        if (automatic)
+            a->last_auto_ckpt = j.info.updates;
+        a->have_ckpt = 1;
+        a->last_ckpt = j.info;
+        pthread_mutex_unlock(&a->mu);
+    }
+    rqd_buf_free(&j.blob);
+    return rc;
+}
+
+/* A stored checkpoint's blob and metadata through a read connection. */
+static int fetch(rqd_agent *a, int64_t id, store_ckpt_info *info, void **blob, size_t *len,
+                 rqd_err *err)
+{
+    store *rd = rqd_reader_get(a->reg, err);
+    if (rd == NULL)
+        return err->code ? err->code : RQD_EIO;
+    int rc = store_ckpt_get(rd, a->id, id, info, blob, len, err);
+    rqd_reader_put(a->reg, rd);
+    if (rc == RQD_ENOTFOUND)
+        rqd_err_set(err, rc, "id", "agent '%s' has no checkpoint %lld", a->name, (long long)id);
+    return rc;
+}
+
+int rqd_ckpt_download(rqd_agent *a, int64_t id, int with_buffer, void **data, size_t *len,
+                      rqd_err *err)
+{
+    store_ckpt_info info;
+    redq_agent *tmp = NULL;
+    rqd_buf out;
+    int rc = fetch(a, id, &info, data, len, err);
+    if (rc < 0 || !with_buffer)
+        return rc;
+    /* The checkpoint's learner with the buffer and env_steps of now (API.md). */
+    rc = redq_agent_load(*data, *len, &tmp, err);
+    free(*data);
+    *data = NULL;
+    if (rc < 0)
+        return rc;
+    rqd_buf_init(&out, 0);
+    pthread_mutex_lock(&a->mu);
+    redq_info ri;
+    redq_agent_info(a->core, &ri);
+    if ((rc = redq_agent_swap_buffer(tmp, a->core, err)) == RQD_OK) {
+        redq_agent_set_env_steps(tmp, ri.env_steps);
+        rc = redq_agent_save(tmp, 1, &out, err);
+        redq_agent_swap_buffer(tmp, a->core, err);
+    }
+    pthread_mutex_unlock(&a->mu);
+    redq_agent_free(tmp);
+    if (rc < 0) {
+        rqd_buf_free(&out);
+        return rc;
+    }
+    *data = out.data;
+    *len = out.len;
+    return RQD_OK;
+}
+
+typedef struct {
+    int64_t agent, id;
+} del_job;
+
+static int do_del(store *s, void *arg, rqd_err *err)
+{
+    del_job *j = arg;
+    return store_ckpt_delete(s, j->agent, j->id, err);
+}
+
+int rqd_ckpt_delete(rqd_agent *a, int64_t id, rqd_err *err)
+{
+    del_job j = {a->id, id};
+    int rc = rqd_writer_run(a->reg->writer, do_del, &j, err);
+    if (rc == RQD_ENOTFOUND)
+        rqd_err_set(err, rc, "id", "agent '%s' has no checkpoint %lld", a->name, (long long)id);
+    return rc;
+}
+
+int rqd_ckpt_restore(rqd_agent *a, int64_t id, rqd_err *err)
+{
+    store_ckpt_info info;
+    redq_agent *core = NULL;
+    void *blob = NULL;
+    size_t len;
+    rqd_waiter *wake = NULL;
+    int rc = fetch(a, id, &info, &blob, &len, err);
+    if (rc < 0)
+        return rc;
+    rc = redq_agent_load(blob, len, &core, err);
+    free(blob);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&a->ingest_mu);
+    pthread_mutex_lock(&a->mu); /* waits for the chunk in progress, then swaps at once */
+    redq_info now;
+    redq_agent_info(a->core, &now);
+    rc = redq_agent_set_config(core, redq_agent_config(a->core), err);
+    if (rc == RQD_OK)
+        rc = redq_agent_swap_buffer(core, a->core, err);
+    if (rc == RQD_OK) {
+        redq_agent_set_env_steps(core, now.env_steps);
+        redq_agent_set_policy_version(core, now.policy_version + 1);
+        redq_agent *old = a->core;
+        a->core = core;
+        core = old;
+        a->pending = 0;
+        a->done_total = a->owed_total;
+        a->manual_done = a->manual_total; /* train calls in flight end now */
+        a->manual_pending = 0;
+        wake = rqd__take_ready(a);
+        rqd__policy_lease(a);
+    }
+    pthread_mutex_unlock(&a->mu);
+    pthread_mutex_unlock(&a->ingest_mu);
+    redq_agent_free(core);
+    rqd__call_waiters(wake, 0);
+    if (rc < 0)
+        return rc;
+    store_ckpt_info rec; /* durable on the answer: recorded as an automatic checkpoint */
+    rc = rqd_ckpt_create(a, 1, &rec, err);
+    if (rc == RQD_OK)
+        LOG(LOG_INFO, "agent %s: restored checkpoint %lld (updates %lld)", a->name,
+            (long long)id, (long long)info.updates);
+    return rc;
+}
+
+typedef struct {
+    const char *name;
+    int S, A;
+    const float *low, *high;
+    const char *config;
+    ckpt_job ck;
+    const void *data;
+    size_t len;
+} import_job;
+
+static int do_import(store *s, void *arg, rqd_err *err)
+{
+    import_job *j = arg;
+    int rc = store_agent_insert(s, j->name, j->S, j->A, j->low, j->high, j->config, &j->ck.agent,
+                                err);
+    if (rc == RQD_OK)
+        rc = store_agent_bump_policy(s, j->ck.agent, j->ck.info.policy_version + RQD_POLICY_LEASE,
+                                     err);
+    /* Recorded as the agent's first checkpoint, kept like a manual one: with the buffer
+     * it came with, it is the base that a restart rebuilds the buffer from. */
+    if (rc == RQD_OK)
+        rc = store_ckpt_insert(s, j->ck.agent, &j->ck.info, j->data, j->len, 1 << 30, &j->ck.id,
+                               err);
+    return rc;
+}
+
+int rqd_ckpt_import(rqd_registry *r, const char *name, const void *data, size_t len,
+                    rqd_agent **out, rqd_err *err)
+{
+    redq_agent *core = NULL;
+    char *cfg = NULL, now[32];
+    cJSON *cj = NULL;
+    int rc;
+
+    if (rqd_registry_count(r) >= r->max_agents)
+        return rqd_err_set(err, RQD_EINVAL, "name", "this daemon already hosts %d agents, its "
+                           "limit (--max-agents)", r->max_agents);
+    rqd_agent *dup = rqd_agent_find(r, name);
+    if (dup) {
+        rqd_agent_put(dup);
+        return rqd_err_set(err, RQD_EEXIST, "name", "agent '%s' already exists", name);
+    }
+    if ((rc = redq_agent_load(data, len, &core, err)) < 0)
+        return rc;
+    redq_info ri;
+    redq_agent_info(core, &ri);
+    redq_agent_set_policy_version(core, ri.policy_version + 1);
+    if ((cj = redq_config_to_json(redq_agent_config(core))) == NULL ||
+        (cfg = cJSON_PrintUnformatted(cj)) == NULL) {
+        rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+        goto out;
+    }
+    import_job j = {name, redq_agent_obs_dim(core), redq_agent_act_dim(core),
+                    redq_agent_low(core), redq_agent_high(core), cfg, {0}, data, len};
+    j.ck.info.updates = ri.updates;
+    j.ck.info.env_steps = ri.env_steps;
+    j.ck.info.policy_version = ri.policy_version + 1;
+    j.ck.info.automatic = 0;
+    j.ck.info.bytes = (int64_t)len;
+    rqd__now_rfc3339(j.ck.info.created_at);
+    if ((rc = rqd_writer_run(r->writer, do_import, &j, err)) < 0)
+        goto out;
+    rqd_agent *a = rqd__agent_wrap(r, j.ck.agent, name, core, j.ck.info.created_at);
+    if (a == NULL) {
+        rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+        goto out;
+    }
+    core = NULL;
+    a->policy_lease = j.ck.info.policy_version + RQD_POLICY_LEASE;
+    a->have_ckpt = 1;
+    a->last_ckpt = j.ck.info;
+    a->last_ckpt.id = j.ck.id;
+    if ((rc = rqd__table_insert(r, a, err)) < 0) {
+        rqd__agent_destroy(a);
+        goto out;
+    }
+    atomic_fetch_add(&a->refs, 1);
+    *out = a;
+    rqd__now_rfc3339(now);
+    LOG(LOG_INFO, "agent %s: imported (updates %lld, env_steps %lld, buffer %lld)", name,
+        ri.updates, ri.env_steps, ri.buffer_len);
+out:
+    redq_agent_free(core);
+    cJSON_Delete(cj);
+    free(cfg);
+    return rc;
+}

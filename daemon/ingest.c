@@ -1,0 +1,364 @@
+/* daemon/ingest.c: data in and actions out: act, transitions posts (durable on return,
+ * batch_id idempotency, back-pressure) and the episodes API, which forms transitions
+ * from one call per environment step. THREADS: registry.h (ingest_mu, act_mu). */
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "log.h"
+
+int rqd_agent_act(rqd_agent *a, const float *obs, int n, int mode, float *out,
+                  long long *version, rqd_err *err)
+{
+    pthread_mutex_lock(&a->act_mu);
+    redq_policy *p = redq_agent_policy(a->core);
+    *version = redq_policy_version(p);
+    int rc = redq_agent_act(a->core, obs, n, mode, out, err);
+    redq_policy_release(p);
+    pthread_mutex_unlock(&a->act_mu);
+    return rc;
+}
+
+/* Under a->mu: what n more transitions would owe, and the back-pressure verdict. */
+static int admit(rqd_agent *a, int n, double *owed, rqd_err *err)
+{
+    const redq_config *c = redq_agent_config(a->core);
+    redq_info info;
+    redq_agent_info(a->core, &info);
+    double o = 0.0;
+    for (int i = 1; i <= n; i++)
+        o += rqd__owed(c, info.env_steps + i);
+    if (a->deleted)
+        return rqd_err_set(err, RQD_ENOTFOUND, "name", "agent '%s' was deleted", a->name);
+    if (o > c->max_pending_updates)
+        return rqd_err_set(err, RQD_EINVAL, "transitions",
+                           "%d transitions owe %g updates, more than max_pending_updates %g; "
+                           "post fewer at a time", n, o, c->max_pending_updates);
+    if (a->pending + o > c->max_pending_updates)
+        return rqd_err_set(err, RQD_EBUSY, "", "%g updates are pending; this post would pass "
+                           "max_pending_updates %g", a->pending, c->max_pending_updates);
+    *owed = o;
+    return RQD_OK;
+}
+
+/* Under a->mu, after the commit: feeds the learner and counts what is owed. */
+static int feed(rqd_agent *a, const store_transition *t, int n, double owed,
+                double *wait_target, rqd_err *err)
+{
+    for (int i = 0; i < n; i++) {
+        redq_transition tr = {t[i].obs, t[i].action, t[i].reward, t[i].next_obs,
+                              t[i].terminated, t[i].truncated, t[i].env_id};
+        int rc = redq_agent_add(a->core, &tr, 1, err);
+        if (rc < 0) /* stored but not learnt from: a restart replays it */
+            return rc;
+    }
+    a->pending += owed;
+    a->owed_total += owed;
+    *wait_target = redq_agent_config(a->core)->training == REDQ_TRAIN_SYNC && owed > 0
+                       ? a->owed_total : -1.0;
+    return RQD_OK;
+}
+
+typedef struct {
+    int64_t agent;
+    int64_t first_seq;
+    const store_transition *t;
+    int n, S, A;
+    const char *batch_id;
+    const char *answer;
+    const store_episode_row *episode; /* also written, when not NULL */
+} ingest_job;
+
+static int do_ingest(store *s, void *arg, rqd_err *err)
+{
+    ingest_job *j = arg;
+    int rc = RQD_OK;
+    if (j->n > 0)
+        rc = store_transitions_append(s, j->agent, j->first_seq, j->t, j->n, j->S, j->A, err);
+    if (rc == RQD_OK && j->batch_id)
+        rc = store_batch_put(s, j->agent, j->batch_id, j->answer, err);
+    if (rc == RQD_OK && j->episode)
+        rc = store_episode_put(s, j->agent, j->episode, j->S, j->A, err);
+    return rc;
+}
+
+static char *answer_json(int n, long long env_steps, double pending)
+{
+    cJSON *o = cJSON_CreateObject();
+    char *s = NULL;
+    if (o && cJSON_AddNumberToObject(o, "accepted", n) &&
+        cJSON_AddNumberToObject(o, "env_steps", (double)env_steps) &&
+        cJSON_AddNumberToObject(o, "pending_updates", pending))
+        s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch_id,
+               char **answer, double *wait_target, rqd_err *err)
+{
+    double owed = 0;
+    char *text = NULL;
+    int rc;
+
+    *answer = NULL;
+    *wait_target = -1.0;
+    pthread_mutex_lock(&a->ingest_mu);
+    if (batch_id) { /* API.md: a known batch_id answers as the first post did */
+        store *rd = rqd_reader_get(a->reg, err);
+        if (rd == NULL) {
+            rc = err->code ? err->code : RQD_EIO;
+            goto out;
+        }
+        rc = store_batch_get(rd, a->id, batch_id, answer, err);
+        rqd_reader_put(a->reg, rd);
+        if (rc < 0 || *answer)
+            goto out;
+    }
+    pthread_mutex_lock(&a->mu);
+    redq_info info;
+    redq_agent_info(a->core, &info);
+    rc = admit(a, n, &owed, err);
+    double pending_after = a->pending + owed;
+    pthread_mutex_unlock(&a->mu);
+    if (rc < 0)
+        goto out;
+    if ((text = answer_json(n, info.env_steps + n, pending_after)) == NULL) {
+        rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+        goto out;
+    }
+    ingest_job j = {a->id, info.env_steps + 1, t, n, a->S, a->A, batch_id, text, NULL};
+    if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) < 0)
+        goto out;
+    pthread_mutex_lock(&a->mu);
+    rc = feed(a, t, n, owed, wait_target, err);
+    pthread_mutex_unlock(&a->mu);
+    *answer = text;
+    text = NULL;
+out:
+    pthread_mutex_unlock(&a->ingest_mu);
+    free(text);
+    if (rc == RQD_OK)
+        rqd_sched_kick(a);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ episodes */
+
+static void new_episode_id(char out[40])
+{
+    unsigned char b[12];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, b, sizeof b) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (got != (ssize_t)sizeof b) { /* fall back to time and address entropy */
+        uint64_t x = (uint64_t)rqd__mono() * 1000003u ^ (uint64_t)(uintptr_t)out;
+        memcpy(b, &x, 8);
+        memset(b + 8, 0, 4);
+    }
+    for (int i = 0; i < 12; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+static rqd_episode **find_episode(rqd_agent *a, const char *id)
+{
+    rqd_episode **pp = &a->episodes;
+    while (*pp && strcmp((*pp)->id, id) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static void episode_row(const rqd_agent *a, const rqd_episode *e, const char *ended_at,
+                        int abandoned, store_episode_row *row)
+{
+    memset(row, 0, sizeof *row);
+    snprintf(row->id, sizeof row->id, "%s", e->id);
+    row->mode = e->mode;
+    row->ret = e->ret;
+    row->length = e->length;
+    snprintf(row->started_at, sizeof row->started_at, "%s", e->started_at);
+    snprintf(row->ended_at, sizeof row->ended_at, "%s", ended_at ? ended_at : "");
+    row->abandoned = abandoned;
+    row->last_obs = e->last_obs;
+    row->last_action = e->last_action;
+    (void)a;
+}
+
+int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40], float *action,
+                      rqd_err *err)
+{
+    long long version;
+    int rc;
+    rqd_episode *e = calloc(1, sizeof *e);
+    float *mem = malloc(sizeof(float) * (size_t)(a->S + a->A));
+
+    if (e == NULL || mem == NULL) {
+        free(e);
+        free(mem);
+        return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+    }
+    e->last_obs = mem;
+    e->last_action = mem + a->S;
+    e->mode = mode == REDQ_EVAL ? STORE_EP_EVAL : STORE_EP_EXPLORE;
+    new_episode_id(e->id);
+    rqd__now_rfc3339(e->started_at);
+    memcpy(e->last_obs, obs, sizeof(float) * (size_t)a->S);
+    pthread_mutex_lock(&a->ingest_mu);
+    pthread_mutex_lock(&a->mu);
+    rc = a->n_open >= RQD_MAX_OPEN_EPISODES
+             ? rqd_err_set(err, RQD_EINVAL, "obs", "agent '%s' has %d open episodes, the limit",
+                           a->name, RQD_MAX_OPEN_EPISODES)
+             : RQD_OK;
+    pthread_mutex_unlock(&a->mu);
+    if (rc == RQD_OK)
+        rc = rqd_agent_act(a, obs, 1, mode, e->last_action, &version, err);
+    if (rc == RQD_OK) {
+        store_episode_row row;
+        episode_row(a, e, NULL, 0, &row);
+        ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row};
+        rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err);
+    }
+    if (rc == RQD_OK) {
+        pthread_mutex_lock(&a->mu);
+        e->next = a->episodes;
+        a->episodes = e;
+        a->n_open++;
+        pthread_mutex_unlock(&a->mu);
+        memcpy(action, e->last_action, sizeof(float) * (size_t)a->A);
+        snprintf(id_out, 40, "%s", e->id);
+        e = NULL;
+    }
+    pthread_mutex_unlock(&a->ingest_mu);
+    if (e) {
+        free(e->last_obs);
+        free(e);
+    }
+    return rc;
+}
+
+/* Answers 404 for an id never seen and 409 for an ended or abandoned one. */
+static int missing_episode(rqd_agent *a, const char *id, rqd_err *err)
+{
+    store_episode_row *rows = NULL;
+    int n = 0, found = 0;
+    store *rd = rqd_reader_get(a->reg, err);
+    if (rd && store_episode_list(rd, a->id, 1 << 30, a->S, a->A, &rows, &n, err) == RQD_OK)
+        for (int i = 0; i < n && !found; i++)
+            found = strcmp(rows[i].id, id) == 0;
+    store_episode_rows_free(rows, n);
+    rqd_reader_put(a->reg, rd);
+    if (found)
+        return rqd_err_set(err, RQD_ECONFLICT, "episode_id", "episode %s has ended", id);
+    return rqd_err_set(err, RQD_ENOTFOUND, "episode_id", "no episode %s", id);
+}
+
+int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *obs, int terminated,
+                     int truncated, int *done, double *ret, long long *length, float *action,
+                     double *wait_target, rqd_err *err)
+{
+    double owed = 0.0;
+    long long version;
+    char now[32];
+    int rc = RQD_OK;
+    float next_action[RQD_MAX_ACT_DIM];
+
+    *wait_target = -1.0;
+    pthread_mutex_lock(&a->ingest_mu);
+    pthread_mutex_lock(&a->mu);
+    rqd_episode **pp = find_episode(a, id), *e = *pp;
+    int explore = e && e->mode == STORE_EP_EXPLORE;
+    redq_info info;
+    redq_agent_info(a->core, &info);
+    if (e && explore)
+        rc = admit(a, 1, &owed, err);
+    pthread_mutex_unlock(&a->mu);
+    if (e == NULL) {
+        pthread_mutex_unlock(&a->ingest_mu);
+        return missing_episode(a, id, err);
+    }
+    if (rc < 0)
+        goto out;
+    *done = terminated || truncated;
+    if (!*done && (rc = rqd_agent_act(a, obs, 1, explore ? REDQ_EXPLORE : REDQ_EVAL, next_action,
+                                      &version, err)) < 0)
+        goto out;
+    /* The transition the daemon forms: the episode's own n-step stream. */
+    char stream[48];
+    snprintf(stream, sizeof stream, "ep:%s", e->id);
+    store_transition t = {e->last_obs, e->last_action, reward, obs, terminated, truncated, stream};
+    rqd_episode next = *e;
+    float mem[2 * RQD_MAX_OBS_DIM + RQD_MAX_ACT_DIM];
+    next.ret += reward;
+    next.length += 1;
+    next.last_obs = mem;
+    next.last_action = mem + a->S;
+    memcpy(next.last_obs, obs, sizeof(float) * (size_t)a->S);
+    memcpy(next.last_action, *done ? e->last_action : next_action, sizeof(float) * (size_t)a->A);
+    store_episode_row row;
+    rqd__now_rfc3339(now);
+    episode_row(a, &next, *done ? now : NULL, 0, &row);
+    ingest_job j = {a->id, info.env_steps + 1, &t, explore, a->S, a->A, NULL, NULL, &row};
+    if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) < 0)
+        goto out;
+    pthread_mutex_lock(&a->mu);
+    if (explore)
+        rc = feed(a, &t, 1, owed, wait_target, err);
+    e->ret = next.ret;
+    e->length = next.length;
+    memcpy(e->last_obs, next.last_obs, sizeof(float) * (size_t)(a->S));
+    memcpy(e->last_action, next.last_action, sizeof(float) * (size_t)(a->A));
+    *ret = e->ret;
+    *length = e->length;
+    if (*done) {
+        *pp = e->next;
+        a->n_open--;
+        if (explore) {
+            a->episodes_done++;
+            a->last_return = e->ret;
+        }
+        free(e->last_obs);
+        free(e);
+    } else {
+        memcpy(action, next_action, sizeof(float) * (size_t)a->A);
+    }
+    pthread_mutex_unlock(&a->mu);
+out:
+    pthread_mutex_unlock(&a->ingest_mu);
+    if (rc == RQD_OK)
+        rqd_sched_kick(a);
+    return rc;
+}
+
+int rqd_episode_abandon(rqd_agent *a, const char *id, rqd_err *err)
+{
+    char now[32];
+    int rc;
+    pthread_mutex_lock(&a->ingest_mu);
+    pthread_mutex_lock(&a->mu);
+    rqd_episode **pp = find_episode(a, id), *e = *pp;
+    pthread_mutex_unlock(&a->mu);
+    if (e == NULL) {
+        pthread_mutex_unlock(&a->ingest_mu);
+        return missing_episode(a, id, err);
+    }
+    store_episode_row row;
+    rqd__now_rfc3339(now);
+    episode_row(a, e, now, 1, &row);
+    ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row};
+    if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) == RQD_OK) {
+        pthread_mutex_lock(&a->mu);
+        *pp = e->next;
+        a->n_open--;
+        pthread_mutex_unlock(&a->mu);
+        free(e->last_obs);
+        free(e);
+    }
+    pthread_mutex_unlock(&a->ingest_mu);
+    return rc;
+}

@@ -1,0 +1,66 @@
+/* daemon/internal.h: what the files of daemon/ share and nothing else includes. */
+#ifndef RQD_DAEMON_INTERNAL_H
+#define RQD_DAEMON_INTERNAL_H
+
+#include "registry.h"
+
+struct rqd_registry {
+    pthread_mutex_t mu;             /* the name table */
+    rqd_agent **agents;             /* sorted by name (byte order) */
+    int n, cap;
+    int max_agents;
+    char *db_path;
+    int sync_full;
+    rqd_writer *writer;
+
+    pthread_mutex_t rd_mu;          /* idle read-only connections */
+    store **readers;
+    int n_readers, cap_readers;
+
+    pthread_mutex_t run_mu;         /* the trainers' run queue (FIFO: fair) */
+    pthread_cond_t run_cv;
+    rqd_agent **q;
+    int q_head, q_len, q_cap;
+    int stopping;
+    pthread_t *trainers;
+    int n_trainers;
+};
+
+/* Monotonic seconds, and the current UTC time as RFC 3339 with milliseconds. */
+double rqd__mono(void);
+void rqd__now_rfc3339(char out[32]);
+
+/* Updates one transition owes (API.md "Updates are owed only once ..."), given env_steps
+ * after it. */
+double rqd__owed(const redq_config *c, long long env_steps_after);
+
+/* An rqd_agent around a learner (takes core), with refs = 1, not yet in the table. */
+rqd_agent *rqd__agent_wrap(rqd_registry *r, int64_t id, const char *name, redq_agent *core,
+                           const char *created_at);
+void rqd__agent_destroy(rqd_agent *a);
+/* Inserts into the sorted table (a reference moves to the table). */
+int rqd__table_insert(rqd_registry *r, rqd_agent *a, rqd_err *err);
+
+/* Under a->mu: makes sure the stored lease covers the core's policy_version (writes
+ * through the writer when it must grow). */
+void rqd__policy_lease(rqd_agent *a);
+/* Under a->mu: the learner's state (no buffer) into out, with its metadata. */
+int rqd__ckpt_blob(rqd_agent *a, int automatic, rqd_buf *out, store_ckpt_info *info,
+                   rqd_err *err);
+/* Under a->mu: queues an automatic checkpoint (not waited for). */
+void rqd__ckpt_auto(rqd_agent *a);
+
+/* Rebuilds the learner's replay buffer (and env_steps, at least floor_steps) from
+ * SQLite: the import base checkpoint's rows if any, then every stored transition after
+ * it. */
+int rqd__rebuild_buffer(rqd_registry *r, store *s, int64_t agent_id, redq_agent *core,
+                        long long floor_steps, long long *env_steps, rqd_err *err);
+
+/* Starts and stops the trainer threads. */
+int rqd__trainers_start(rqd_registry *r, int n, rqd_err *err);
+void rqd__trainers_stop(rqd_registry *r);
+/* Takes the waiters due after progress out of a->waiters (under a->mu). */
+rqd_waiter *rqd__take_ready(rqd_agent *a);
+void rqd__call_waiters(rqd_waiter *w, int status);
+
+#endif

@@ -1,0 +1,169 @@
+/* daemon/main.c: the composition root. Reads the settings, opens the registry (database,
+ * agents, writer, trainers), starts the HTTP server, and runs the libuv loop that owns
+ * signals and timers; rqd_shutdown() is the one shutdown order (STYLE R12).
+ *
+ * THREADS
+ * -------
+ * main thread    the uv loop: signals, the 1 s timer (stats flush, waiter deadlines,
+ *                watchdog), the progress timer. No request work.
+ * HTTP threads   MHD's pool (api/http.c).
+ * trainers       daemon/trainer.c; writer: daemon/writer.c.
+ */
+#include <cblas.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "../api/api.h"
+#include "log.h"
+#include "notify.h"
+#include "registry.h"
+#include "settings.h"
+
+typedef struct {
+    rqd_settings set;
+    rqd_registry *reg;
+    api_server *api;
+    uv_loop_t *loop;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t tick, progress;
+    int stopping;
+    int watchdog_every;         /* ticks between WATCHDOG=1, 0 = none */
+    int ticks;
+} rqd;
+
+static void rqd_shutdown(rqd *d)
+{
+    rqd_notify("STOPPING=1\nSTATUS=Stopping: finishing requests, checkpointing agents");
+    LOG(LOG_NOTICE, "shutting down: new requests get 503, checkpointing every agent");
+    api_stop_accepting(d->api);        /* new work answers 503 unavailable */
+    api_resume_all(d->api);            /* before MHD_stop_daemon, always */
+    rqd_registry_shutdown(d->reg);     /* trainers finish their chunk; checkpoints; writer */
+    api_free(d->api);                  /* in-flight requests have finished */
+    d->api = NULL;
+    rqd_registry_free(d->reg);
+    d->reg = NULL;
+    LOG(LOG_NOTICE, "stopped cleanly");
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    rqd *d = h->data;
+    if (signum == SIGHUP) {
+        rqd_err err = {0};
+        if (api_reload_token(d->api, &err) < 0)
+            LOG(LOG_ERR, "SIGHUP: %s; keeping the old token", err.msg);
+        else
+            LOG(LOG_NOTICE, "SIGHUP: token reloaded");
+        return;
+    }
+    if (d->stopping) { /* a second signal: exit at once; SQLite's WAL keeps what committed */
+        LOG(LOG_WARNING, "second signal: exiting immediately");
+        _exit(1);
+    }
+    d->stopping = 1;
+    uv_timer_stop(&d->tick);
+    uv_timer_stop(&d->progress);
+    rqd_shutdown(d);
+    uv_stop(d->loop);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    rqd *d = t->data;
+    rqd_registry_flush_stats(d->reg);
+    rqd_registry_wake_waiters(d->reg, 1, 0.0 + (double)uv_hrtime() * 1e-9);
+    if (d->watchdog_every && ++d->ticks % d->watchdog_every == 0)
+        rqd_notify("WATCHDOG=1");
+}
+
+static void on_progress(uv_timer_t *t)
+{
+    rqd *d = t->data;
+    char status[96];
+    rqd_registry_log_progress(d->reg);
+    snprintf(status, sizeof status, "STATUS=Serving %d agents", rqd_registry_count(d->reg));
+    rqd_notify(status);
+}
+
+static int make_dir(const char *path)
+{
+    if (mkdir(path, 0750) == 0 || errno == EEXIST)
+        return 0;
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    static rqd d;
+    rqd_err err = {0};
+    char db[600];
+    int rc;
+
+    rqd_log_init();
+    if ((rc = rqd_settings_load(&d.set, argc, argv, &err)) != 0) {
+        if (rc == 1)
+            return 0;
+        fprintf(stderr, "redqd: %s\n", err.msg);
+        return 2;
+    }
+    rqd_log_level = d.set.log_level;
+    /* Trainers call OpenBLAS single-threaded; parallelism comes from agents. */
+    openblas_set_num_threads(1);
+    LOG(LOG_INFO, "OpenBLAS: %s, %d thread(s)", openblas_get_config(), openblas_get_num_threads());
+    if (make_dir(d.set.data_dir) < 0) {
+        LOG(LOG_ERR, "cannot create the data directory %s: %s", d.set.data_dir, strerror(errno));
+        return 1;
+    }
+    snprintf(db, sizeof db, "%s/redqd.db", d.set.data_dir);
+    rqd_notify("STATUS=Checking the database and reloading agents");
+    rqd_registry_opts ro = {db, d.set.sqlite_full, d.set.trainer_threads, d.set.max_agents};
+    if (rqd_registry_open(&ro, &d.reg, &err) < 0) {
+        LOG(LOG_ERR, "cannot open %s: %s", db, err.msg);
+        return 1;
+    }
+    api_opts ao = {d.set.bind, d.set.port, d.set.http_threads, d.set.max_body, d.set.max_import,
+                   d.set.token_file, d.set.max_connections, d.set.connection_timeout,
+                   d.set.sync_timeout};
+    if (api_start(&ao, d.reg, &d.api, &err) < 0) {
+        LOG(LOG_ERR, "%s", err.msg);
+        rqd_registry_shutdown(d.reg);
+        rqd_registry_free(d.reg);
+        return 1;
+    }
+    LOG(LOG_NOTICE, "redqd listening on http://%s:%d (data %s, %d agents, %d trainer threads%s)",
+        d.set.bind, d.set.port, db, rqd_registry_count(d.reg), d.set.trainer_threads,
+        d.set.token_file[0] ? ", token required" : "");
+
+    d.loop = uv_default_loop();
+    uv_signal_init(d.loop, &d.sig_term);
+    uv_signal_init(d.loop, &d.sig_int);
+    uv_signal_init(d.loop, &d.sig_hup);
+    d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
+    uv_signal_start(&d.sig_term, on_signal, SIGTERM);
+    uv_signal_start(&d.sig_int, on_signal, SIGINT);
+    uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
+    signal(SIGPIPE, SIG_IGN);
+    uv_timer_init(d.loop, &d.tick);
+    uv_timer_init(d.loop, &d.progress);
+    d.tick.data = d.progress.data = &d;
+    unsigned long long wd = rqd_notify_watchdog_usec();
+    if (wd > 0) /* every half of WatchdogSec, in 1 s ticks */
+        d.watchdog_every = (int)(wd / 2000000ULL) > 0 ? (int)(wd / 2000000ULL) : 1;
+    uv_timer_start(&d.tick, on_tick, 1000, 1000);
+    uv_timer_start(&d.progress, on_progress, 10000, 10000);
+    rqd_notify("READY=1\nSTATUS=Serving");
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&d.sig_term, NULL);
+    uv_close((uv_handle_t *)&d.sig_int, NULL);
+    uv_close((uv_handle_t *)&d.sig_hup, NULL);
+    uv_close((uv_handle_t *)&d.tick, NULL);
+    uv_close((uv_handle_t *)&d.progress, NULL);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    uv_loop_close(d.loop);
+    return 0;
+}

@@ -1,0 +1,214 @@
+/* daemon/registry.h: the named agents a daemon hosts, and every operation on them that
+ * the HTTP layer calls: create, find, patch, delete, act, ingest, episodes, training on
+ * request, checkpoints, restore, import. api/ parses and validates requests and calls
+ * these; they know nothing of HTTP.
+ *
+ * THREADS
+ * -------
+ * Every function may be called from any HTTP worker thread.
+ * a->mu         guards the agent's learner (core), counters, episodes, waiters and stats
+ *               buffer; trainers hold it for one chunk of at most RQD_TRAIN_CHUNK updates.
+ * a->ingest_mu  orders the durable writes of transitions and episode steps, so that
+ *               their sequence numbers in SQLite match the order the learner saw; held
+ *               across the writer's commit, never while holding a->mu.
+ * a->act_mu     serialises acts (they draw from the agent's act generator); acting reads
+ *               the published policy snapshot and never waits for training.
+ * reg->mu       guards the name table; agents are reference counted (rqd_agent_put).
+ * Waiter callbacks run on a trainer thread (or the loop thread for deadlines and
+ * shutdown) with no lock held.
+ */
+#ifndef RQD_REGISTRY_H
+#define RQD_REGISTRY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "../common/rqd_buf.h"
+#include "../common/rqd_err.h"
+#include "../redq/redq.h"
+#include "../storage/store.h"
+#include "writer.h"
+
+#define RQD_TRAIN_CHUNK 8        /* updates per lock hold: bounds how long a post waits */
+#define RQD_POLICY_LEASE 1000    /* policy versions reserved in SQLite ahead of use */
+#define RQD_MAX_OPEN_EPISODES 10000
+
+typedef struct rqd_registry rqd_registry;
+typedef struct rqd_agent rqd_agent;
+
+enum { RQD_WAIT_SYNC = 0, RQD_WAIT_TRAIN = 1 };
+
+/* A request waiting for training progress (owned by the caller, e.g. a suspended HTTP
+ * request). cb(w, status) runs once: status 0 when the target was reached (and, for
+ * train waits, updates/stats/train_time filled), RQD_ECONFLICT when the agent was
+ * deleted or restored, RQD_EUNAVAIL at shutdown, or 1 when its deadline passed. */
+typedef struct rqd_waiter {
+    struct rqd_waiter *next;
+    int kind;
+    double target;          /* done_total (sync) or manual_done (train) to reach */
+    double deadline;        /* CLOCK_MONOTONIC seconds */
+    void (*cb)(struct rqd_waiter *w, int status);
+    void *ctx;
+    long long updates;      /* train: the agent's updates when done */
+    redq_stats stats;       /* train: the last update's statistics */
+    double train_time;      /* train: seconds of this call's updates */
+    double time_at_start;   /* train: manual_time when registered */
+} rqd_waiter;
+
+typedef struct rqd_episode {
+    struct rqd_episode *next;
+    char id[40];
+    int mode;               /* STORE_EP_* */
+    double ret;
+    long long length;
+    char started_at[32];
+    float *last_obs, *last_action; /* one allocation: obs_dim + act_dim floats */
+} rqd_episode;
+
+struct rqd_agent {
+    rqd_registry *reg;
+    char name[72];
+    int64_t id;
+    int S, A;
+    char created_at[32];
+    atomic_int refs;
+    int deleted;                    /* under mu */
+    int queued;                     /* on the trainers' run queue (under reg->run_mu) */
+
+    pthread_mutex_t mu, ingest_mu, act_mu;
+    redq_agent *core;
+    double pending;                 /* updates owed (API.md pending_updates) */
+    double owed_total, done_total;  /* cumulative, for sync waiters */
+    long long manual_pending, manual_total, manual_done;
+    double manual_time;             /* seconds spent in train-call updates, cumulative */
+    rqd_waiter *waiters;
+
+    redq_stats last;                /* latest update's statistics */
+    int have_stats;
+    double time_since_row;          /* train_time since the previous stats row */
+    long long last_row_update;      /* update number of the newest row, -1 if none */
+    store_stats_row *rows;          /* rows not yet handed to the writer */
+    int n_rows, cap_rows;
+
+    long long last_auto_ckpt;       /* updates at the last automatic checkpoint */
+    int have_ckpt;
+    store_ckpt_info last_ckpt;
+    long long policy_lease;         /* policy versions below this may be published */
+
+    rqd_episode *episodes;          /* open episodes */
+    int n_open;
+    long long episodes_done;        /* explore episodes that ended */
+    double last_return;             /* return of the latest ended explore episode (NaN) */
+
+    double ups;                     /* updates per second, smoothed, for logs and metrics */
+    long long ups_mark_updates;
+    double ups_mark_time;
+};
+
+/* Snapshot of an agent's state for GET (taken under mu). */
+typedef struct {
+    redq_info info;
+    double pending;
+    long long episodes_done;
+    int n_open;
+    int training;
+    int have_ckpt;
+    store_ckpt_info last_ckpt;
+    redq_stats last;
+    int have_stats;
+    double ups;
+    double last_return;
+} rqd_agent_state;
+
+typedef struct {
+    const char *db_path;
+    int sync_full;
+    int trainer_threads;
+    int max_agents;
+} rqd_registry_opts;
+
+/* Opens the database, reloads every agent (config, latest checkpoint, replay buffer,
+ * counters, open episodes), and starts the writer and the trainers. */
+int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *err);
+/* Stops trainers after their current chunk, checkpoints every agent, stops the writer. */
+void rqd_registry_shutdown(rqd_registry *r);
+void rqd_registry_free(rqd_registry *r);
+
+/* Calls the waiters whose deadline passed (status 1), or all of them with status when
+ * status != 1. */
+void rqd_registry_wake_waiters(rqd_registry *r, int status, double now);
+/* Hands buffered stats rows to the writer (the loop calls it every second). */
+void rqd_registry_flush_stats(rqd_registry *r);
+/* One progress line per agent that trained since the last call. */
+void rqd_registry_log_progress(rqd_registry *r);
+
+int rqd_registry_count(rqd_registry *r);
+rqd_writer *rqd_registry_writer(rqd_registry *r);
+
+/* A read-only connection for the calling thread's request; give it back with
+ * rqd_reader_put. NULL on failure (err filled). */
+store *rqd_reader_get(rqd_registry *r, rqd_err *err);
+void rqd_reader_put(rqd_registry *r, store *s);
+
+/* ------------------------------------------------------------------ agents */
+
+/* A referenced agent by name, or NULL. */
+rqd_agent *rqd_agent_find(rqd_registry *r, const char *name);
+void rqd_agent_put(rqd_agent *a);
+/* Referenced agents in byte order of name; free the array with rqd_agent_list_free. */
+int rqd_agent_list(rqd_registry *r, rqd_agent ***out, int *n);
+void rqd_agent_list_free(rqd_agent **v, int n);
+
+int rqd_agent_create(rqd_registry *r, const char *name, int S, int A, const float *low,
+                     const float *high, const redq_config *cfg, rqd_agent **out, rqd_err *err);
+/* Applies a validated config (only PATCH-able settings differ), durably. */
+int rqd_agent_patch(rqd_agent *a, const redq_config *cfg, rqd_err *err);
+int rqd_agent_delete(rqd_registry *r, const char *name, rqd_err *err);
+void rqd_agent_state_get(rqd_agent *a, rqd_agent_state *st);
+/* A copy of the agent's config. */
+void rqd_agent_config(rqd_agent *a, redq_config *out);
+
+/* ------------------------------------------------------------------ data */
+
+int rqd_agent_act(rqd_agent *a, const float *obs, int n, int mode, float *out,
+                  long long *version, rqd_err *err);
+
+/* Stores n transitions durably and feeds them to the learner. *answer (malloc'd JSON) is
+ * the response body (the stored one for a repeated batch_id). For sync mode *wait_target
+ * is the done_total to wait for (or < 0: no wait). */
+int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch_id,
+               char **answer, double *wait_target, rqd_err *err);
+
+int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40], float *action,
+                      rqd_err *err);
+/* *done set when the episode ended (ret/length filled), else action filled. */
+int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *obs, int terminated,
+                     int truncated, int *done, double *ret, long long *length, float *action,
+                     double *wait_target, rqd_err *err);
+int rqd_episode_abandon(rqd_agent *a, const char *id, rqd_err *err);
+
+/* ------------------------------------------------------------------ training */
+
+/* Registers w; returns 1 if it was registered (cb comes later), 0 if already satisfied
+ * (nothing registered), or an error. For RQD_WAIT_TRAIN, *k updates are added to the
+ * agent's on-request work first (RQD_ECONFLICT with fewer than batch_size rows). */
+int rqd_agent_wait(rqd_agent *a, rqd_waiter *w, int kind, double target, int k, double timeout,
+                   rqd_err *err);
+
+/* ------------------------------------------------------------------ checkpoints */
+
+int rqd_ckpt_create(rqd_agent *a, int automatic, store_ckpt_info *info, rqd_err *err);
+/* The checkpoint file (malloc'd *data); with_buffer adds the current replay buffer. */
+int rqd_ckpt_download(rqd_agent *a, int64_t id, int with_buffer, void **data, size_t *len,
+                      rqd_err *err);
+int rqd_ckpt_delete(rqd_agent *a, int64_t id, rqd_err *err);
+int rqd_ckpt_restore(rqd_agent *a, int64_t id, rqd_err *err);
+int rqd_ckpt_import(rqd_registry *r, const char *name, const void *data, size_t len,
+                    rqd_agent **out, rqd_err *err);
+
+/* ------------------------------------------------------------------ scheduling */
+
+/* Puts the agent on the trainers' run queue if it has runnable work. */
+void rqd_sched_kick(rqd_agent *a);
+
+#endif

@@ -1,0 +1,255 @@
+/* daemon/settings.c: the settings table and its three sources (precedence: command line,
+ * then REDQD_* environment, then the config file, then the defaults). */
+#include "settings.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/rqd_limits.h"
+#include "log.h"
+
+#ifndef REDQD_VERSION
+#define REDQD_VERSION "0.1.0"
+#endif
+
+enum { T_STR, T_INT, T_SIZE, T_LEVEL, T_SYNC };
+
+typedef struct {
+    const char *name;  /* config-file key; flag is --name with '_' as '-' */
+    const char *env;
+    int type;
+    size_t off;
+    size_t cap;        /* T_STR: buffer size */
+    const char *dflt;
+    long long min, max;
+    const char *help;
+} setting;
+
+#define OFF(f) offsetof(rqd_settings, f)
+#define CAP(f) sizeof(((rqd_settings *)0)->f)
+
+static const setting table[] = {
+    {"bind", "REDQD_BIND", T_STR, OFF(bind), CAP(bind), "127.0.0.1", 0, 0,
+     "address to listen on"},
+    {"port", "REDQD_PORT", T_INT, OFF(port), 0, "8470", 1, 65535, "TCP port"},
+    {"data_dir", "REDQD_DATA_DIR", T_STR, OFF(data_dir), CAP(data_dir), "./redqd-data", 0, 0,
+     "directory of redqd.db"},
+    {"http_threads", "REDQD_HTTP_THREADS", T_INT, OFF(http_threads), 0, "4", 1, 256,
+     "HTTP worker threads"},
+    {"trainer_threads", "REDQD_TRAINER_THREADS", T_INT, OFF(trainer_threads), 0, "2", 1, 256,
+     "training threads shared fairly by all agents"},
+    {"max_body", "REDQD_MAX_BODY", T_SIZE, OFF(max_body), 0, "16M", 1024, 1LL << 30,
+     "largest JSON request body (bytes; K, M, G suffixes)"},
+    {"max_import", "REDQD_MAX_IMPORT", T_SIZE, OFF(max_import), 0, "1G", 1024, 1LL << 40,
+     "largest checkpoint import (bytes)"},
+    {"log_level", "REDQD_LOG_LEVEL", T_LEVEL, OFF(log_level), 0, "info", 0, 0,
+     "error, warning, notice, info or debug (one line per request)"},
+    {"token_file", "REDQD_TOKEN_FILE", T_STR, OFF(token_file), CAP(token_file), "", 0, 0,
+     "file whose first line is the API bearer token (SIGHUP rereads it)"},
+    {"sqlite_sync", "REDQD_SQLITE_SYNC", T_SYNC, OFF(sqlite_full), 0, "normal", 0, 0,
+     "normal (survives process crashes) or full (also power loss)"},
+    {"max_agents", "REDQD_MAX_AGENTS", T_INT, OFF(max_agents), 0, "1024", 1, 1000000,
+     "agents one daemon hosts"},
+    {"max_connections", "REDQD_MAX_CONNECTIONS", T_INT, OFF(max_connections), 0, "512", 4,
+     100000, "concurrent HTTP connections"},
+    {"connection_timeout", "REDQD_CONNECTION_TIMEOUT", T_INT, OFF(connection_timeout), 0, "30",
+     1, 3600, "seconds of silence before a connection is closed (slow clients)"},
+    {"sync_timeout", "REDQD_SYNC_TIMEOUT", T_INT, OFF(sync_timeout), 0, "600", 1, 86400,
+     "seconds a sync-mode post or a train call may wait for its updates"},
+    {"config", "REDQD_CONFIG", T_STR, OFF(config_file), CAP(config_file), "", 0, 0,
+     "config file: one 'key = value' per line, keys as above with '_'"},
+    {NULL, NULL, 0, 0, 0, NULL, 0, 0, NULL},
+};
+
+static int parse_size(const char *v, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v)
+        return -1;
+    long long mul = 1;
+    if (*end == 'K' || *end == 'k')
+        mul = 1LL << 10;
+    else if (*end == 'M' || *end == 'm')
+        mul = 1LL << 20;
+    else if (*end == 'G' || *end == 'g')
+        mul = 1LL << 30;
+    if (mul != 1)
+        end++;
+    if (*end != '\0' || n < 0 || n > LLONG_MAX / mul)
+        return -1;
+    *out = n * mul;
+    return 0;
+}
+
+static int apply(rqd_settings *s, const setting *t, const char *v, const char *source,
+                 rqd_err *err)
+{
+    char *base = (char *)s + t->off;
+    long long n;
+    char *end;
+
+    switch (t->type) {
+    case T_STR:
+        if (strlen(v) >= t->cap)
+            return rqd_err_set(err, RQD_EINVAL, t->name, "%s: longer than %zu bytes (%s)",
+                               t->name, t->cap - 1, source);
+        strcpy(base, v);
+        return 0;
+    case T_INT:
+        errno = 0;
+        n = strtoll(v, &end, 10);
+        if (errno || end == v || *end || n < t->min || n > t->max)
+            return rqd_err_set(err, RQD_EINVAL, t->name, "%s=%s: must be an integer in [%lld, %lld] (%s)",
+                               t->name, v, t->min, t->max, source);
+        *(int *)base = (int)n;
+        return 0;
+    case T_SIZE:
+        if (parse_size(v, &n) < 0 || n < t->min || n > t->max)
+            return rqd_err_set(err, RQD_EINVAL, t->name, "%s=%s: must be a size in [%lld, %lld] (%s)",
+                               t->name, v, t->min, t->max, source);
+        *(long long *)base = n;
+        return 0;
+    case T_LEVEL:
+        if ((n = rqd_log_parse_level(v)) < 0)
+            return rqd_err_set(err, RQD_EINVAL, t->name,
+                               "%s=%s: must be error, warning, notice, info or debug (%s)", t->name, v, source);
+        *(int *)base = (int)n;
+        return 0;
+    case T_SYNC:
+        if (strcmp(v, "normal") != 0 && strcmp(v, "full") != 0)
+            return rqd_err_set(err, RQD_EINVAL, t->name, "%s=%s: must be normal or full (%s)",
+                               t->name, v, source);
+        *(int *)base = strcmp(v, "full") == 0;
+        return 0;
+    }
+    return rqd_err_set(err, RQD_EINTERNAL, t->name, "bad setting type");
+}
+
+static const setting *by_flag(const char *flag)
+{
+    char name[80];
+    if (strncmp(flag, "--", 2) != 0 || strlen(flag) >= sizeof name)
+        return NULL;
+    snprintf(name, sizeof name, "%s", flag + 2);
+    for (char *p = name; *p; p++)
+        if (*p == '-')
+            *p = '_';
+    for (const setting *t = table; t->name; t++)
+        if (strcmp(t->name, name) == 0)
+            return t;
+    return NULL;
+}
+
+static void usage(void)
+{
+    printf("usage: redqd [options]\n\nredqd %s: REDQ agents behind a REST API "
+           "(docs/api.md, docs/operations.md).\n\noptions (each also REDQD_<NAME>, or "
+           "'name = value' in the --config file):\n", REDQD_VERSION);
+    for (const setting *t = table; t->name; t++) {
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s", t->name);
+        for (char *p = flag + 2; *p; p++)
+            if (*p == '_')
+                *p = '-';
+        printf("  %-24s %s (default: %s; env %s)\n", flag, t->help, t->dflt[0] ? t->dflt : "none",
+               t->env);
+    }
+    printf("  %-24s print this help\n  %-24s print the version\n", "--help", "--version");
+}
+
+static int load_file(rqd_settings *s, const char *path, rqd_err *err)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024], src[600];
+    int lineno = 0, rc = 0;
+
+    if (f == NULL)
+        return rqd_err_set(err, RQD_EINVAL, "config", "cannot open config file %s", path);
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        lineno++;
+        char *p = line, *eq, *k, *v;
+        p[strcspn(p, "\r\n")] = '\0';
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '#' || *p == '\0')
+            continue;
+        if ((eq = strchr(p, '=')) == NULL) {
+            rc = rqd_err_set(err, RQD_EINVAL, "config", "%s:%d: expected 'key = value'", path, lineno);
+            break;
+        }
+        *eq = '\0';
+        k = p;
+        v = eq + 1;
+        for (char *e = eq - 1; e >= k && (*e == ' ' || *e == '\t'); e--)
+            *e = '\0';
+        while (*v == ' ' || *v == '\t')
+            v++;
+        for (char *e = v + strlen(v) - 1; e >= v && (*e == ' ' || *e == '\t'); e--)
+            *e = '\0';
+        const setting *t = NULL;
+        for (const setting *u = table; u->name; u++)
+            if (strcmp(u->name, k) == 0)
+                t = u;
+        snprintf(src, sizeof src, "%s:%d", path, lineno);
+        if (t == NULL || strcmp(k, "config") == 0)
+            rc = rqd_err_set(err, RQD_EINVAL, k, "%s: unknown setting '%s'", src, k);
+        else
+            rc = apply(s, t, v, src, err);
+    }
+    fclose(f);
+    return rc;
+}
+
+int rqd_settings_load(rqd_settings *s, int argc, char **argv, rqd_err *err)
+{
+    const char *cfg = getenv("REDQD_CONFIG");
+    int rc;
+
+    memset(s, 0, sizeof *s);
+    for (const setting *t = table; t->name; t++)
+        if ((rc = apply(s, t, t->dflt, "default", err)) < 0)
+            return rc;
+    for (int i = 1; i < argc; i++) { /* --help first, and find --config */
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage();
+            return 1;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("redqd %s\n", REDQD_VERSION);
+            return 1;
+        }
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            cfg = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            cfg = argv[i] + 9;
+    }
+    if (cfg && *cfg && (rc = load_file(s, cfg, err)) < 0)
+        return rc;
+    for (const setting *t = table; t->name; t++) {
+        const char *v = getenv(t->env);
+        if (v && t->off != OFF(config_file) && (rc = apply(s, t, v, "environment", err)) < 0)
+            return rc;
+    }
+    for (int i = 1; i < argc; i++) {
+        char flag[80];
+        const char *val = NULL, *eq = strchr(argv[i], '=');
+        snprintf(flag, sizeof flag, "%.*s", eq ? (int)(eq - argv[i]) : (int)strlen(argv[i]), argv[i]);
+        const setting *t = by_flag(flag);
+        if (t == NULL)
+            return rqd_err_set(err, RQD_EINVAL, argv[i], "unknown option %s (see --help)", argv[i]);
+        if (eq)
+            val = eq + 1;
+        else if (i + 1 < argc)
+            val = argv[++i];
+        else
+            return rqd_err_set(err, RQD_EINVAL, t->name, "option %s needs a value", flag);
+        if ((rc = apply(s, t, val, "command line", err)) < 0)
+            return rc;
+    }
+    return 0;
+}

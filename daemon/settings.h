@@ -1,0 +1,33 @@
+/* daemon/settings.h: the daemon's settings (STYLE R15): one table gives the flags, the
+ * REDQD_* environment variables, the config file keys, defaults, bounds and --help. */
+#ifndef RQD_SETTINGS_H
+#define RQD_SETTINGS_H
+
+#include <stddef.h>
+
+#include "../common/rqd_err.h"
+
+typedef struct {
+    char bind[64];
+    int port;
+    char data_dir[512];
+    int http_threads;
+    int trainer_threads;
+    long long max_body;
+    long long max_import;
+    int log_level;
+    char token_file[512];
+    int sqlite_full;          /* --sqlite-sync full */
+    int max_agents;
+    int max_connections;
+    int connection_timeout;   /* seconds of silence before a connection is closed */
+    int sync_timeout;         /* seconds a sync/train request may wait for training */
+    char config_file[512];
+} rqd_settings;
+
+/* Fills s from defaults, then the config file (--config or REDQD_CONFIG), then REDQD_*,
+ * then argv. Returns 0, 1 when --help/--version was printed (exit 0), or RQD_EINVAL with
+ * err naming the setting and its source. */
+int rqd_settings_load(rqd_settings *s, int argc, char **argv, rqd_err *err);
+
+#endif

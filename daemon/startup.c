@@ -1,0 +1,282 @@
+/* daemon/startup.c: the registry's life: open the database, reload every agent as it was
+ * (API.md "Crashes and shutdown": the last checkpoint, then the transitions after it owe
+ * their updates again), start writer and trainers; and the registry's shutdown. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+
+typedef struct {
+    redq_agent *core;
+    rqd_err *err;
+    long long next_seq;
+} replay_ctx;
+
+static int replay_one(void *p, int64_t seq, const store_transition *t)
+{
+    replay_ctx *c = p;
+    redq_transition tr = {t->obs, t->action, t->reward, t->next_obs, t->terminated,
+                          t->truncated, t->env_id};
+    /* A gap before the first stored row: transitions an imported file counted but did
+     * not carry. env_steps counts them all the same. */
+    if (seq != c->next_seq)
+        redq_agent_set_env_steps(c->core, seq - 1);
+    c->next_seq = seq + 1;
+    return redq_agent_add(c->core, &tr, 1, c->err);
+}
+
+int rqd__rebuild_buffer(rqd_registry *r, store *s, int64_t agent_id, redq_agent *core,
+                        long long floor_steps, long long *env_steps, rqd_err *err)
+{
+    store_ckpt_info *list = NULL;
+    int n = 0, rc;
+    long long base = 0;
+    (void)r;
+
+    /* An imported agent's first checkpoint carries the buffer it came with. */
+    if ((rc = store_ckpt_list(s, agent_id, &list, &n, err)) < 0)
+        return rc;
+    if (n > 0) {
+        void *blob = NULL;
+        size_t len = 0;
+        store_ckpt_info info;
+        rc = store_ckpt_get(s, agent_id, list[0].id, &info, &blob, &len, err);
+        uint32_t flags = 0;
+        if (rc == RQD_OK && len > 16)
+            memcpy(&flags, (char *)blob + 12, 4);
+        if (rc == RQD_OK && (flags & 1u)) {
+            redq_agent *tmp = NULL;
+            if ((rc = redq_agent_load(blob, len, &tmp, err)) == RQD_OK) {
+                redq_info ti;
+                redq_agent_info(tmp, &ti);
+                base = ti.env_steps;
+                rc = redq_agent_swap_buffer(core, tmp, err);
+                redq_agent_free(tmp);
+            }
+        }
+        free(blob);
+    }
+    free(list);
+    if (rc < 0)
+        return rc;
+    redq_agent_set_env_steps(core, base);
+    replay_ctx c = {core, err, base + 1};
+    if ((rc = store_transitions_scan(s, agent_id, base + 1, redq_agent_obs_dim(core),
+                                     redq_agent_act_dim(core), replay_one, &c, err)) < 0)
+        return rc;
+    redq_info info;
+    redq_agent_info(core, &info);
+    if (info.env_steps < floor_steps) /* an import whose file carried no buffer */
+        redq_agent_set_env_steps(core, floor_steps);
+    *env_steps = info.env_steps > floor_steps ? info.env_steps : floor_steps;
+    return RQD_OK;
+}
+
+static int load_episodes(store *s, rqd_agent *a, rqd_err *err)
+{
+    store_episode_row *rows = NULL;
+    int n = 0, rc;
+    if ((rc = store_episode_open(s, a->id, a->S, a->A, &rows, &n, err)) < 0)
+        return rc;
+    for (int i = 0; i < n && rc == RQD_OK; i++) {
+        rqd_episode *e = calloc(1, sizeof *e);
+        float *mem = malloc(sizeof(float) * (size_t)(a->S + a->A));
+        if (e == NULL || mem == NULL) {
+            free(e);
+            free(mem);
+            rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+            break;
+        }
+        snprintf(e->id, sizeof e->id, "%s", rows[i].id);
+        e->mode = rows[i].mode;
+        e->ret = rows[i].ret;
+        e->length = rows[i].length;
+        snprintf(e->started_at, sizeof e->started_at, "%s", rows[i].started_at);
+        e->last_obs = mem;
+        e->last_action = mem + a->S;
+        memcpy(e->last_obs, rows[i].last_obs, sizeof(float) * (size_t)a->S);
+        memcpy(e->last_action, rows[i].last_action, sizeof(float) * (size_t)a->A);
+        e->next = a->episodes;
+        a->episodes = e;
+        a->n_open++;
+    }
+    store_episode_rows_free(rows, n);
+    if (rc < 0)
+        return rc;
+    /* state.episodes: explore episodes that ended (not abandoned). */
+    if ((rc = store_episode_list(s, a->id, 1 << 30, a->S, a->A, &rows, &n, err)) < 0)
+        return rc;
+    for (int i = 0; i < n; i++) {
+        if (rows[i].ended_at[0] && !rows[i].abandoned && rows[i].mode == STORE_EP_EXPLORE) {
+            if (a->episodes_done == 0)
+                a->last_return = rows[i].ret; /* newest first */
+            a->episodes_done++;
+        }
+    }
+    store_episode_rows_free(rows, n);
+    return RQD_OK;
+}
+
+/* Reloads one stored agent. */
+static int load_agent(rqd_registry *r, store *s, const store_agent_row *row, rqd_err *err)
+{
+    redq_config cfg;
+    redq_agent *core = NULL;
+    store_ckpt_info ck;
+    void *blob = NULL;
+    size_t len = 0;
+    long long env_steps = 0;
+    int have_ckpt = 0, rc;
+    cJSON *cj = cJSON_Parse(row->config_json);
+
+    rc = cj ? redq_config_from_json(cj, row->act_dim, &cfg, err)
+            : rqd_err_set(err, RQD_EIO, "", "stored config is not JSON");
+    cJSON_Delete(cj);
+    if (rc < 0)
+        return rc;
+    rc = store_ckpt_get(s, row->id, -1, &ck, &blob, &len, err);
+    if (rc == RQD_OK) {
+        have_ckpt = 1;
+        rc = redq_agent_load(blob, len, &core, err);
+        free(blob);
+        if (rc == RQD_OK)
+            rc = redq_agent_set_config(core, &cfg, err);
+    } else if (rc == RQD_ENOTFOUND) {
+        rc = redq_agent_new(&cfg, row->obs_dim, row->act_dim, row->low, row->high, &core, err);
+    }
+    if (rc == RQD_OK)
+        rc = rqd__rebuild_buffer(r, s, row->id, core, have_ckpt ? ck.env_steps : 0, &env_steps,
+                                 err);
+    if (rc < 0) {
+        redq_agent_free(core);
+        return rc;
+    }
+    rqd_agent *a = rqd__agent_wrap(r, row->id, row->name, core, row->created_at);
+    if (a == NULL) {
+        redq_agent_free(core);
+        return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+    }
+    /* Updates owed again: what the checkpoint still owed plus the transitions after it. */
+    long long from = have_ckpt ? ck.env_steps : 0;
+    long long thr = cfg.start_timesteps > cfg.batch_size ? cfg.start_timesteps : cfg.batch_size;
+    long long first_owing = from + 1 > thr ? from + 1 : thr;
+    long long n_owing = env_steps >= first_owing ? env_steps - first_owing + 1 : 0;
+    a->pending = cfg.training == REDQ_TRAIN_MANUAL
+                     ? 0.0
+                     : (have_ckpt ? ck.pending_updates : 0.0) + (double)n_owing * cfg.update_per_step;
+    a->have_ckpt = have_ckpt;
+    if (have_ckpt)
+        a->last_ckpt = ck;
+    /* Every version below the stored lease may have been published: continue above it. */
+    redq_info info;
+    redq_agent_info(core, &info);
+    long long v = row->policy_version > info.policy_version ? row->policy_version : info.policy_version;
+    redq_agent_set_policy_version(core, v);
+    a->policy_lease = row->policy_version;
+    if ((rc = load_episodes(s, a, err)) < 0 || (rc = rqd__table_insert(r, a, err)) < 0) {
+        rqd__agent_destroy(a);
+        return rc;
+    }
+    LOG(LOG_INFO, "agent %s: reloaded (env_steps %lld, updates %lld, buffer %lld, pending %.0f, "
+        "checkpoint %s, %d open episodes)", a->name, env_steps, info.updates, info.buffer_len,
+        a->pending, have_ckpt ? "yes" : "none", a->n_open);
+    return RQD_OK;
+}
+
+int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *err)
+{
+    rqd_registry *r = calloc(1, sizeof *r);
+    store *s = NULL;
+    store_agent_row *rows = NULL;
+    int n = 0, rc;
+
+    if (r == NULL || (r->db_path = strdup(o->db_path)) == NULL) {
+        free(r);
+        return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->rd_mu, NULL);
+    pthread_mutex_init(&r->run_mu, NULL);
+    pthread_cond_init(&r->run_cv, NULL);
+    r->sync_full = o->sync_full;
+    r->max_agents = o->max_agents;
+    if ((rc = store_open(o->db_path, STORE_RW, o->sync_full, 1, &s, err)) < 0)
+        goto fail;
+    if ((rc = store_agent_list(s, &rows, &n, err)) < 0)
+        goto fail;
+    for (int i = 0; i < n; i++)
+        if ((rc = load_agent(r, s, &rows[i], err)) < 0) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
+            rqd_err_set(err, rc, "", "agent '%s' cannot be reloaded: %s", rows[i].name, why);
+            goto fail;
+        }
+    store_agent_rows_free(rows, n);
+    rows = NULL;
+    if ((rc = rqd_writer_start(s, &r->writer, err)) < 0)
+        goto fail;
+    s = NULL; /* the writer owns it */
+    /* New policy leases, durable before anything can be published. */
+    for (int i = 0; i < r->n; i++) {
+        rqd_agent *a = r->agents[i];
+        pthread_mutex_lock(&a->mu);
+        rqd__policy_lease(a);
+        pthread_mutex_unlock(&a->mu);
+    }
+    if ((rc = rqd__trainers_start(r, o->trainer_threads, err)) < 0)
+        goto fail;
+    for (int i = 0; i < r->n; i++)
+        rqd_sched_kick(r->agents[i]);
+    *out = r;
+    return RQD_OK;
+fail:
+    store_agent_rows_free(rows, n);
+    store_close(s);
+    rqd_registry_free(r);
+    return rc;
+}
+
+void rqd_registry_shutdown(rqd_registry *r)
+{
+    rqd__trainers_stop(r);
+    rqd_registry_wake_waiters(r, RQD_EUNAVAIL, 0);
+    rqd_agent **v;
+    int n;
+    if (r->writer && rqd_agent_list(r, &v, &n) == RQD_OK) {
+        for (int i = 0; i < n; i++) {
+            rqd_err err = {0};
+            store_ckpt_info info;
+            if (rqd_ckpt_create(v[i], 1, &info, &err) < 0)
+                LOG(LOG_ERR, "agent %s: shutdown checkpoint failed: %s", v[i]->name, err.msg);
+        }
+        rqd_agent_list_free(v, n);
+        rqd_registry_flush_stats(r);
+    }
+    rqd_writer_stop(r->writer);
+}
+
+void rqd_registry_free(rqd_registry *r)
+{
+    if (r == NULL)
+        return;
+    rqd__trainers_stop(r);
+    rqd_writer_free(r->writer);
+    for (int i = 0; i < r->n; i++)
+        rqd_agent_put(r->agents[i]);
+    free(r->agents);
+    for (int i = 0; i < r->n_readers; i++)
+        store_close(r->readers[i]);
+    free(r->readers);
+    free(r->q);
+    free(r->trainers);
+    free(r->db_path);
+    pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->rd_mu);
+    pthread_mutex_destroy(&r->run_mu);
+    pthread_cond_destroy(&r->run_cv);
+    free(r);
+}

@@ -1,0 +1,279 @@
+/* daemon/trainer.c: the trainer threads and the waiters on training progress.
+ *
+ * THREADS
+ * -------
+ * rqd_sched_kick()   any thread; puts an agent with runnable work on the run queue once.
+ * trainer_main()     each trainer thread: pops the oldest queued agent, runs one chunk of
+ *                    at most RQD_TRAIN_CHUNK updates under a->mu, requeues it at the tail
+ *                    if work remains (round robin: agents share the trainers fairly), and
+ *                    calls the waiters that chunk satisfied with no lock held.
+ * OpenBLAS runs single-threaded inside a trainer (main.c sets it); parallelism comes
+ * from several agents on several trainers.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+#include "log.h"
+
+/* Under a->mu: updates that could run now (train calls first, then what is owed). */
+static long long runnable(const rqd_agent *a)
+{
+    redq_info info;
+    if (a->deleted)
+        return 0;
+    redq_agent_info(a->core, &info);
+    const redq_config *c = redq_agent_config(a->core);
+    if (info.buffer_len < c->batch_size)
+        return 0;
+    if (a->manual_pending > 0)
+        return a->manual_pending;
+    if (c->training == REDQ_TRAIN_ASYNC || c->training == REDQ_TRAIN_SYNC)
+        return (long long)floor(a->pending);
+    return 0;
+}
+
+void rqd_sched_kick(rqd_agent *a)
+{
+    rqd_registry *r = a->reg;
+    pthread_mutex_lock(&a->mu);
+    long long k = runnable(a);
+    pthread_mutex_unlock(&a->mu);
+    if (k <= 0)
+        return;
+    pthread_mutex_lock(&r->run_mu);
+    if (!a->queued && !r->stopping) {
+        if (r->q_len == r->q_cap) {
+            int cap = r->q_cap ? 2 * r->q_cap : 16;
+            rqd_agent **q = malloc((size_t)cap * sizeof *q);
+            if (q == NULL) {
+                pthread_mutex_unlock(&r->run_mu);
+                return;
+            }
+            for (int i = 0; i < r->q_len; i++)
+                q[i] = r->q[(r->q_head + i) % r->q_cap];
+            free(r->q);
+            r->q = q;
+            r->q_cap = cap;
+            r->q_head = 0;
+        }
+        atomic_fetch_add(&a->refs, 1);
+        r->q[(r->q_head + r->q_len) % r->q_cap] = a;
+        r->q_len++;
+        a->queued = 1;
+        pthread_cond_signal(&r->run_cv);
+    }
+    pthread_mutex_unlock(&r->run_mu);
+}
+
+rqd_waiter *rqd__take_ready(rqd_agent *a)
+{
+    rqd_waiter *ready = NULL, **pp = &a->waiters;
+    while (*pp) {
+        rqd_waiter *w = *pp;
+        int due = w->kind == RQD_WAIT_SYNC ? a->done_total >= w->target - 1e-9
+                                           : (double)a->manual_done >= w->target;
+        if (due) {
+            if (w->kind == RQD_WAIT_TRAIN) {
+                redq_info info;
+                redq_agent_info(a->core, &info);
+                w->updates = info.updates;
+                w->stats = a->last;
+                w->train_time = a->manual_time - w->time_at_start;
+            }
+            *pp = w->next;
+            w->next = ready;
+            ready = w;
+        } else {
+            pp = &w->next;
+        }
+    }
+    return ready;
+}
+
+void rqd__call_waiters(rqd_waiter *w, int status)
+{
+    while (w) {
+        rqd_waiter *next = w->next;
+        w->next = NULL;
+        w->cb(w, status); /* may free w */
+        w = next;
+    }
+}
+
+/* Under a->mu: one stats row with the latest values (API.md "Training, stats"). */
+static void add_row(rqd_agent *a, const redq_info *info)
+{
+    if (a->n_rows == a->cap_rows) {
+        int cap = a->cap_rows ? 2 * a->cap_rows : 8;
+        store_stats_row *v = realloc(a->rows, (size_t)cap * sizeof *v);
+        if (v == NULL)
+            return; /* a lost row is better than a stalled trainer; rows are statistics */
+        a->rows = v;
+        a->cap_rows = cap;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    store_stats_row *row = &a->rows[a->n_rows++];
+    row->row = 0;
+    row->update = info->updates;
+    row->env_steps = info->env_steps;
+    row->time = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    row->actor_loss = a->last.actor_loss;
+    row->critic_loss = a->last.critic_loss;
+    row->alpha = a->last.alpha;
+    row->alpha_loss = a->last.alpha_loss;
+    row->q_mean = a->last.q_mean;
+    row->q_std = a->last.q_std;
+    row->train_time = a->time_since_row;
+    a->time_since_row = 0;
+    a->last_row_update = info->updates;
+}
+
+/* Under a->mu: one chunk. Returns the waiters it satisfied. */
+static rqd_waiter *run_chunk(rqd_agent *a)
+{
+    long long k = runnable(a);
+    if (k <= 0)
+        return NULL;
+    const redq_config *c = redq_agent_config(a->core);
+    int manual = a->manual_pending > 0;
+    redq_info info;
+    redq_agent_info(a->core, &info);
+    long long to_row = c->actor_delay - info.updates % c->actor_delay;
+    if (k > to_row)
+        k = to_row;
+    if (k > RQD_TRAIN_CHUNK)
+        k = RQD_TRAIN_CHUNK;
+    if (manual && k > a->manual_pending)
+        k = a->manual_pending;
+
+    redq_stats st;
+    rqd_err err = {0};
+    if (redq_agent_update(a->core, (int)k, NULL, &st, &err) < 0) {
+        LOG(LOG_ERR, "agent %s: update failed: %s", a->name, err.msg);
+        return NULL;
+    }
+    a->last = st;
+    a->have_stats = 1;
+    a->time_since_row += st.train_time;
+    if (manual) {
+        a->manual_pending -= k;
+        a->manual_done += k;
+        a->manual_time += st.train_time;
+    } else {
+        a->pending -= (double)k;
+        if (a->pending < 1e-9)
+            a->pending = 0;
+        a->done_total += (double)k;
+    }
+    redq_agent_info(a->core, &info);
+    rqd_waiter *ready = rqd__take_ready(a);
+    int train_done = 0;
+    for (rqd_waiter *w = ready; w; w = w->next)
+        train_done |= w->kind == RQD_WAIT_TRAIN;
+    if (info.updates % c->actor_delay == 0 || (train_done && a->last_row_update != info.updates))
+        add_row(a, &info);
+    rqd__policy_lease(a);
+    if (c->checkpoint_every > 0 && info.updates - a->last_auto_ckpt >= c->checkpoint_every)
+        rqd__ckpt_auto(a);
+    return ready;
+}
+
+static void *trainer_main(void *p)
+{
+    rqd_registry *r = p;
+    for (;;) {
+        pthread_mutex_lock(&r->run_mu);
+        while (r->q_len == 0 && !r->stopping)
+            pthread_cond_wait(&r->run_cv, &r->run_mu);
+        if (r->stopping) {
+            pthread_mutex_unlock(&r->run_mu);
+            return NULL;
+        }
+        rqd_agent *a = r->q[r->q_head];
+        r->q_head = (r->q_head + 1) % r->q_cap;
+        r->q_len--;
+        a->queued = 0;
+        pthread_mutex_unlock(&r->run_mu);
+
+        pthread_mutex_lock(&a->mu);
+        rqd_waiter *ready = run_chunk(a);
+        pthread_mutex_unlock(&a->mu);
+        rqd__call_waiters(ready, 0);
+        rqd_sched_kick(a); /* to the tail if work remains */
+        rqd_agent_put(a);
+    }
+}
+
+int rqd__trainers_start(rqd_registry *r, int n, rqd_err *err)
+{
+    r->trainers = calloc((size_t)n, sizeof *r->trainers);
+    if (r->trainers == NULL)
+        return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&r->trainers[i], NULL, trainer_main, r) != 0)
+            return rqd_err_set(err, RQD_EINTERNAL, "", "cannot start trainer threads");
+        r->n_trainers++;
+    }
+    return RQD_OK;
+}
+
+void rqd__trainers_stop(rqd_registry *r)
+{
+    pthread_mutex_lock(&r->run_mu);
+    r->stopping = 1;
+    pthread_cond_broadcast(&r->run_cv);
+    pthread_mutex_unlock(&r->run_mu);
+    for (int i = 0; i < r->n_trainers; i++)
+        pthread_join(r->trainers[i], NULL);
+    r->n_trainers = 0;
+    pthread_mutex_lock(&r->run_mu);
+    while (r->q_len > 0) {
+        rqd_agent *a = r->q[r->q_head];
+        r->q_head = (r->q_head + 1) % r->q_cap;
+        r->q_len--;
+        a->queued = 0;
+        rqd_agent_put(a);
+    }
+    pthread_mutex_unlock(&r->run_mu);
+}
+
+int rqd_agent_wait(rqd_agent *a, rqd_waiter *w, int kind, double target, int k, double timeout,
+                   rqd_err *err)
+{
+    int rc = 1;
+    pthread_mutex_lock(&a->mu);
+    if (a->deleted) {
+        rc = rqd_err_set(err, RQD_ECONFLICT, "", "agent '%s' was deleted", a->name);
+    } else if (kind == RQD_WAIT_TRAIN) {
+        redq_info info;
+        const redq_config *c = redq_agent_config(a->core);
+        redq_agent_info(a->core, &info);
+        if (info.buffer_len < c->batch_size) {
+            rc = rqd_err_set(err, RQD_ECONFLICT, "updates", "the replay buffer holds %lld rows, "
+                             "fewer than batch_size %d", info.buffer_len, c->batch_size);
+        } else {
+            a->manual_pending += k;
+            a->manual_total += k;
+            target = (double)a->manual_total;
+            w->time_at_start = a->manual_time;
+        }
+    } else if (a->done_total >= target - 1e-9) {
+        rc = 0;
+    }
+    if (rc == 1) {
+        w->kind = kind;
+        w->target = target;
+        w->deadline = rqd__mono() + timeout;
+        w->next = a->waiters;
+        a->waiters = w;
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (rc == 1)
+        rqd_sched_kick(a);
+    return rc;
+}

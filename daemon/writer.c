@@ -1,0 +1,226 @@
+/* daemon/writer.c: the writer thread and its group commit (THREADS in writer.h). */
+#include "writer.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "log.h"
+
+typedef struct job {
+    rqd_write_fn fn;
+    void *arg;
+    void (*free_arg)(void *);
+    int waited;        /* a rqd_writer_run caller waits on 'done' */
+    int done;
+    int rc;
+    rqd_err err;
+    struct job *next;
+} job;
+
+struct rqd_writer {
+    store *s;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;   /* the writer: jobs queued or stopping */
+    pthread_cond_t done;   /* waiters: some job finished */
+    job *head, *tail;
+    int stopping, started;
+    long long commits, failures;
+    double seconds;
+};
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Returns 0, or -1 when the transaction failed; *dt gets its duration. */
+static int run_batch(rqd_writer *w, job *batch, double *dt)
+{
+    rqd_err err = {0};
+    double t0 = now_s();
+    int rc = store_begin(w->s, &err);
+
+    for (job *j = batch; j; j = j->next) {
+        if (rc < 0) {
+            j->rc = rc;
+            j->err = err;
+            continue;
+        }
+        if ((j->rc = store_savepoint(w->s, &j->err)) == 0) {
+            j->rc = j->fn(w->s, j->arg, &j->err);
+            if (j->rc < 0)
+                store_rollback_to(w->s);
+            else
+                j->rc = store_release(w->s, &j->err);
+        }
+        /* A storage failure (disk full, I/O error) may have rolled back the whole
+         * transaction under us: then nothing of this batch is committed, and every job
+         * fails with it rather than a later savepoint committing on its own. */
+        if (j->rc == RQD_EIO || j->rc == RQD_ENOMEM) {
+            rc = j->rc;
+            err = j->err;
+            store_rollback(w->s);
+            for (job *k = batch; k; k = k->next) {
+                k->rc = rc;
+                k->err = err;
+            }
+            break;
+        }
+    }
+    if (rc == 0 && (rc = store_commit(w->s, &err)) < 0) {
+        store_rollback(w->s);
+        for (job *j = batch; j; j = j->next)
+            if (j->rc == 0) {
+                j->rc = rc;
+                j->err = err;
+            }
+    }
+    if (rc < 0)
+        LOG(LOG_ERR, "database write failed: %s", err.msg);
+    *dt = now_s() - t0;
+    return rc < 0 ? -1 : 0;
+}
+
+static void *writer_main(void *p)
+{
+    rqd_writer *w = p;
+
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (w->head == NULL && !w->stopping)
+            pthread_cond_wait(&w->wake, &w->mu);
+        if (w->head == NULL && w->stopping)
+            break;
+        job *batch = w->head;
+        w->head = w->tail = NULL;
+        pthread_mutex_unlock(&w->mu);
+        double dt;
+        int failed = run_batch(w, batch, &dt) < 0;
+        pthread_mutex_lock(&w->mu);
+        w->commits++;
+        w->failures += failed;
+        w->seconds += dt;
+        for (job *j = batch, *next; j; j = next) {
+            next = j->next;
+            if (j->waited) {
+                j->done = 1;
+            } else {
+                if (j->free_arg)
+                    j->free_arg(j->arg);
+                free(j);
+            }
+        }
+        pthread_cond_broadcast(&w->done);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+int rqd_writer_start(store *s, rqd_writer **out, rqd_err *err)
+{
+    rqd_writer *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+    w->s = s;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->wake, NULL);
+    pthread_cond_init(&w->done, NULL);
+    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+        free(w);
+        return rqd_err_set(err, RQD_EINTERNAL, "", "cannot start the writer thread");
+    }
+    w->started = 1;
+    *out = w;
+    return RQD_OK;
+}
+
+static int enqueue(rqd_writer *w, job *j)
+{
+    if (w->stopping)
+        return RQD_EUNAVAIL;
+    if (w->tail)
+        w->tail->next = j;
+    else
+        w->head = j;
+    w->tail = j;
+    pthread_cond_signal(&w->wake);
+    return RQD_OK;
+}
+
+int rqd_writer_run(rqd_writer *w, rqd_write_fn fn, void *arg, rqd_err *err)
+{
+    job j = {.fn = fn, .arg = arg, .waited = 1};
+    int rc;
+
+    pthread_mutex_lock(&w->mu);
+    if ((rc = enqueue(w, &j)) < 0) {
+        pthread_mutex_unlock(&w->mu);
+        return rqd_err_set(err, rc, "", "the daemon is shutting down");
+    }
+    while (!j.done)
+        pthread_cond_wait(&w->done, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    if (j.rc < 0 && err)
+        *err = j.err;
+    return j.rc;
+}
+
+int rqd_writer_post(rqd_writer *w, rqd_write_fn fn, void *arg, void (*free_arg)(void *))
+{
+    job *j = calloc(1, sizeof *j);
+    int rc;
+    if (j == NULL) {
+        if (free_arg)
+            free_arg(arg);
+        return RQD_ENOMEM;
+    }
+    j->fn = fn;
+    j->arg = arg;
+    j->free_arg = free_arg;
+    pthread_mutex_lock(&w->mu);
+    rc = enqueue(w, j);
+    pthread_mutex_unlock(&w->mu);
+    if (rc < 0) {
+        if (free_arg)
+            free_arg(arg);
+        free(j);
+    }
+    return rc;
+}
+
+void rqd_writer_stop(rqd_writer *w)
+{
+    if (w == NULL || !w->started)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stopping = 1;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    w->started = 0;
+}
+
+void rqd_writer_free(rqd_writer *w)
+{
+    if (w == NULL)
+        return;
+    rqd_writer_stop(w);
+    store_close(w->s);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->wake);
+    pthread_cond_destroy(&w->done);
+    free(w);
+}
+
+void rqd_writer_stats(rqd_writer *w, long long *commits, double *seconds, long long *failures)
+{
+    pthread_mutex_lock(&w->mu);
+    *commits = w->commits;
+    *seconds = w->seconds;
+    *failures = w->failures;
+    pthread_mutex_unlock(&w->mu);
+}

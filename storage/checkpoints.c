@@ -1,0 +1,228 @@
+/* storage/checkpoints.c: checkpoint blobs with their metadata: insert (with pruning of
+ * old automatic ones), list, fetch, delete.
+ *
+ * Ids come from agents.next_ckpt_id, advanced in the transaction that inserts the
+ * checkpoint, so an id is never handed out twice even after the newest is deleted.
+ * Pruning runs in the same transaction: the newest keep_auto automatic checkpoints (by
+ * id) survive, manual ones always do. keep_auto <= 0 prunes nothing, so that "keep 0"
+ * can never delete the checkpoint just taken.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char SQL_NEXT_ID[] =
+    "UPDATE agents SET next_ckpt_id = next_ckpt_id + 1 WHERE id = ?1"
+    " RETURNING next_ckpt_id - 1";
+static const char SQL_INSERT[] =
+    "INSERT INTO checkpoints (agent, id, updates, env_steps, policy_version, pending,"
+    " automatic, bytes, created_at, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+static const char SQL_PRUNE[] =
+    "DELETE FROM checkpoints WHERE agent = ?1 AND automatic = 1 AND id NOT IN"
+    " (SELECT id FROM checkpoints WHERE agent = ?1 AND automatic = 1"
+    "  ORDER BY id DESC LIMIT ?2)";
+#define SQL_COLUMNS "id, updates, env_steps, policy_version, pending, automatic, bytes, created_at"
+static const char SQL_LIST[] =
+    "SELECT " SQL_COLUMNS " FROM checkpoints WHERE agent = ?1 ORDER BY id";
+/* ?2 < 0 selects the newest; an equality lookup either way. */
+#define SQL_WHERE_ONE                                                                      \
+    " FROM checkpoints WHERE agent = ?1 AND id = CASE WHEN ?2 < 0 THEN"                    \
+    " (SELECT max(id) FROM checkpoints WHERE agent = ?1) ELSE ?2 END"
+static const char SQL_GET[] = "SELECT " SQL_COLUMNS SQL_WHERE_ONE;
+static const char SQL_GET_STATE[] = "SELECT " SQL_COLUMNS ", state" SQL_WHERE_ONE;
+static const char SQL_DELETE[] = "DELETE FROM checkpoints WHERE agent = ?1 AND id = ?2";
+
+/* The SQL_COLUMNS of the current row. */
+static void read_info(sqlite3_stmt *st, store_ckpt_info *c)
+{
+    memset(c, 0, sizeof *c);
+    c->id = sqlite3_column_int64(st, 0);
+    c->updates = sqlite3_column_int64(st, 1);
+    c->env_steps = sqlite3_column_int64(st, 2);
+    c->policy_version = sqlite3_column_int64(st, 3);
+    c->pending_updates = store__column_double(st, 4);
+    c->automatic = sqlite3_column_int(st, 5);
+    c->bytes = sqlite3_column_int64(st, 6);
+    store__column_text(st, 7, c->created_at, sizeof c->created_at);
+}
+
+int store_ckpt_insert(store *s, int64_t agent, const store_ckpt_info *info, const void *blob,
+                      size_t len, int keep_auto, int64_t *id_out, rqd_err *err)
+{
+    sqlite3_stmt *next = NULL, *ins = NULL, *prune = NULL;
+    char now[32];
+    int64_t id = 0;
+    int rc = RQD_OK, src, token = 0;
+
+    if ((rc = store__stmt(s, SQL_NEXT_ID, &next, err)) < 0 ||
+        (rc = store__stmt(s, SQL_INSERT, &ins, err)) < 0 ||
+        (rc = store__stmt(s, SQL_PRUNE, &prune, err)) < 0)
+        goto out;
+    if ((rc = store__atomic_begin(s, &token, err)) < 0)
+        goto out;
+
+    sqlite3_bind_int64(next, 1, agent);
+    src = store__step(s, next);
+    if (src == SQLITE_DONE) {
+        rc = rqd_err_set(err, RQD_ENOTFOUND, "", "insert checkpoint: agent %lld not found",
+                         (long long)agent);
+        goto out;
+    }
+    if (src != SQLITE_ROW) {
+        rc = store__fail(s, src, err, "insert checkpoint: next id");
+        goto out;
+    }
+    id = sqlite3_column_int64(next, 0);
+    if ((src = store__step(s, next)) != SQLITE_DONE) {
+        rc = store__fail(s, src, err, "insert checkpoint: next id");
+        goto out;
+    }
+
+    if (info->created_at[0] == '\0')
+        store__now(now);
+    else
+        snprintf(now, sizeof now, "%s", info->created_at); /* kept, e.g. on import */
+    sqlite3_bind_int64(ins, 1, agent);
+    sqlite3_bind_int64(ins, 2, id);
+    sqlite3_bind_int64(ins, 3, info->updates);
+    sqlite3_bind_int64(ins, 4, info->env_steps);
+    sqlite3_bind_int64(ins, 5, info->policy_version);
+    store__bind_double(ins, 6, info->pending_updates);
+    sqlite3_bind_int(ins, 7, info->automatic != 0);
+    sqlite3_bind_int64(ins, 8, (sqlite3_int64)len);
+    sqlite3_bind_text(ins, 9, now, -1, SQLITE_STATIC);
+    if (len == 0)
+        src = sqlite3_bind_zeroblob(ins, 10, 0); /* a NULL pointer would bind NULL */
+    else
+        src = sqlite3_bind_blob64(ins, 10, blob, len, SQLITE_STATIC);
+    if (src != SQLITE_OK) {
+        rc = store__fail(s, src, err, "insert checkpoint: bind state");
+        goto out;
+    }
+    if ((src = store__step(s, ins)) != SQLITE_DONE) {
+        rc = store__fail(s, src, err, "insert checkpoint");
+        goto out;
+    }
+
+    if (info->automatic && keep_auto > 0) {
+        sqlite3_bind_int64(prune, 1, agent);
+        sqlite3_bind_int(prune, 2, keep_auto);
+        if ((src = store__step(s, prune)) != SQLITE_DONE) {
+            rc = store__fail(s, src, err, "prune automatic checkpoints");
+            goto out;
+        }
+    }
+    if (id_out)
+        *id_out = id;
+out:
+    store__done(next);
+    store__done(ins);
+    store__done(prune);
+    return store__atomic_end(s, token, rc, err);
+}
+
+int store_ckpt_list(store *s, int64_t agent, store_ckpt_info **rows, int *n, rqd_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    store_ckpt_info *v = NULL, *grown = NULL;
+    int len = 0, cap = 0, rc = RQD_OK, src;
+
+    *rows = NULL;
+    *n = 0;
+    if ((rc = store__stmt(s, SQL_LIST, &st, err)) < 0)
+        goto out;
+    sqlite3_bind_int64(st, 1, agent);
+    while ((src = store__step(s, st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? 2 * cap : 8;
+            grown = realloc(v, (size_t)cap * sizeof *v);
+            if (grown == NULL) {
+                rc = rqd_err_set(err, RQD_ENOMEM, "", "list checkpoints: out of memory");
+                goto out;
+            }
+            v = grown;
+        }
+        read_info(st, &v[len++]);
+    }
+    if (src != SQLITE_DONE)
+        rc = store__fail(s, src, err, "list checkpoints");
+out:
+    store__done(st);
+    if (rc < 0 || len == 0) {
+        free(v);
+        v = NULL;
+        len = 0;
+    }
+    *rows = v;
+    *n = len;
+    return rc;
+}
+
+int store_ckpt_get(store *s, int64_t agent, int64_t id, store_ckpt_info *info, void **blob,
+                   size_t *len, rqd_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = RQD_OK, src;
+
+    if (blob)
+        *blob = NULL;
+    if (len)
+        *len = 0;
+    if ((rc = store__stmt(s, blob ? SQL_GET_STATE : SQL_GET, &st, err)) < 0)
+        goto out;
+    sqlite3_bind_int64(st, 1, agent);
+    sqlite3_bind_int64(st, 2, id);
+    src = store__step(s, st);
+    if (src == SQLITE_DONE) {
+        rc = id < 0 ? rqd_err_set(err, RQD_ENOTFOUND, "", "agent %lld has no checkpoint",
+                                  (long long)agent)
+                    : rqd_err_set(err, RQD_ENOTFOUND, "", "checkpoint %lld not found",
+                                  (long long)id);
+        goto out;
+    }
+    if (src != SQLITE_ROW) {
+        rc = store__fail(s, src, err, "get checkpoint");
+        goto out;
+    }
+    if (info)
+        read_info(st, info);
+    if (blob) {
+        const void *p = sqlite3_column_blob(st, 8);
+        size_t n = (size_t)sqlite3_column_bytes(st, 8);
+
+        if ((*blob = malloc(n ? n : 1)) == NULL) {
+            rc = rqd_err_set(err, RQD_ENOMEM, "", "get checkpoint: out of memory (%zu bytes)",
+                             n);
+            goto out;
+        }
+        if (n > 0)
+            memcpy(*blob, p, n);
+        if (len)
+            *len = n;
+    }
+out:
+    store__done(st);
+    return rc;
+}
+
+int store_ckpt_delete(store *s, int64_t agent, int64_t id, rqd_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = RQD_OK, src;
+
+    if ((rc = store__stmt(s, SQL_DELETE, &st, err)) < 0)
+        goto out;
+    sqlite3_bind_int64(st, 1, agent);
+    sqlite3_bind_int64(st, 2, id);
+    if ((src = store__step(s, st)) != SQLITE_DONE) {
+        rc = store__fail(s, src, err, "delete checkpoint");
+        goto out;
+    }
+    if (sqlite3_changes(s->db) == 0)
+        rc = rqd_err_set(err, RQD_ENOTFOUND, "", "checkpoint %lld not found", (long long)id);
+out:
+    store__done(st);
+    return rc;
+}

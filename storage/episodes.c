@@ -1,0 +1,148 @@
+/* storage/episodes.c: episode rows: running totals while an episode is open (with the
+ * last observation and action, so a restarted daemon can resume it), the final row when
+ * it ends, newest-first listings for /episodes.
+ *
+ * A put is an upsert on (agent, id): the first put gives the episode its seq (per-agent
+ * insertion order, which breaks ties between equal start times), later puts keep it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char SQL_PUT[] =
+    "INSERT INTO episodes (agent, id, seq, mode, ret, length, started_at, ended_at,"
+    " abandoned, last_obs, last_action) VALUES (?1, ?2,"
+    " (SELECT coalesce(max(seq), 0) + 1 FROM episodes WHERE agent = ?1),"
+    " ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    " ON CONFLICT (agent, id) DO UPDATE SET mode = excluded.mode, ret = excluded.ret,"
+    " length = excluded.length, started_at = excluded.started_at,"
+    " ended_at = excluded.ended_at, abandoned = excluded.abandoned,"
+    " last_obs = excluded.last_obs, last_action = excluded.last_action";
+#define SQL_COLUMNS                                                                        \
+    "SELECT id, mode, ret, length, started_at, ended_at, abandoned, last_obs, last_action" \
+    " FROM episodes WHERE agent = ?1"
+/* A negative LIMIT is no limit in SQLite. */
+static const char SQL_LIST[] = SQL_COLUMNS " ORDER BY started_at DESC, seq DESC LIMIT ?2";
+static const char SQL_OPEN[] = SQL_COLUMNS " AND ended_at IS NULL ORDER BY seq";
+
+int store_episode_put(store *s, int64_t agent, const store_episode_row *e, int obs_dim,
+                      int act_dim, rqd_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int open = e->ended_at[0] == '\0';
+    int rc = RQD_OK, src;
+
+    if (strnlen(e->id, sizeof e->id) == sizeof e->id) {
+        rc = rqd_err_set(err, RQD_EINVAL, "episode_id", "episode id longer than %zu bytes",
+                         sizeof e->id - 1);
+        goto out;
+    }
+    if ((rc = store__stmt(s, SQL_PUT, &st, err)) < 0)
+        goto out;
+    sqlite3_bind_int64(st, 1, agent);
+    sqlite3_bind_text(st, 2, e->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, e->mode);
+    store__bind_double(st, 4, e->ret);
+    sqlite3_bind_int64(st, 5, e->length);
+    sqlite3_bind_text(st, 6, e->started_at, -1, SQLITE_STATIC);
+    if (open)
+        sqlite3_bind_null(st, 7);
+    else
+        sqlite3_bind_text(st, 7, e->ended_at, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 8, e->abandoned != 0);
+    if ((src = store__bind_floats(st, 9, open ? e->last_obs : NULL, obs_dim)) != SQLITE_OK ||
+        (src = store__bind_floats(st, 10, open ? e->last_action : NULL, act_dim)) != SQLITE_OK) {
+        rc = rqd_err_set(err, RQD_ENOMEM, "", "put episode: %s", sqlite3_errstr(src));
+        goto out;
+    }
+    if ((src = store__step(s, st)) != SQLITE_DONE) {
+        rc = store__fail(s, src, err, "put episode");
+        if (rc == RQD_ENOTFOUND)
+            rqd_err_set(err, rc, "", "agent %lld not found", (long long)agent);
+    }
+out:
+    store__done(st);
+    return rc;
+}
+
+void store_episode_rows_free(store_episode_row *rows, int n)
+{
+    if (rows == NULL)
+        return;
+    for (int i = 0; i < n; i++) {
+        free(rows[i].last_obs);
+        free(rows[i].last_action);
+    }
+    free(rows);
+}
+
+/* The rows of SQL_LIST (with limit) or SQL_OPEN. */
+static int read_rows(store *s, const char *sql, int64_t agent, int limit, int obs_dim,
+                     int act_dim, store_episode_row **rows, int *n, rqd_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    store_episode_row *v = NULL, *grown = NULL;
+    int len = 0, cap = 0, rc = RQD_OK, src;
+
+    *rows = NULL;
+    *n = 0;
+    if ((rc = store__stmt(s, sql, &st, err)) < 0)
+        goto out;
+    sqlite3_bind_int64(st, 1, agent);
+    if (sql == SQL_LIST)
+        sqlite3_bind_int(st, 2, limit);
+    while ((src = store__step(s, st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? 2 * cap : 16;
+            grown = realloc(v, (size_t)cap * sizeof *v);
+            if (grown == NULL) {
+                rc = rqd_err_set(err, RQD_ENOMEM, "", "list episodes: out of memory");
+                goto out;
+            }
+            v = grown;
+        }
+        store_episode_row *r = &v[len++];
+        memset(r, 0, sizeof *r);
+        store__column_text(st, 0, r->id, sizeof r->id);
+        r->mode = sqlite3_column_int(st, 1);
+        r->ret = store__column_double(st, 2);
+        r->length = sqlite3_column_int64(st, 3);
+        store__column_text(st, 4, r->started_at, sizeof r->started_at);
+        store__column_text(st, 5, r->ended_at, sizeof r->ended_at);
+        r->abandoned = sqlite3_column_int(st, 6);
+        if ((rc = store__column_floats(st, 7, obs_dim, &r->last_obs, "episode last_obs",
+                                       err)) < 0 ||
+            (rc = store__column_floats(st, 8, act_dim, &r->last_action,
+                                       "episode last_action", err)) < 0)
+            goto out;
+    }
+    if (src != SQLITE_DONE)
+        rc = store__fail(s, src, err, "list episodes");
+out:
+    store__done(st);
+    if (rc < 0) {
+        store_episode_rows_free(v, len);
+        v = NULL;
+        len = 0;
+    }
+    if (len == 0) {
+        free(v);
+        v = NULL;
+    }
+    *rows = v;
+    *n = len;
+    return rc;
+}
+
+int store_episode_list(store *s, int64_t agent, int limit, int obs_dim, int act_dim,
+                       store_episode_row **rows, int *n, rqd_err *err)
+{
+    return read_rows(s, SQL_LIST, agent, limit, obs_dim, act_dim, rows, n, err);
+}
+
+int store_episode_open(store *s, int64_t agent, int obs_dim, int act_dim,
+                       store_episode_row **rows, int *n, rqd_err *err)
+{
+    return read_rows(s, SQL_OPEN, agent, -1, obs_dim, act_dim, rows, n, err);
+}

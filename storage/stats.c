@@ -1,0 +1,112 @@
+/* storage/stats.c: per-update training statistics: appending rows and reading them back
+ * in ranges for /stats (the caller renders JSON or CSV).
+ *
+ * stats.row is an AUTOINCREMENT rowid, increasing across agents and never reused, so a
+ * client polls with since = the last row it saw. A value not known (NaN) is NULL.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char SQL_INSERT[] =
+    "INSERT INTO stats (agent, update_no, env_steps, time, actor_loss, critic_loss, alpha,"
+    " alpha_loss, q_mean, q_std, train_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+    " ?11)";
+/* A negative LIMIT is no limit in SQLite. */
+static const char SQL_RANGE[] =
+    "SELECT row, update_no, env_steps, time, actor_loss, critic_loss, alpha, alpha_loss,"
+    " q_mean, q_std, train_time FROM stats WHERE agent = ?1 AND row > ?2 ORDER BY row"
+    " LIMIT ?3";
+
+int store_stats_append(store *s, int64_t agent, const store_stats_row *rows, int n,
+                       rqd_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = RQD_OK, src, token = 0;
+
+    assert(n >= 0);
+    if (n == 0)
+        goto out;
+    if ((rc = store__stmt(s, SQL_INSERT, &st, err)) < 0)
+        goto out;
+    if ((rc = store__atomic_begin(s, &token, err)) < 0)
+        goto out;
+    for (int i = 0; i < n; i++) {
+        const store_stats_row *r = &rows[i];
+
+        sqlite3_bind_int64(st, 1, agent);
+        sqlite3_bind_int64(st, 2, r->update);
+        sqlite3_bind_int64(st, 3, r->env_steps);
+        store__bind_double(st, 4, r->time);
+        store__bind_double(st, 5, r->actor_loss);
+        store__bind_double(st, 6, r->critic_loss);
+        store__bind_double(st, 7, r->alpha);
+        store__bind_double(st, 8, r->alpha_loss);
+        store__bind_double(st, 9, r->q_mean);
+        store__bind_double(st, 10, r->q_std);
+        store__bind_double(st, 11, r->train_time);
+        if ((src = store__step(s, st)) != SQLITE_DONE) {
+            rc = store__fail(s, src, err, "append stats");
+            if (rc == RQD_ENOTFOUND)
+                rqd_err_set(err, rc, "", "agent %lld not found", (long long)agent);
+            goto out;
+        }
+        sqlite3_reset(st);
+    }
+out:
+    store__done(st);
+    return store__atomic_end(s, token, rc, err);
+}
+
+int store_stats_range(store *s, int64_t agent, int64_t since, int limit, store_stats_row **rows,
+                      int *n, rqd_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    store_stats_row *v = NULL, *grown = NULL;
+    int len = 0, cap = 0, rc = RQD_OK, src;
+
+    *rows = NULL;
+    *n = 0;
+    if ((rc = store__stmt(s, SQL_RANGE, &st, err)) < 0)
+        goto out;
+    sqlite3_bind_int64(st, 1, agent);
+    sqlite3_bind_int64(st, 2, since);
+    sqlite3_bind_int(st, 3, limit);
+    while ((src = store__step(s, st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? 2 * cap : 64;
+            grown = realloc(v, (size_t)cap * sizeof *v);
+            if (grown == NULL) {
+                rc = rqd_err_set(err, RQD_ENOMEM, "", "stats range: out of memory");
+                goto out;
+            }
+            v = grown;
+        }
+        store_stats_row *r = &v[len++];
+        r->row = sqlite3_column_int64(st, 0);
+        r->update = sqlite3_column_int64(st, 1);
+        r->env_steps = sqlite3_column_int64(st, 2);
+        r->time = store__column_double(st, 3);
+        r->actor_loss = store__column_double(st, 4);
+        r->critic_loss = store__column_double(st, 5);
+        r->alpha = store__column_double(st, 6);
+        r->alpha_loss = store__column_double(st, 7);
+        r->q_mean = store__column_double(st, 8);
+        r->q_std = store__column_double(st, 9);
+        r->train_time = store__column_double(st, 10);
+    }
+    if (src != SQLITE_DONE)
+        rc = store__fail(s, src, err, "stats range");
+out:
+    store__done(st);
+    if (rc < 0 || len == 0) {
+        free(v);
+        v = NULL;
+        len = 0;
+    }
+    *rows = v;
+    *n = len;
+    return rc;
+}

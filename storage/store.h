@@ -1,0 +1,186 @@
+/* storage/store.h: redqd's SQLite storage, the whole public surface.
+ *
+ * One store is one connection to <data-dir>/redqd.db (WAL, foreign_keys=ON,
+ * synchronous NORMAL or FULL). The daemon opens one read-write connection for its writer
+ * thread and read-only ones for readers; a connection is used by one thread at a time.
+ * storage/ knows nothing of HTTP or of redq/: rows are plain structs and blobs.
+ *
+ * Every function returns RQD_OK or a negative RQD_E* code and fills err: RQD_ENOTFOUND,
+ * RQD_EEXIST for a duplicate name, RQD_EIO for SQLite failures (err->msg carries
+ * sqlite3_errmsg), RQD_ENOMEM. Writes that must be atomic together are wrapped by the
+ * caller in store_begin/store_commit (or savepoints); a single call is atomic by itself.
+ * Times are RFC 3339 UTC strings with milliseconds ("2026-11-25T20:14:31.123Z") except
+ * stats rows' `time` (Unix seconds, double).
+ */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/rqd_err.h"
+
+typedef struct store store;
+
+#define STORE_SCHEMA_VERSION 1
+
+/* ------------------------------------------------------------------ connection */
+
+enum { STORE_RW = 0, STORE_RO = 1 };
+
+/* Opens (creating if STORE_RW and absent) the database file at path. STORE_RW runs the
+ * schema migrations; a file whose user_version is newer than STORE_SCHEMA_VERSION, that
+ * is not a SQLite database, whose application_id is not redqd's, or that fails
+ * PRAGMA quick_check (when check is set) is refused with RQD_EIO and a clear message,
+ * and nothing is written to it. sync_full selects synchronous=FULL (else NORMAL). */
+int store_open(const char *path, int mode, int sync_full, int check, store **out, rqd_err *err);
+void store_close(store *s); /* NULL is a no-op */
+
+int store_begin(store *s, rqd_err *err);    /* BEGIN IMMEDIATE */
+int store_commit(store *s, rqd_err *err);
+void store_rollback(store *s);              /* never fails; harmless outside a transaction */
+int store_savepoint(store *s, rqd_err *err);      /* SAVEPOINT job */
+int store_release(store *s, rqd_err *err);        /* RELEASE job */
+void store_rollback_to(store *s);                 /* ROLLBACK TO job; RELEASE job */
+
+/* PRAGMA integrity_check; RQD_OK when "ok". */
+int store_integrity_check(store *s, rqd_err *err);
+/* VACUUM INTO path: an online, consistent copy. */
+int store_backup(store *s, const char *path, rqd_err *err);
+
+/* Test hook (STYLE R18): the nth statement step from now on (1 = the next) on this
+ * connection fails with the given SQLite result code (SQLITE_FULL, SQLITE_IOERR, ...);
+ * 0 disables. */
+void store_fault_inject(store *s, int nth, int sqlite_rc);
+
+/* ------------------------------------------------------------------ agents */
+
+typedef struct {
+    int64_t id;             /* rowid, stable for the agent's life */
+    char name[72];
+    int obs_dim, act_dim;
+    float *low, *high;      /* act_dim floats each; malloc'd, freed by store_agent_rows_free */
+    char *config_json;      /* malloc'd */
+    char created_at[32];
+    int64_t policy_version; /* the highest policy_version ever published (never decreases) */
+    int64_t next_ckpt_id;   /* next checkpoint id to hand out (ids are never reused) */
+} store_agent_row;
+
+/* RQD_EEXIST if the name is taken. */
+int store_agent_insert(store *s, const char *name, int obs_dim, int act_dim, const float *low,
+                       const float *high, const char *config_json, int64_t *id_out,
+                       rqd_err *err);
+int store_agent_set_config(store *s, int64_t id, const char *config_json, rqd_err *err);
+/* Raises the stored policy_version to v if v is higher. */
+int store_agent_bump_policy(store *s, int64_t id, int64_t v, rqd_err *err);
+/* Deletes the agent and every row of it (transitions, checkpoints, stats, episodes,
+ * batch ids) in one transaction. RQD_ENOTFOUND if absent. */
+int store_agent_delete(store *s, int64_t id, rqd_err *err);
+/* All agents in byte order of name; *rows malloc'd (NULL when n = 0). */
+int store_agent_list(store *s, store_agent_row **rows, int *n, rqd_err *err);
+void store_agent_rows_free(store_agent_row *rows, int n);
+
+/* ------------------------------------------------------------------ transitions */
+
+/* One raw transition as the environment gave it (action in the environment's scale). */
+typedef struct {
+    const float *obs;      /* [obs_dim] */
+    const float *action;   /* [act_dim] */
+    float reward;
+    const float *next_obs; /* [obs_dim] */
+    int terminated, truncated;
+    const char *env_id;    /* NULL or "" = default stream */
+} store_transition;
+
+/* Appends n transitions with seq first_seq, first_seq+1, ... (seq = the agent's env_steps
+ * after the transition, so 1-based). RQD_EEXIST if a seq already exists. */
+int store_transitions_append(store *s, int64_t agent, int64_t first_seq,
+                             const store_transition *t, int n, int obs_dim, int act_dim,
+                             rqd_err *err);
+/* Highest seq stored for the agent (0 if none). */
+int store_transitions_max_seq(store *s, int64_t agent, int64_t *out, rqd_err *err);
+/* Calls cb for every transition with seq >= from_seq in ascending seq order; the
+ * pointers in *t are valid only during the call. A non-zero return from cb stops the
+ * scan and is returned. */
+int store_transitions_scan(store *s, int64_t agent, int64_t from_seq, int obs_dim, int act_dim,
+                           int (*cb)(void *ctx, int64_t seq, const store_transition *t),
+                           void *ctx, rqd_err *err);
+
+/* ------------------------------------------------------------------ batch ids */
+
+/* The stored answer for batch_id (malloc'd JSON text into *answer), or *answer = NULL
+ * when the id is unknown. */
+int store_batch_get(store *s, int64_t agent, const char *batch_id, char **answer, rqd_err *err);
+int store_batch_put(store *s, int64_t agent, const char *batch_id, const char *answer,
+                    rqd_err *err);
+
+/* ------------------------------------------------------------------ checkpoints */
+
+typedef struct {
+    int64_t id;             /* per agent, increasing, never reused */
+    int64_t updates;
+    int64_t env_steps;
+    int64_t policy_version;
+    double pending_updates; /* updates owed and not yet done when it was taken */
+    int automatic;          /* 1: periodic, restore, import or shutdown; 0: by request */
+    int64_t bytes;          /* blob size */
+    char created_at[32];
+} store_ckpt_info;
+
+/* Inserts a checkpoint with the agent's next id (info->id is ignored; *id_out gets it)
+ * and, when automatic, deletes the oldest automatic checkpoints beyond keep_auto. */
+int store_ckpt_insert(store *s, int64_t agent, const store_ckpt_info *info, const void *blob,
+                      size_t len, int keep_auto, int64_t *id_out, rqd_err *err);
+/* Ascending by id; *rows malloc'd (NULL when n = 0). */
+int store_ckpt_list(store *s, int64_t agent, store_ckpt_info **rows, int *n, rqd_err *err);
+/* Checkpoint id (or the newest when id < 0): metadata, and the blob malloc'd into *blob
+ * when blob is not NULL. RQD_ENOTFOUND if absent. */
+int store_ckpt_get(store *s, int64_t agent, int64_t id, store_ckpt_info *info, void **blob,
+                   size_t *len, rqd_err *err);
+int store_ckpt_delete(store *s, int64_t agent, int64_t id, rqd_err *err);
+
+/* ------------------------------------------------------------------ stats */
+
+/* A value not known is NaN (stored as NULL). */
+typedef struct {
+    int64_t row;            /* assigned on insert, increasing across all agents */
+    int64_t update;
+    int64_t env_steps;
+    double time;            /* Unix seconds */
+    double actor_loss, critic_loss, alpha, alpha_loss, q_mean, q_std, train_time;
+} store_stats_row;
+
+int store_stats_append(store *s, int64_t agent, const store_stats_row *rows, int n,
+                       rqd_err *err);
+/* Rows with row > since, ascending, at most limit; *rows malloc'd (NULL when n = 0). */
+int store_stats_range(store *s, int64_t agent, int64_t since, int limit, store_stats_row **rows,
+                      int *n, rqd_err *err);
+
+/* ------------------------------------------------------------------ episodes */
+
+enum { STORE_EP_EXPLORE = 0, STORE_EP_EVAL = 1 };
+
+typedef struct {
+    char id[40];
+    int mode;               /* STORE_EP_* */
+    double ret;             /* return so far */
+    int64_t length;         /* steps so far */
+    char started_at[32];
+    char ended_at[32];      /* "" while open */
+    int abandoned;
+    float *last_obs;        /* [obs_dim], malloc'd; NULL on ended episodes in lists */
+    float *last_action;     /* [act_dim], malloc'd; NULL on ended episodes in lists */
+} store_episode_row;
+
+/* Inserts or replaces the episode (last_obs/last_action stored while it is open). */
+int store_episode_put(store *s, int64_t agent, const store_episode_row *e, int obs_dim,
+                      int act_dim, rqd_err *err);
+/* Newest start first, at most limit (ties broken by insertion order, newest first). */
+int store_episode_list(store *s, int64_t agent, int limit, int obs_dim, int act_dim,
+                       store_episode_row **rows, int *n, rqd_err *err);
+/* Every open episode of the agent, with last_obs and last_action. */
+int store_episode_open(store *s, int64_t agent, int obs_dim, int act_dim,
+                       store_episode_row **rows, int *n, rqd_err *err);
+void store_episode_rows_free(store_episode_row *rows, int n);
+
+#endif

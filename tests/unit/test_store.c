@@ -1,0 +1,1190 @@
+/* tests/unit/test_store.c: storage/ against a real SQLite file in a fresh temporary
+ * directory per test (a checked fixture, so each test's directory is made and removed in
+ * its own forked child).
+ *
+ * What is shown: a file is created, reopened with its rows, and refused (untouched, byte
+ * for byte) when it is newer, not SQLite, another program's, or corrupt; every table
+ * round trips exactly (floats bit for bit, NaN <-> NULL); ids and orders are as store.h
+ * promises; deleting an agent removes every row of it and nothing of another's; a backup
+ * opens with the same rows; faults injected at every step of an append or a checkpoint
+ * insert (SQLite's do_faultsim_test, STYLE R18) leave only the rows from before; and a
+ * read-only connection sees what a read-write one commits, and only that.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <float.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../storage/store.h"
+
+/* ------------------------------------------------------------------ fixture and helpers */
+
+static char dir[256];  /* this test's temporary directory */
+static char path[300]; /* dir/redqd.db */
+
+static void setup(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/redqd-store-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/redqd.db", dir);
+}
+
+static void teardown(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[600];
+
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static void in_dir(char *out, size_t size, const char *name)
+{
+    snprintf(out, size, "%s/%s", dir, name);
+}
+
+static store *open_at(const char *p, int mode)
+{
+    store *s = NULL;
+    rqd_err err = {0};
+    int rc = store_open(p, mode, 0, 1, &s, &err);
+    ck_assert_msg(rc == RQD_OK, "store_open %s: %d %s", p, rc, err.msg);
+    ck_assert_ptr_nonnull(s);
+    return s;
+}
+
+static store *open_rw(void) { return open_at(path, STORE_RW); }
+
+static const float LOW[2] = {-2.0f, -1.0f}, HIGH[2] = {2.0f, 1.0f};
+
+static int64_t add_agent(store *s, const char *name, int obs_dim)
+{
+    int64_t id = 0;
+    rqd_err err = {0};
+    int rc = store_agent_insert(s, name, obs_dim, 2, LOW, HIGH, "{\"gamma\":0.99}", &id, &err);
+    ck_assert_msg(rc == RQD_OK, "insert %s: %d %s", name, rc, err.msg);
+    ck_assert_int_gt(id, 0);
+    return id;
+}
+
+/* The first column of the first row of sql on a separate plain connection (-1: none). */
+static long long raw_int(const char *p, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long v = -1;
+
+    ck_assert_int_eq(sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s: %s", sql,
+                  sqlite3_errmsg(db));
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void raw_exec(const char *p, const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+
+    ck_assert_int_eq(sqlite3_open(p, &db), SQLITE_OK);
+    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s", sql,
+                  msg ? msg : "");
+    sqlite3_close(db);
+}
+
+/* A file's bytes and modification time, to show that a refused file was not touched. */
+typedef struct {
+    unsigned char *bytes;
+    size_t len;
+    struct timespec mtime;
+} snapshot;
+
+static snapshot snap(const char *p)
+{
+    snapshot sn = {0};
+    struct stat stt;
+    FILE *f = fopen(p, "rb");
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(stat(p, &stt), 0);
+    sn.len = (size_t)stt.st_size;
+    sn.mtime = stt.st_mtim;
+    sn.bytes = malloc(sn.len + 1);
+    ck_assert_ptr_nonnull(sn.bytes);
+    ck_assert_uint_eq(fread(sn.bytes, 1, sn.len, f), sn.len);
+    fclose(f);
+    return sn;
+}
+
+static void assert_unchanged(const char *p, snapshot *before)
+{
+    snapshot now = snap(p);
+    ck_assert_uint_eq(now.len, before->len);
+    ck_assert_msg(memcmp(now.bytes, before->bytes, now.len) == 0, "%s was modified", p);
+    ck_assert_msg(now.mtime.tv_sec == before->mtime.tv_sec &&
+                      now.mtime.tv_nsec == before->mtime.tv_nsec,
+                  "%s mtime changed", p);
+    free(now.bytes);
+    free(before->bytes);
+    before->bytes = NULL;
+}
+
+/* store_open must refuse p in both modes with RQD_EIO and a message containing want. */
+static void assert_refused(const char *p, const char *want)
+{
+    for (int mode = STORE_RW; mode <= STORE_RO; mode++) {
+        store *s = (store *)&s; /* not NULL, so that the test sees it cleared */
+        rqd_err err = {0};
+        int rc = store_open(p, mode, 0, 1, &s, &err);
+        ck_assert_msg(rc == RQD_EIO, "mode %d: rc %d (%s), want io_error", mode, rc, err.msg);
+        ck_assert_ptr_null(s);
+        ck_assert_msg(strstr(err.msg, want) != NULL, "message \"%s\" lacks \"%s\"", err.msg,
+                      want);
+        ck_assert_msg(strstr(err.msg, "redqd.db") != NULL || strstr(err.msg, p) != NULL,
+                      "message \"%s\" does not name the file", err.msg);
+    }
+}
+
+/* Transitions: observation i of a row carries the seq so rows can be told apart. */
+enum { S = 3, A = 2 };
+
+typedef struct {
+    float obs[S], act[A], rew, next[S];
+    store_transition t;
+} trow;
+
+static void make_row(trow *r, int64_t seq)
+{
+    for (int i = 0; i < S; i++) {
+        r->obs[i] = (float)seq + 0.25f * (float)i;
+        r->next[i] = -(float)seq - 0.5f * (float)i;
+    }
+    r->act[0] = 0.125f * (float)seq;
+    r->act[1] = -1.0f;
+    r->rew = 1.0f / (float)seq;
+    r->t = (store_transition){r->obs, r->act, r->rew, r->next, (int)(seq % 7 == 0),
+                              (int)(seq % 5 == 0), seq % 2 ? "x" : NULL};
+}
+
+static int append(store *s, int64_t agent, int64_t first, int n, rqd_err *err)
+{
+    trow *rows = calloc((size_t)n, sizeof *rows);
+    store_transition *t = calloc((size_t)n, sizeof *t);
+    int rc;
+
+    ck_assert(rows && t);
+    for (int i = 0; i < n; i++) {
+        make_row(&rows[i], first + i);
+        t[i] = rows[i].t;
+    }
+    rc = store_transitions_append(s, agent, first, t, n, S, A, err);
+    free(rows);
+    free(t);
+    return rc;
+}
+
+static void append_ok(store *s, int64_t agent, int64_t first, int n)
+{
+    rqd_err err = {0};
+    int rc = append(s, agent, first, n, &err);
+    ck_assert_msg(rc == RQD_OK, "append %lld+%d: %d %s", (long long)first, n, rc, err.msg);
+}
+
+/* What a scan delivered, copied out of the callback. */
+typedef struct {
+    int n, stop_at;
+    int64_t seq[64];
+    float data[64][2 * S + A + 1];
+    int term[64], trunc[64];
+    char env[64][8];
+    int env_null[64];
+} scan_log;
+
+static int collect(void *ctx, int64_t seq, const store_transition *t)
+{
+    scan_log *l = ctx;
+    int i = l->n++;
+
+    ck_assert_int_lt(i, 64);
+    l->seq[i] = seq;
+    memcpy(l->data[i], t->obs, sizeof(float) * S);
+    memcpy(l->data[i] + S, t->action, sizeof(float) * A);
+    l->data[i][S + A] = t->reward;
+    memcpy(l->data[i] + S + A + 1, t->next_obs, sizeof(float) * S);
+    l->term[i] = t->terminated;
+    l->trunc[i] = t->truncated;
+    l->env_null[i] = t->env_id == NULL;
+    snprintf(l->env[i], sizeof l->env[i], "%s", t->env_id ? t->env_id : "");
+    return l->n == l->stop_at ? 42 : 0;
+}
+
+static int count_rows(store *s, int64_t agent)
+{
+    scan_log *l = calloc(1, sizeof *l);
+    rqd_err err = {0};
+    int n;
+
+    ck_assert_int_eq(store_transitions_scan(s, agent, 0, S, A, collect, l, &err), 0);
+    for (int i = 0; i < l->n; i++) /* ascending, 1..n, each as made */
+        ck_assert_int_eq(l->seq[i], i + 1);
+    n = l->n;
+    free(l);
+    return n;
+}
+
+static int64_t max_seq(store *s, int64_t agent)
+{
+    int64_t m = -1;
+    rqd_err err = {0};
+    ck_assert_int_eq(store_transitions_max_seq(s, agent, &m, &err), 0);
+    return m;
+}
+
+static int64_t ckpt(store *s, int64_t agent, int automatic, int keep, const char *blob)
+{
+    store_ckpt_info info = {.updates = 100, .env_steps = 200, .policy_version = 7,
+                            .pending_updates = 1.5, .automatic = automatic};
+    int64_t id = 0;
+    rqd_err err = {0};
+    int rc = store_ckpt_insert(s, agent, &info, blob, strlen(blob), keep, &id, &err);
+    ck_assert_msg(rc == RQD_OK, "ckpt insert: %d %s", rc, err.msg);
+    return id;
+}
+
+/* Checkpoint ids of agent, ascending, as "1,2,4". */
+static void ckpt_ids(store *s, int64_t agent, char *out, size_t size)
+{
+    store_ckpt_info *rows = NULL;
+    int n = -1;
+    size_t len = 0;
+    rqd_err err = {0};
+
+    ck_assert_int_eq(store_ckpt_list(s, agent, &rows, &n, &err), 0);
+    out[0] = '\0';
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(out + len, size - len, "%s%lld", i ? "," : "",
+                                (long long)rows[i].id);
+    free(rows);
+}
+
+static void assert_time(const char *t)
+{
+    ck_assert_msg(strlen(t) == 24 && t[4] == '-' && t[10] == 'T' && t[19] == '.' &&
+                      t[23] == 'Z',
+                  "\"%s\" is not RFC 3339 with milliseconds", t);
+}
+
+/* ------------------------------------------------------------------ open and refuse */
+
+START_TEST(open_creates_then_reopens_with_rows)
+{
+    store *s = open_rw();
+    store_agent_row *rows = NULL;
+    int n = 0;
+    rqd_err err = {0};
+
+    int64_t id = add_agent(s, "pendulum", S);
+    append_ok(s, id, 1, 4);
+    store_close(s);
+    ck_assert_int_eq(raw_int(path, "PRAGMA application_id"), 0x72716464);
+    ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM pragma_journal_mode WHERE "
+                                   "journal_mode = 'wal'"),
+                     1);
+
+    ck_assert_int_eq(store_open(path, STORE_RW, 1, 1, &s, &err), 0); /* synchronous=FULL */
+    ck_assert_int_eq(store_agent_list(s, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(rows[0].name, "pendulum");
+    ck_assert_int_eq(rows[0].id, id);
+    ck_assert_int_eq(max_seq(s, id), 4);
+    ck_assert_int_eq(store_integrity_check(s, &err), 0);
+    store_agent_rows_free(rows, n);
+    store_close(s);
+    store_close(NULL); /* a no-op */
+}
+END_TEST
+
+START_TEST(open_refuses_newer_schema_untouched)
+{
+    store *s = open_rw();
+    add_agent(s, "a", S);
+    store_close(s);
+    raw_exec(path, "PRAGMA user_version = 7");
+    snapshot before = snap(path);
+    assert_refused(path, "schema version 7 is newer than this build's 1; upgrade redqd");
+    assert_unchanged(path, &before);
+}
+END_TEST
+
+START_TEST(open_refuses_garbage_untouched)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 300; i++)
+        fputs("this is a text file and certainly no database\n", f);
+    fclose(f);
+    snapshot before = snap(path);
+    assert_refused(path, "file is not a database");
+    assert_unchanged(path, &before);
+}
+END_TEST
+
+START_TEST(open_refuses_foreign_database_untouched)
+{
+    raw_exec(path, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);"
+                   "INSERT INTO notes (body) VALUES ('keep me')");
+    snapshot before = snap(path);
+    assert_refused(path, "not a redqd database");
+    assert_unchanged(path, &before);
+
+    /* Another program's application_id, even with no tables yet. */
+    char other[300];
+    in_dir(other, sizeof other, "other.db");
+    raw_exec(other, "PRAGMA application_id = 42; PRAGMA user_version = 1");
+    before = snap(other);
+    assert_refused(other, "application_id 0x0000002a");
+    assert_unchanged(other, &before);
+}
+END_TEST
+
+START_TEST(open_refuses_corrupt_file_untouched)
+{
+    store *s = open_rw();
+    int64_t id = add_agent(s, "a", S);
+    for (int i = 0; i < 40; i++)
+        append_ok(s, id, 1 + 50 * i, 50); /* 2000 rows: a multi-level b-tree */
+    store_close(s);
+
+    long long page = raw_int(path, "PRAGMA page_size");
+    long long root =
+        raw_int(path, "SELECT rootpage FROM sqlite_master WHERE name = 'transitions'");
+    ck_assert_int_gt(root, 1);
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, (long)((root - 1) * page), SEEK_SET), 0);
+    for (long long i = 0; i < page; i++)
+        fputc(0xA5, f);
+    fclose(f);
+
+    snapshot before = snap(path);
+    assert_refused(path, "quick_check failed");
+    assert_unchanged(path, &before);
+
+    /* Without the check it opens; integrity_check then finds the damage. */
+    rqd_err err = {0};
+    ck_assert_int_eq(store_open(path, STORE_RW, 0, 0, &s, &err), 0);
+    ck_assert_int_eq(store_integrity_check(s, &err), RQD_EIO);
+    ck_assert_ptr_nonnull(strstr(err.msg, "integrity_check"));
+    store_close(s);
+}
+END_TEST
+
+START_TEST(open_read_only_needs_an_existing_current_file)
+{
+    store *s = (store *)&s;
+    rqd_err err = {0};
+
+    ck_assert_int_eq(store_open(path, STORE_RO, 0, 1, &s, &err), RQD_EIO);
+    ck_assert_ptr_null(s);
+    ck_assert_int_ne(access(path, F_OK), 0); /* not created */
+
+    raw_exec(path, "PRAGMA user_version = 0"); /* an empty SQLite file */
+    ck_assert_int_eq(store_open(path, STORE_RO, 0, 1, &s, &err), RQD_EIO);
+    ck_assert_ptr_nonnull(strstr(err.msg, "read-write first"));
+    s = open_rw(); /* an empty file is initialised */
+    add_agent(s, "a", S);
+    store_close(s);
+
+    /* With no writer open (no -wal, no -shm) a reader still opens it. */
+    store_agent_row *rows = NULL;
+    int n = 0;
+    s = open_at(path, STORE_RO);
+    ck_assert_int_eq(store_agent_list(s, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 1);
+    store_agent_rows_free(rows, n);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(read_only_connection_sees_committed_rows_only)
+{
+    store *w = open_rw(), *r = NULL;
+    int64_t id = add_agent(w, "a", S), dummy = 0;
+    rqd_err err = {0};
+
+    r = open_at(path, STORE_RO);
+    append_ok(w, id, 1, 3);
+    ck_assert_int_eq(max_seq(r, id), 3);
+    ck_assert_int_eq(store_begin(w, &err), 0);
+    append_ok(w, id, 4, 3);
+    ck_assert_int_eq(max_seq(w, id), 6);
+    ck_assert_int_eq(max_seq(r, id), 3); /* not committed yet */
+    ck_assert_int_eq(store_commit(w, &err), 0);
+    ck_assert_int_eq(max_seq(r, id), 6);
+    ck_assert_int_eq(count_rows(r, id), 6);
+
+    ck_assert_int_eq(store_agent_insert(r, "b", S, A, LOW, HIGH, "{}", &dummy, &err), RQD_EIO);
+    store_close(r);
+    store_close(w);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ agents */
+
+START_TEST(agents_insert_duplicate_and_list_in_byte_order)
+{
+    store *s = open_rw();
+    store_agent_row *rows = NULL;
+    int64_t id = 0;
+    int n = -1;
+    rqd_err err = {0};
+
+    ck_assert_int_eq(store_agent_list(s, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 0);
+    ck_assert_ptr_null(rows);
+
+    int64_t a = add_agent(s, "a", 3), b = add_agent(s, "B", 4), ab = add_agent(s, "ab", 5);
+    ck_assert_int_eq(store_agent_insert(s, "a", 1, 2, LOW, HIGH, "{}", &id, &err), RQD_EEXIST);
+    ck_assert_str_eq(err.field, "name");
+    char longname[100];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    ck_assert_int_eq(store_agent_insert(s, longname, 1, 2, LOW, HIGH, "{}", &id, &err),
+                     RQD_EINVAL);
+
+    ck_assert_int_eq(store_agent_list(s, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 3);
+    ck_assert_str_eq(rows[0].name, "B"); /* 'B' 0x42 < 'a' 0x61 */
+    ck_assert_str_eq(rows[1].name, "a");
+    ck_assert_str_eq(rows[2].name, "ab");
+    ck_assert_int_eq(rows[0].id, b);
+    ck_assert_int_eq(rows[1].id, a);
+    ck_assert_int_eq(rows[2].id, ab);
+    ck_assert_int_eq(rows[0].obs_dim, 4);
+    ck_assert_int_eq(rows[0].act_dim, 2);
+    ck_assert(memcmp(rows[0].low, LOW, sizeof LOW) == 0);
+    ck_assert(memcmp(rows[0].high, HIGH, sizeof HIGH) == 0);
+    ck_assert_str_eq(rows[0].config_json, "{\"gamma\":0.99}");
+    assert_time(rows[0].created_at);
+    ck_assert_int_eq(rows[0].policy_version, 0);
+    ck_assert_int_eq(rows[0].next_ckpt_id, 1);
+    store_agent_rows_free(rows, n);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(agents_config_and_policy_version_never_decreases)
+{
+    store *s = open_rw();
+    store_agent_row *rows = NULL;
+    int n = 0;
+    rqd_err err = {0};
+    int64_t id = add_agent(s, "a", S);
+
+    ck_assert_int_eq(store_agent_set_config(s, id, "{\"tau\":0.01}", &err), 0);
+    ck_assert_int_eq(store_agent_bump_policy(s, id, 5, &err), 0);
+    ck_assert_int_eq(store_agent_bump_policy(s, id, 3, &err), 0);
+    ck_assert_int_eq(store_agent_list(s, &rows, &n, &err), 0);
+    ck_assert_str_eq(rows[0].config_json, "{\"tau\":0.01}");
+    ck_assert_int_eq(rows[0].policy_version, 5);
+    store_agent_rows_free(rows, n);
+    ck_assert_int_eq(store_agent_bump_policy(s, id, 9, &err), 0);
+    ck_assert_int_eq(store_agent_list(s, &rows, &n, &err), 0);
+    ck_assert_int_eq(rows[0].policy_version, 9);
+    store_agent_rows_free(rows, n);
+
+    ck_assert_int_eq(store_agent_set_config(s, id + 100, "{}", &err), RQD_ENOTFOUND);
+    ck_assert_int_eq(store_agent_bump_policy(s, id + 100, 1, &err), RQD_ENOTFOUND);
+    store_close(s);
+}
+END_TEST
+
+/* Puts one row into every per-agent table. */
+static void fill_agent(store *s, int64_t id)
+{
+    float obs[S] = {1, 2, 3}, act[A] = {0.5f, -0.5f};
+    store_stats_row st = {.update = 1, .env_steps = 2, .time = 3, .alpha = 0.2};
+    store_episode_row ep = {.id = "ep", .started_at = "2026-01-01T00:00:00.000Z",
+                            .last_obs = obs, .last_action = act};
+    rqd_err err = {0};
+
+    append_ok(s, id, 1, 5);
+    ckpt(s, id, 1, 3, "state");
+    ck_assert_int_eq(store_stats_append(s, id, &st, 1, &err), 0);
+    ck_assert_int_eq(store_episode_put(s, id, &ep, S, A, &err), 0);
+    ck_assert_int_eq(store_batch_put(s, id, "b1", "{\"accepted\":5}", &err), 0);
+}
+
+static long long rows_of(int64_t id, const char *table)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s WHERE agent = %lld", table,
+             (long long)id);
+    return raw_int(path, sql);
+}
+
+START_TEST(agent_delete_removes_every_row_of_it_only)
+{
+    static const char *const tables[] = {"transitions", "checkpoints", "stats", "episodes",
+                                         "batches"};
+    store *s = open_rw();
+    rqd_err err = {0};
+    int64_t gone = add_agent(s, "gone", S), kept = add_agent(s, "kept", S);
+
+    fill_agent(s, gone);
+    fill_agent(s, kept);
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
+        ck_assert_int_gt(rows_of(gone, tables[i]), 0);
+    ck_assert_int_eq(store_agent_delete(s, gone, &err), 0);
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        ck_assert_msg(rows_of(gone, tables[i]) == 0, "%s rows left", tables[i]);
+        ck_assert_msg(rows_of(kept, tables[i]) > 0, "%s rows of the other agent lost",
+                      tables[i]);
+    }
+    ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM agents"), 1);
+    ck_assert_int_eq(count_rows(s, kept), 5);
+    ck_assert_int_eq(store_agent_delete(s, gone, &err), RQD_ENOTFOUND);
+    store_close(s);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ transitions */
+
+START_TEST(transitions_round_trip_bit_for_bit)
+{
+    store *s = open_rw();
+    int64_t id = add_agent(s, "a", S);
+    uint32_t nan_payload = 0x7fc12345u, snan = 0xff800001u;
+    float odd[S + A + 1 + S];
+    rqd_err err = {0};
+
+    /* Values whose bits a careless conversion would change. */
+    memcpy(&odd[0], &nan_payload, 4);
+    odd[1] = -0.0f;
+    odd[2] = FLT_TRUE_MIN; /* a denormal */
+    odd[3] = INFINITY;
+    memcpy(&odd[4], &snan, 4);
+    odd[5] = -FLT_MAX; /* reward */
+    odd[6] = FLT_MIN;
+    odd[7] = 0.1f;
+    odd[8] = -INFINITY;
+    store_transition t[3] = {
+        {odd, odd + S, odd[S + A], odd + S + A + 1, 1, 0, NULL},
+        {odd, odd + S, 0.5f, odd + S + A + 1, 0, 1, "x"},
+        {odd, odd + S, -0.0f, odd + S + A + 1, 1, 1, ""},
+    };
+    ck_assert_int_eq(store_transitions_append(s, id, 1, t, 3, S, A, &err), 0);
+
+    scan_log *l = calloc(1, sizeof *l);
+    ck_assert_int_eq(store_transitions_scan(s, id, 0, S, A, collect, l, &err), 0);
+    ck_assert_int_eq(l->n, 3);
+    for (int i = 0; i < 3; i++) {
+        float want[2 * S + A + 1];
+        memcpy(want, odd, sizeof want);
+        want[S + A] = t[i].reward;
+        ck_assert_int_eq(l->seq[i], i + 1);
+        ck_assert_msg(memcmp(l->data[i], want, sizeof want) == 0, "row %d bits differ", i);
+        ck_assert_int_eq(l->term[i], t[i].terminated);
+        ck_assert_int_eq(l->trunc[i], t[i].truncated);
+    }
+    ck_assert(l->env_null[0]);
+    ck_assert(!l->env_null[1]);
+    ck_assert_str_eq(l->env[1], "x");
+    ck_assert(l->env_null[2]); /* "" is the default stream too */
+    free(l);
+
+    /* The same bytes again after a reopen. */
+    store_close(s);
+    s = open_rw();
+    l = calloc(1, sizeof *l);
+    ck_assert_int_eq(store_transitions_scan(s, id, 2, S, A, collect, l, &err), 0);
+    ck_assert_int_eq(l->n, 2);
+    ck_assert(memcmp(l->data[0], odd, sizeof(float) * S) == 0);
+    free(l);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(transitions_from_seq_max_seq_and_stop)
+{
+    store *s = open_rw();
+    int64_t id = add_agent(s, "a", S), other = add_agent(s, "b", S);
+    scan_log *l = calloc(1, sizeof *l);
+    rqd_err err = {0};
+
+    ck_assert_int_eq(max_seq(s, id), 0);
+    append_ok(s, id, 1, 6);
+    append_ok(s, id, 7, 4);
+    append_ok(s, other, 1, 20);
+    ck_assert_int_eq(max_seq(s, id), 10);
+    ck_assert_int_eq(max_seq(s, other), 20);
+
+    ck_assert_int_eq(store_transitions_scan(s, id, 7, S, A, collect, l, &err), 0);
+    ck_assert_int_eq(l->n, 4);
+    for (int i = 0; i < 4; i++) {
+        trow want;
+        make_row(&want, 7 + i);
+        ck_assert_int_eq(l->seq[i], 7 + i);
+        ck_assert(memcmp(l->data[i], want.obs, sizeof want.obs) == 0);
+        ck_assert(l->data[i][S + A] == want.rew);
+        ck_assert_int_eq(l->env_null[i], want.t.env_id == NULL);
+    }
+
+    memset(l, 0, sizeof *l);
+    l->stop_at = 2; /* the callback returns 42 on the second row */
+    ck_assert_int_eq(store_transitions_scan(s, id, 1, S, A, collect, l, &err), 42);
+    ck_assert_int_eq(l->n, 2);
+    memset(l, 0, sizeof *l);
+    ck_assert_int_eq(store_transitions_scan(s, id, 11, S, A, collect, l, &err), 0);
+    ck_assert_int_eq(l->n, 0);
+    free(l);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(transitions_duplicate_seq_refuses_the_whole_call)
+{
+    store *s = open_rw();
+    int64_t id = add_agent(s, "a", S);
+    rqd_err err = {0};
+
+    append_ok(s, id, 1, 5);
+    ck_assert_int_eq(append(s, id, 4, 3, &err), RQD_EEXIST); /* 4 and 5 exist, 6 does not */
+    ck_assert_ptr_nonnull(strstr(err.msg, "already stored"));
+    ck_assert_int_eq(max_seq(s, id), 5);
+    ck_assert_int_eq(count_rows(s, id), 5);
+    ck_assert_int_eq(append(s, id + 99, 1, 2, &err), RQD_ENOTFOUND);
+    ck_assert_int_eq(store_transitions_append(s, id, 6, NULL, 0, S, A, &err), 0);
+    store_close(s);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ batch ids */
+
+START_TEST(batch_ids_store_the_first_answer)
+{
+    store *s = open_rw();
+    int64_t a = add_agent(s, "a", S), b = add_agent(s, "b", S);
+    char *answer = (char *)"x";
+    rqd_err err = {0};
+
+    ck_assert_int_eq(store_batch_get(s, a, "k1", &answer, &err), 0);
+    ck_assert_ptr_null(answer);
+    ck_assert_int_eq(store_batch_put(s, a, "k1", "{\"accepted\":3}", &err), 0);
+    ck_assert_int_eq(store_batch_put(s, a, "k1", "{\"accepted\":4}", &err), RQD_EEXIST);
+    ck_assert_int_eq(store_batch_get(s, a, "k1", &answer, &err), 0);
+    ck_assert_str_eq(answer, "{\"accepted\":3}");
+    free(answer);
+    ck_assert_int_eq(store_batch_get(s, b, "k1", &answer, &err), 0); /* per agent */
+    ck_assert_ptr_null(answer);
+    ck_assert_int_eq(store_batch_put(s, b, "k1", "{}", &err), 0);
+    ck_assert_int_eq(store_batch_put(s, a + 99, "k1", "{}", &err), RQD_ENOTFOUND);
+    store_close(s);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ checkpoints */
+
+START_TEST(ckpt_ids_increase_and_are_never_reused)
+{
+    store *s = open_rw();
+    int64_t id = add_agent(s, "a", S);
+    store_ckpt_info info;
+    store_agent_row *agents = NULL;
+    void *blob = NULL;
+    size_t len = 0;
+    int n = 0;
+    char ids[64];
+    rqd_err err = {0};
+
+    ck_assert_int_eq(store_ckpt_get(s, id, -1, &info, NULL, NULL, &err), RQD_ENOTFOUND);
+    ck_assert_int_eq(ckpt(s, id, 0, 2, "one"), 1);
+    ck_assert_int_eq(ckpt(s, id, 0, 2, "two"), 2);
+    ck_assert_int_eq(ckpt(s, id, 0, 2, "three"), 3);
+    ck_assert_int_eq(store_ckpt_delete(s, id, 3, &err), 0);
+    ck_assert_int_eq(store_ckpt_delete(s, id, 3, &err), RQD_ENOTFOUND);
+    ck_assert_int_eq(ckpt(s, id, 0, 2, "four"), 4); /* not 3 again */
+    ckpt_ids(s, id, ids, sizeof ids);
+    ck_assert_str_eq(ids, "1,2,4");
+    ck_assert_int_eq(store_agent_list(s, &agents, &n, &err), 0);
+    ck_assert_int_eq(agents[0].next_ckpt_id, 5);
+    store_agent_rows_free(agents, n);
+
+    ck_assert_int_eq(store_ckpt_get(s, id, -1, &info, &blob, &len, &err), 0);
+    ck_assert_int_eq(info.id, 4);
+    ck_assert_uint_eq(len, 4);
+    ck_assert(memcmp(blob, "four", 4) == 0);
+    free(blob);
+    ck_assert_int_eq(store_ckpt_get(s, id, 2, &info, &blob, &len, &err), 0);
+    ck_assert_int_eq(info.id, 2);
+    ck_assert_int_eq(info.updates, 100);
+    ck_assert_int_eq(info.env_steps, 200);
+    ck_assert_int_eq(info.policy_version, 7);
+    ck_assert(info.pending_updates == 1.5);
+    ck_assert_int_eq(info.automatic, 0);
+    ck_assert_int_eq(info.bytes, 3);
+    assert_time(info.created_at);
+    ck_assert(len == 3 && memcmp(blob, "two", 3) == 0);
+    free(blob);
+    ck_assert_int_eq(store_ckpt_get(s, id, 3, &info, &blob, &len, &err), RQD_ENOTFOUND);
+    ck_assert_ptr_null(blob);
+    ck_assert_int_eq(store_ckpt_get(s, id, 1, &info, NULL, NULL, &err), 0);
+    ck_assert_int_eq(info.bytes, 3);
+
+    /* A larger blob with every byte value, NaN pending, a given created_at. */
+    unsigned char big[70000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (unsigned char)(i * 131 + 7);
+    store_ckpt_info in = {.pending_updates = NAN, .automatic = 1,
+                          .created_at = "2026-11-25T20:14:31.123Z"};
+    int64_t got = 0;
+    ck_assert_int_eq(store_ckpt_insert(s, id, &in, big, sizeof big, 5, &got, &err), 0);
+    ck_assert_int_eq(got, 5);
+    ck_assert_int_eq(store_ckpt_get(s, id, 5, &info, &blob, &len, &err), 0);
+    ck_assert(len == sizeof big && memcmp(blob, big, len) == 0);
+    ck_assert(isnan(info.pending_updates));
+    ck_assert_str_eq(info.created_at, "2026-11-25T20:14:31.123Z");
+    free(blob);
+    ck_assert_int_eq(store_ckpt_insert(s, id + 9, &in, big, 1, 5, &got, &err), RQD_ENOTFOUND);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(ckpt_prune_keeps_newest_automatic_and_all_manual)
+{
+    store *s = open_rw();
+    int64_t id = add_agent(s, "a", S), other = add_agent(s, "b", S);
+    char ids[64];
+
+    ckpt(s, other, 1, 2, "o1");
+    ckpt(s, other, 1, 2, "o2");
+    ckpt(s, id, 1, 2, "a1");
+    ckpt(s, id, 0, 2, "m2");
+    ckpt(s, id, 1, 2, "a3");
+    ckpt(s, id, 1, 2, "a4"); /* autos 1, 3, 4: 1 goes */
+    ckpt_ids(s, id, ids, sizeof ids);
+    ck_assert_str_eq(ids, "2,3,4");
+    ckpt(s, id, 0, 2, "m5"); /* manual: prunes nothing */
+    ckpt(s, id, 0, 2, "m6");
+    ckpt_ids(s, id, ids, sizeof ids);
+    ck_assert_str_eq(ids, "2,3,4,5,6");
+    ckpt(s, id, 1, 2, "a7"); /* autos 3, 4, 7: 3 goes */
+    ckpt_ids(s, id, ids, sizeof ids);
+    ck_assert_str_eq(ids, "2,4,5,6,7");
+    ckpt(s, id, 1, 0, "a8"); /* keep_auto 0: nothing pruned */
+    ckpt_ids(s, id, ids, sizeof ids);
+    ck_assert_str_eq(ids, "2,4,5,6,7,8");
+    ckpt_ids(s, other, ids, sizeof ids);
+    ck_assert_str_eq(ids, "1,2");
+    store_close(s);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ stats */
+
+START_TEST(stats_range_since_limit_and_nan)
+{
+    store *s = open_rw();
+    int64_t a = add_agent(s, "a", S), b = add_agent(s, "b", S);
+    store_stats_row in[4], *rows = NULL;
+    int n = -1;
+    rqd_err err = {0};
+
+    for (int i = 0; i < 4; i++)
+        in[i] = (store_stats_row){.update = i + 1, .env_steps = 10 * (i + 1),
+                                  .time = 1700000000.25 + i, .actor_loss = -1.5 * i,
+                                  .critic_loss = 0.1 * i, .alpha = i % 2 ? NAN : 0.2,
+                                  .alpha_loss = NAN, .q_mean = 3.0, .q_std = 0.5,
+                                  .train_time = 0.001};
+    ck_assert_int_eq(store_stats_append(s, a, in, 2, &err), 0);
+    ck_assert_int_eq(store_stats_append(s, b, in, 1, &err), 0);
+    ck_assert_int_eq(store_stats_append(s, a, in + 2, 2, &err), 0);
+    ck_assert_int_eq(store_stats_append(s, a + 99, in, 1, &err), RQD_ENOTFOUND);
+
+    ck_assert_int_eq(store_stats_range(s, a, 0, -1, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 4);
+    for (int i = 0; i < 4; i++) {
+        if (i > 0)
+            ck_assert_int_gt(rows[i].row, rows[i - 1].row);
+        ck_assert_int_eq(rows[i].update, i + 1);
+        ck_assert_int_eq(rows[i].env_steps, 10 * (i + 1));
+        ck_assert(rows[i].time == in[i].time);
+        ck_assert(rows[i].actor_loss == in[i].actor_loss);
+        ck_assert(rows[i].critic_loss == in[i].critic_loss);
+        ck_assert(i % 2 ? isnan(rows[i].alpha) : rows[i].alpha == 0.2);
+        ck_assert(isnan(rows[i].alpha_loss));
+        ck_assert(rows[i].q_mean == 3.0 && rows[i].q_std == 0.5 && rows[i].train_time == 0.001);
+    }
+    ck_assert_int_eq(rows[2].row, rows[1].row + 2); /* b's row lies between */
+    int64_t second = rows[1].row;
+    free(rows);
+
+    ck_assert_int_eq(store_stats_range(s, a, second, 10, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(rows[0].update, 3);
+    free(rows);
+    ck_assert_int_eq(store_stats_range(s, a, 0, 3, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 3);
+    free(rows);
+    ck_assert_int_eq(store_stats_range(s, a, 0, 0, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 0);
+    ck_assert_ptr_null(rows);
+    store_close(s);
+
+    /* NaN is NULL in the file. */
+    ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM stats WHERE alpha_loss IS NULL"), 5);
+    ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM stats WHERE alpha IS NULL"), 2);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ episodes */
+
+static store_episode_row episode(const char *id, const char *start, const char *end,
+                                 float *obs, float *act)
+{
+    store_episode_row e = {.mode = STORE_EP_EXPLORE, .ret = 1.5, .length = 10,
+                           .last_obs = obs, .last_action = act};
+    snprintf(e.id, sizeof e.id, "%s", id);
+    snprintf(e.started_at, sizeof e.started_at, "%s", start);
+    snprintf(e.ended_at, sizeof e.ended_at, "%s", end);
+    return e;
+}
+
+START_TEST(episodes_put_list_order_and_open)
+{
+    store *s = open_rw();
+    int64_t id = add_agent(s, "a", S);
+    float obs[S] = {0.1f, -0.0f, 3e-39f}, act[A] = {1.0f, -2.0f};
+    const char *t1 = "2026-01-01T00:00:00.000Z", *t2 = "2026-01-01T00:00:05.000Z";
+    store_episode_row e, *rows = NULL;
+    int n = -1;
+    rqd_err err = {0};
+
+    e = episode("e1", t1, "", obs, act);
+    ck_assert_int_eq(store_episode_put(s, id, &e, S, A, &err), 0);
+    e = episode("e2", t2, "", obs, act);
+    e.mode = STORE_EP_EVAL;
+    e.ret = NAN;
+    ck_assert_int_eq(store_episode_put(s, id, &e, S, A, &err), 0);
+    e = episode("e3", t2, "", obs, act); /* same start as e2, inserted later */
+    ck_assert_int_eq(store_episode_put(s, id, &e, S, A, &err), 0);
+    e = episode("e1", t1, "2026-01-01T00:00:09.000Z", obs, act); /* e1 ends */
+    e.length = 200;
+    e.abandoned = 1;
+    ck_assert_int_eq(store_episode_put(s, id, &e, S, A, &err), 0);
+    e = episode("e2", t2, "", obs, act); /* an update keeps e2's insertion order */
+    e.mode = STORE_EP_EVAL;
+    e.length = 11;
+    e.ret = NAN;
+    ck_assert_int_eq(store_episode_put(s, id, &e, S, A, &err), 0);
+
+    ck_assert_int_eq(store_episode_list(s, id, -1, S, A, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 3);
+    ck_assert_str_eq(rows[0].id, "e3");
+    ck_assert_str_eq(rows[1].id, "e2");
+    ck_assert_str_eq(rows[2].id, "e1");
+    ck_assert_int_eq(rows[1].mode, STORE_EP_EVAL);
+    ck_assert(isnan(rows[1].ret));
+    ck_assert_int_eq(rows[1].length, 11);
+    ck_assert_str_eq(rows[1].ended_at, "");
+    ck_assert_ptr_nonnull(rows[1].last_obs);
+    ck_assert_str_eq(rows[2].ended_at, "2026-01-01T00:00:09.000Z");
+    ck_assert_str_eq(rows[2].started_at, t1);
+    ck_assert_int_eq(rows[2].length, 200);
+    ck_assert_int_eq(rows[2].abandoned, 1);
+    ck_assert(rows[2].ret == 1.5);
+    ck_assert_ptr_null(rows[2].last_obs); /* ended: not kept */
+    ck_assert_ptr_null(rows[2].last_action);
+    store_episode_rows_free(rows, n);
+
+    ck_assert_int_eq(store_episode_list(s, id, 2, S, A, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 2);
+    ck_assert_str_eq(rows[0].id, "e3");
+    ck_assert_str_eq(rows[1].id, "e2");
+    store_episode_rows_free(rows, n);
+
+    ck_assert_int_eq(store_episode_open(s, id, S, A, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 2);
+    ck_assert_str_eq(rows[0].id, "e2"); /* insertion order */
+    ck_assert_str_eq(rows[1].id, "e3");
+    for (int i = 0; i < n; i++) {
+        ck_assert(memcmp(rows[i].last_obs, obs, sizeof obs) == 0);
+        ck_assert(memcmp(rows[i].last_action, act, sizeof act) == 0);
+    }
+    store_episode_rows_free(rows, n);
+
+    ck_assert_int_eq(store_episode_list(s, id + 9, 10, S, A, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 0);
+    ck_assert_ptr_null(rows);
+    store_episode_rows_free(NULL, 0);
+    store_close(s);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ backup */
+
+START_TEST(backup_opens_with_the_same_rows)
+{
+    store *s = open_rw(), *b = NULL;
+    int64_t id = add_agent(s, "a", S);
+    char copy[300];
+    store_agent_row *rows = NULL;
+    store_stats_row *stats = NULL;
+    void *blob = NULL;
+    size_t len = 0;
+    int n = 0;
+    rqd_err err = {0};
+
+    fill_agent(s, id);
+    append_ok(s, id, 6, 10);
+    in_dir(copy, sizeof copy, "backup.db");
+    ck_assert_int_eq(store_backup(s, copy, &err), 0);
+    ck_assert_int_eq(store_backup(s, copy, &err), RQD_EIO); /* never overwrites */
+    ck_assert_int_eq(store_integrity_check(s, &err), 0);
+    ck_assert_int_eq(store_begin(s, &err), 0); /* not inside a transaction */
+    char copy2[300];
+    in_dir(copy2, sizeof copy2, "backup2.db");
+    ck_assert_int_eq(store_backup(s, copy2, &err), RQD_EIO);
+    store_rollback(s);
+    store_close(s);
+
+    b = open_at(copy, STORE_RW);
+    ck_assert_int_eq(store_integrity_check(b, &err), 0);
+    ck_assert_int_eq(store_agent_list(b, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(rows[0].name, "a");
+    store_agent_rows_free(rows, n);
+    ck_assert_int_eq(count_rows(b, id), 15);
+    ck_assert_int_eq(store_ckpt_get(b, id, -1, NULL, &blob, &len, &err), 0);
+    ck_assert(len == 5 && memcmp(blob, "state", 5) == 0);
+    free(blob);
+    ck_assert_int_eq(store_stats_range(b, id, 0, -1, &stats, &n, &err), 0);
+    ck_assert_int_eq(n, 1);
+    free(stats);
+    store_close(b);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ injected faults */
+
+static const int fault_codes[] = {SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM};
+
+/* Faults at every step of appending 6..10 inside store_begin/commit, then rollback: only
+ * rows 1..5 remain after each, and the append goes through once no fault is due. */
+START_TEST(fault_in_transaction_append_leaves_previous_rows)
+{
+    int code = fault_codes[_i];
+    store *s = open_rw();
+    int64_t id = add_agent(s, "a", S);
+    int nth, rc = -1;
+    rqd_err err = {0};
+
+    append_ok(s, id, 1, 5);
+    for (nth = 1; nth < 100; nth++) {
+        ck_assert_int_eq(store_begin(s, &err), 0);
+        store_fault_inject(s, nth, code);
+        rc = append(s, id, 6, 5, &err);
+        store_fault_inject(s, 0, 0);
+        if (rc == RQD_OK)
+            break;
+        ck_assert_int_eq(rc, code == SQLITE_NOMEM ? RQD_ENOMEM : RQD_EIO);
+        ck_assert_msg(strstr(err.msg, sqlite3_errstr(code)) != NULL, "message \"%s\"", err.msg);
+        store_rollback(s);
+        ck_assert_int_eq(max_seq(s, id), 5);
+        ck_assert_int_eq(count_rows(s, id), 5);
+    }
+    ck_assert_int_eq(rc, RQD_OK);
+    ck_assert_int_ge(nth, 7); /* savepoint, five inserts, release: each one failed once */
+    ck_assert_int_eq(store_commit(s, &err), 0);
+    ck_assert_int_eq(count_rows(s, id), 10);
+    store_close(s);
+    s = open_rw();
+    ck_assert_int_eq(count_rows(s, id), 10);
+    store_close(s);
+}
+END_TEST
+
+/* The same without an outer transaction: a call is atomic by itself. */
+START_TEST(fault_in_single_append_applies_nothing)
+{
+    int code = fault_codes[_i];
+    store *s = open_rw();
+    int64_t id = add_agent(s, "a", S);
+    int nth, rc = -1;
+    rqd_err err = {0};
+
+    append_ok(s, id, 1, 5);
+    for (nth = 1; nth < 100; nth++) {
+        store_fault_inject(s, nth, code);
+        rc = append(s, id, 6, 5, &err);
+        store_fault_inject(s, 0, 0);
+        if (rc == RQD_OK)
+            break;
+        ck_assert_int_eq(rc, code == SQLITE_NOMEM ? RQD_ENOMEM : RQD_EIO);
+        ck_assert_int_eq(max_seq(s, id), 5);
+        ck_assert_int_eq(count_rows(s, id), 5);
+    }
+    ck_assert_int_eq(rc, RQD_OK);
+    ck_assert_int_ge(nth, 7);
+    ck_assert_int_eq(count_rows(s, id), 10);
+    store_close(s);
+}
+END_TEST
+
+/* Faults at every step of an automatic checkpoint insert that also prunes: after the
+ * rollback the same checkpoints exist, with their blobs, and the next id is unchanged. */
+START_TEST(fault_in_ckpt_insert_leaves_nothing_half_applied)
+{
+    int code = fault_codes[_i];
+    store *s = open_rw();
+    int64_t id = add_agent(s, "a", S), got = 0;
+    store_ckpt_info info = {.automatic = 1};
+    store_agent_row *agents = NULL;
+    void *blob = NULL;
+    size_t len = 0;
+    char ids[64];
+    int nth, n = 0, rc = -1;
+    rqd_err err = {0};
+
+    ckpt(s, id, 1, 2, "a1");
+    ckpt(s, id, 1, 2, "a2");
+    for (nth = 1; nth < 100; nth++) {
+        ck_assert_int_eq(store_begin(s, &err), 0);
+        store_fault_inject(s, nth, code);
+        rc = store_ckpt_insert(s, id, &info, "a3", 2, 2, &got, &err);
+        store_fault_inject(s, 0, 0);
+        if (rc == RQD_OK)
+            break;
+        ck_assert_int_eq(rc, code == SQLITE_NOMEM ? RQD_ENOMEM : RQD_EIO);
+        store_rollback(s);
+        ckpt_ids(s, id, ids, sizeof ids);
+        ck_assert_str_eq(ids, "1,2");
+        ck_assert_int_eq(store_ckpt_get(s, id, 1, NULL, &blob, &len, &err), 0);
+        ck_assert(len == 2 && memcmp(blob, "a1", 2) == 0);
+        free(blob);
+        ck_assert_int_eq(store_agent_list(s, &agents, &n, &err), 0);
+        ck_assert_int_eq(agents[0].next_ckpt_id, 3);
+        store_agent_rows_free(agents, n);
+    }
+    ck_assert_int_eq(rc, RQD_OK);
+    ck_assert_int_ge(nth, 6); /* savepoint, next id (2 steps), insert, prune, release */
+    ck_assert_int_eq(store_commit(s, &err), 0);
+    ck_assert_int_eq(got, 3);
+    ckpt_ids(s, id, ids, sizeof ids);
+    ck_assert_str_eq(ids, "2,3");
+    store_close(s);
+}
+END_TEST
+
+START_TEST(fault_at_commit_and_savepoints)
+{
+    store *s = open_rw();
+    int64_t id = add_agent(s, "a", S);
+    store_stats_row row = {.update = 1, .alpha = NAN};
+    store_stats_row *rows = NULL;
+    int n = 0;
+    rqd_err err = {0};
+
+    /* A failed COMMIT, then rollback: nothing of the transaction. */
+    ck_assert_int_eq(store_begin(s, &err), 0);
+    append_ok(s, id, 1, 3);
+    ck_assert_int_eq(store_stats_append(s, id, &row, 1, &err), 0);
+    store_fault_inject(s, 1, SQLITE_IOERR);
+    ck_assert_int_eq(store_commit(s, &err), RQD_EIO);
+    store_rollback(s);
+    ck_assert_int_eq(max_seq(s, id), 0);
+    ck_assert_int_eq(store_stats_range(s, id, 0, -1, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 0);
+
+    /* ROLLBACK TO job discards the savepoint's rows only; RELEASE keeps them. */
+    ck_assert_int_eq(store_begin(s, &err), 0);
+    append_ok(s, id, 1, 3);
+    ck_assert_int_eq(store_savepoint(s, &err), 0);
+    append_ok(s, id, 4, 3);
+    store_fault_inject(s, 2, SQLITE_FULL); /* fails the stats insert */
+    ck_assert_int_eq(store_stats_append(s, id, &row, 1, &err), RQD_EIO);
+    store_rollback_to(s);
+    ck_assert_int_eq(max_seq(s, id), 3);
+    ck_assert_int_eq(store_savepoint(s, &err), 0);
+    append_ok(s, id, 4, 2);
+    ck_assert_int_eq(store_release(s, &err), 0);
+    ck_assert_int_eq(store_commit(s, &err), 0);
+    ck_assert_int_eq(count_rows(s, id), 5);
+    ck_assert_int_eq(store_stats_range(s, id, 0, -1, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 0);
+    store_rollback(s);    /* harmless outside a transaction */
+    store_rollback_to(s); /* likewise without a savepoint */
+    append_ok(s, id, 6, 1);
+    ck_assert_int_eq(count_rows(s, id), 6);
+    store_close(s);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ suite */
+
+Suite *suite_store(void)
+{
+    Suite *su = suite_create("store");
+    struct {
+        const char *name;
+        const TTest *test;
+        int loop; /* 0: once, else _i in [0, loop) */
+    } cases[] = {
+        {"open", open_creates_then_reopens_with_rows, 0},
+        {"refuse_newer", open_refuses_newer_schema_untouched, 0},
+        {"refuse_garbage", open_refuses_garbage_untouched, 0},
+        {"refuse_foreign", open_refuses_foreign_database_untouched, 0},
+        {"refuse_corrupt", open_refuses_corrupt_file_untouched, 0},
+        {"read_only", open_read_only_needs_an_existing_current_file, 0},
+        {"two_connections", read_only_connection_sees_committed_rows_only, 0},
+        {"agents", agents_insert_duplicate_and_list_in_byte_order, 0},
+        {"agent_updates", agents_config_and_policy_version_never_decreases, 0},
+        {"agent_delete", agent_delete_removes_every_row_of_it_only, 0},
+        {"transitions_bits", transitions_round_trip_bit_for_bit, 0},
+        {"transitions_scan", transitions_from_seq_max_seq_and_stop, 0},
+        {"transitions_dup", transitions_duplicate_seq_refuses_the_whole_call, 0},
+        {"batches", batch_ids_store_the_first_answer, 0},
+        {"ckpt_ids", ckpt_ids_increase_and_are_never_reused, 0},
+        {"ckpt_prune", ckpt_prune_keeps_newest_automatic_and_all_manual, 0},
+        {"stats", stats_range_since_limit_and_nan, 0},
+        {"episodes", episodes_put_list_order_and_open, 0},
+        {"backup", backup_opens_with_the_same_rows, 0},
+        {"fault_txn_append", fault_in_transaction_append_leaves_previous_rows, 3},
+        {"fault_single_append", fault_in_single_append_applies_nothing, 3},
+        {"fault_ckpt", fault_in_ckpt_insert_leaves_nothing_half_applied, 3},
+        {"fault_commit_savepoint", fault_at_commit_and_savepoints, 0},
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 60);
+        if (cases[i].loop)
+            tcase_add_loop_test(tc, cases[i].test, 0, cases[i].loop);
+        else
+            tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(su, tc);
+    }
+    return su;
+}
