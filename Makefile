@@ -66,6 +66,9 @@ all: build
 
 build: $(BINDIR)/redqd $(BINDIR)/test_unit $(BINDIR)/test_learn $(BINDIR)/bench_update
 
+# The learning core's loops want the vectoriser at full strength.
+$(OBJDIR)/redq/%.o: OPT := -O3
+
 $(OBJDIR)/%.o: %.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<",true)

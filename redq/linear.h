@@ -20,8 +20,13 @@ void redq__linear_backward_w(float *dw, float *db, const float *dout, const floa
 void redq__linear_backward_x(float *din, int lddin, const float *dout, const float *w, int Out,
                              int B, int c0, int nc);
 
+/* out (B,Out) += b, then ReLU when relu: the forward's element-wise pass. */
+void redq__bias_act(float *restrict out, const float *restrict b, int B, int Out, int relu);
+/* db (Out) = Σ_b dout (B,Out). */
+void redq__col_sum(float *restrict db, const float *restrict dout, int B, int Out);
+
 /* dz *= (h > 0), in place over n values: ReLU's backward given its output h. */
-void redq__relu_backward(float *dz, const float *h, long n);
+void redq__relu_backward(float *restrict dz, const float *restrict h, long n);
 
 /* Double-precision triple loop of the forward; used only by the tests. */
 void redq__linear_forward_ref(double *out, const double *in, const float *w, const float *b,
