@@ -42,7 +42,9 @@
 #define RQD_MAX_TRAIN_UPDATES 100000
 
 /* Environment streams (env_id) whose n-step queues an agent keeps at once. Each holds
- * at most estimation_step transitions; 65536 bounds a client that invents ids. */
+ * at most estimation_step - 1 transitions; 65536 bounds a client that invents ids (or
+ * abandons episodes). A new stream past it flushes the one idle the longest, as if its
+ * episode had been truncated: nothing is refused after it was stored. */
 #define RQD_MAX_STREAMS 65536
 
 /* Longest env_id string. */

@@ -187,6 +187,9 @@ int redq_policy_safetensors(const redq_policy *p, rqd_buf *out, rqd_err *err)
     snprintf(num, sizeof num, "%lld", p->version);
     ok = ok && cJSON_AddStringToObject(meta, "policy_version", num);
     ok = ok && cJSON_AddStringToObject(meta, "activation", "relu");
+    /* How an action leaves the network: a user recomputing it from the file needs both. */
+    ok = ok && cJSON_AddStringToObject(meta, "action_scaling", p->scaling ? "true" : "false");
+    ok = ok && cJSON_AddStringToObject(meta, "action_bound_method", p->clip ? "clip" : "null");
     ok = ok && (text = cJSON_PrintUnformatted(hdr)) != NULL;
     if (!ok) {
         rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory writing the policy");

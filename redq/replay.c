@@ -11,6 +11,7 @@
 
 struct redq__stream {
     char *id;            /* malloc'd env_id */
+    long long last;      /* r->seen when it last received a transition */
     int len;             /* pending raw transitions, < n */
     float *q;            /* [n][raw] */
     redq__stream *next;  /* hash chain */
@@ -157,6 +158,32 @@ static int emit(redq__replay *r, const redq__stream *s, int i, int last)
     return push_row(r, first, first + S, (float)R, terminated ? 0.0f : (float)g, end + S + A + 1);
 }
 
+/* Emits every pending step of s as if its episode had been truncated there (each gets
+ * the n' < n it has, bootstrapped), and forgets s. */
+static int flush_stream(redq__replay *r, redq__stream **pp)
+{
+    redq__stream *s = *pp;
+    int rc = RQD_OK;
+    for (int i = 0; i < s->len && rc == RQD_OK; i++)
+        rc = emit(r, s, i, s->len - 1);
+    *pp = s->next;
+    stream_free(s);
+    r->n_streams--;
+    return rc;
+}
+
+/* The stream table is full: the stream idle the longest gives way (flushed as if
+ * truncated). Deterministic, so a replay of the same transitions evicts the same one. */
+static int evict_idle_stream(redq__replay *r)
+{
+    redq__stream **oldest = NULL;
+    for (int i = 0; i < r->tab_size; i++)
+        for (redq__stream **pp = &r->tab[i]; *pp; pp = &(*pp)->next)
+            if (oldest == NULL || (*pp)->last < (*oldest)->last)
+                oldest = pp;
+    return oldest ? flush_stream(r, oldest) : RQD_OK;
+}
+
 int redq__replay_add(redq__replay *r, const float *obs, const float *act, float rew,
                      const float *next, int terminated, int truncated, const char *env_id,
                      rqd_err *err)
@@ -170,10 +197,11 @@ int redq__replay_add(redq__replay *r, const float *obs, const float *act, float 
     const char *id = env_id ? env_id : "";
     redq__stream **pp = stream_slot(r, id);
     if (*pp == NULL) {
-        if (r->n_streams >= RQD_MAX_STREAMS)
-            return rqd_err_set(err, RQD_EINVAL, "env_id",
-                               "more than %d env streams have unfinished n-step returns",
-                               RQD_MAX_STREAMS);
+        if (r->n_streams >= RQD_MAX_STREAMS) {
+            if ((rc = evict_idle_stream(r)) < 0)
+                return rqd_err_set(err, rc, "", "out of memory");
+            pp = stream_slot(r, id);
+        }
         if (r->n_streams >= r->tab_size) {
             if ((rc = grow_table(r)) < 0)
                 return rqd_err_set(err, rc, "", "out of memory");
@@ -184,6 +212,7 @@ int redq__replay_add(redq__replay *r, const float *obs, const float *act, float 
         r->n_streams++;
     }
     redq__stream *s = *pp;
+    s->last = r->seen++;
     float *q = s->q + (size_t)s->len * (size_t)r->raw;
     memcpy(q, obs, sizeof(float) * (size_t)S);
     memcpy(q + S, act, sizeof(float) * (size_t)A);
@@ -194,12 +223,8 @@ int redq__replay_add(redq__replay *r, const float *obs, const float *act, float 
     s->len++;
 
     if (terminated || truncated) { /* the episode ended: every pending step gets n' < n */
-        for (int i = 0; i < s->len; i++)
-            if ((rc = emit(r, s, i, s->len - 1)) < 0)
-                return rqd_err_set(err, rc, "", "out of memory");
-        *pp = s->next;
-        stream_free(s);
-        r->n_streams--;
+        if ((rc = flush_stream(r, pp)) < 0)
+            return rqd_err_set(err, rc, "", "out of memory");
     } else if (s->len == r->n) {
         if ((rc = emit(r, s, 0, r->n - 1)) < 0)
             return rqd_err_set(err, rc, "", "out of memory");
@@ -224,10 +249,12 @@ int redq__replay_save(const redq__replay *r, rqd_buf *out)
     rc |= redq__put_i64(out, r->len);
     for (long long i = 0; i < r->len && rc == RQD_OK; i++)
         rc = redq__put_f32s(out, redq__replay_row(r, i), (size_t)r->row);
+    rc |= redq__put_i64(out, r->seen);
     rc |= redq__put_i64(out, r->n_streams);
     for (int i = 0; i < r->tab_size && rc == RQD_OK; i++)
         for (redq__stream *s = r->tab[i]; s && rc == RQD_OK; s = s->next) {
             rc |= redq__put_str(out, s->id);
+            rc |= redq__put_i64(out, s->last);
             rc |= redq__put_i64(out, s->len);
             rc |= redq__put_f32s(out, s->q, (size_t)s->len * (size_t)r->raw);
         }
@@ -256,13 +283,13 @@ int redq__replay_load(redq__replay *r, const unsigned char **p, const unsigned c
             return rqd_err_set(err, RQD_ENOMEM, "", "out of memory loading the replay buffer");
     }
     r->added = added;
-    if (redq__get_i64(p, end, &ns) || ns < 0 || ns > RQD_MAX_STREAMS || (ns > 0 && r->n == 1))
+    if (redq__get_i64(p, end, &r->seen) || r->seen < 0 || redq__get_i64(p, end, &ns) || ns < 0 || ns > RQD_MAX_STREAMS || (ns > 0 && r->n == 1))
         return rqd_err_set(err, RQD_EINVAL, "", "replay stream count is inconsistent");
     for (long long k = 0; k < ns; k++) {
         char id[RQD_MAX_ENV_ID + 1];
-        long long sl;
-        if (redq__get_str(p, end, id, sizeof id) || redq__get_i64(p, end, &sl) || sl < 1 ||
-            sl >= r->n)
+        long long sl, last;
+        if (redq__get_str(p, end, id, sizeof id) || redq__get_i64(p, end, &last) ||
+            redq__get_i64(p, end, &sl) || sl < 1 || sl >= r->n)
             return rqd_err_set(err, RQD_EINVAL, "", "replay stream is inconsistent");
         redq__stream **pp = stream_slot(r, id);
         if (*pp != NULL)
@@ -276,6 +303,7 @@ int redq__replay_load(redq__replay *r, const unsigned char **p, const unsigned c
         *pp = s;
         r->n_streams++;
         s->len = (int)sl;
+        s->last = last;
         if (redq__get_f32s(p, end, s->q, (size_t)sl * (size_t)r->raw))
             return rqd_err_set(err, RQD_EINVAL, "", "replay stream is truncated");
     }

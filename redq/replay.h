@@ -37,6 +37,7 @@ typedef struct {
     redq__stream **tab;   /* stream hash table (chained) */
     int tab_size;
     int n_streams;
+    long long seen;       /* transitions given to streams, for least-recently-used order */
 } redq__replay;
 
 int redq__replay_init(redq__replay *r, int S, int A, int n, double gamma, long long capacity);

@@ -3,6 +3,7 @@
  * and its growth with the data. Observations carry the step index so rows can be told
  * apart (S = 1, A = 1). */
 #include <math.h>
+#include <stdio.h>
 
 #include "suites.h"
 
@@ -118,6 +119,26 @@ START_TEST(ring_overwrites_the_oldest_and_grows_with_data)
 }
 END_TEST
 
+START_TEST(idle_streams_give_way_when_the_table_is_full)
+{
+    redq__replay r;
+    char id[32];
+    ck_assert_int_eq(redq__replay_init(&r, 1, 1, 2, 0.5, 200000), 0);
+    for (int i = 0; i < RQD_MAX_STREAMS; i++) {
+        snprintf(id, sizeof id, "s%d", i);
+        add(&r, i, 1.0f, 0, 0, id);
+    }
+    ck_assert_int_eq(r.len, 0);
+    add(&r, 1, 2.0f, 0, 0, "s1"); /* s1 is active again: s0 is now the idlest */
+    ck_assert_int_eq(r.len, 1);
+    add(&r, -1, 1.0f, 0, 0, "new");
+    ck_assert_int_eq(r.n_streams, RQD_MAX_STREAMS);
+    ck_assert_int_eq(r.len, 2);
+    expect_row(&r, 1, 0, 1.0, 0.5, 0.5f); /* s0 flushed: n' = 1, bootstrapped */
+    redq__replay_free(&r);
+}
+END_TEST
+
 Suite *suite_replay(void)
 {
     Suite *s = suite_create("replay");
@@ -127,6 +148,7 @@ Suite *suite_replay(void)
     tcase_add_test(tc, one_step_rows_are_immediate);
     tcase_add_test(tc, env_streams_do_not_mix);
     tcase_add_test(tc, ring_overwrites_the_oldest_and_grows_with_data);
+    tcase_add_test(tc, idle_streams_give_way_when_the_table_is_full);
     suite_add_tcase(s, tc);
     return s;
 }
