@@ -94,19 +94,23 @@ fail:
     free(act);
     cJSON_Delete(body);
     rqd_agent_put(a);
-    if (rc < 0)
+    if (rc < 0 || err.code)
         return api_problem(r, &err);
     return api_reply_json_take(r, 200, out);
 }
 
 /* ------------------------------------------------------------------ transitions */
 
-/* The answer of a sync post, after its updates (or its deadline). */
+/* The answer of a sync post, after its updates (or its deadline, or shutdown: its
+ * transitions are stored either way, and a restart owes their updates again). Only a
+ * deletion while it waited is a conflict (API.md). */
 static int after_post(api_req *r)
 {
-    int p = api_wake_problem(r);
-    if (p >= 0)
-        return p;
+    if (r->wake_status == RQD_ECONFLICT) {
+        int p = api_wake_problem(r);
+        if (p >= 0)
+            return p;
+    }
     char *text = r->answer;
     r->answer = NULL;
     return api_reply_bytes_take(r, 200, "application/json", text, strlen(text));
@@ -299,9 +303,11 @@ int h_episode_start(api_req *r)
 
 static int after_step(api_req *r)
 {
-    int p = api_wake_problem(r);
-    if (p >= 0)
-        return p;
+    if (r->wake_status == RQD_ECONFLICT) { /* as after_post: the step is stored */
+        int p = api_wake_problem(r);
+        if (p >= 0)
+            return p;
+    }
     char *text = r->answer;
     r->answer = NULL;
     return api_reply_bytes_take(r, 200, "application/json", text, strlen(text));

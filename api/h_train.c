@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../storage/store.h"
 #include "internal.h"
@@ -27,9 +28,16 @@ static int after_train(api_req *r)
         return api_problem_status(r, 503, "unavailable", "the updates did not finish within "
                                   "--sync-timeout; they continue in the background");
     cJSON *o = cJSON_CreateObject(), *s;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
     cJSON_AddNumberToObject(o, "updates", (double)r->w.updates);
+    /* The keys of a stats row (API.md). The row's number is given by SQLite when the
+     * row is flushed (within a second), so it is not known yet: null. */
     s = cJSON_AddObjectToObject(o, "stats");
+    cJSON_AddNullToObject(s, "row");
     cJSON_AddNumberToObject(s, "update", (double)r->w.updates);
+    cJSON_AddNumberToObject(s, "env_steps", (double)r->w.env_steps);
+    cJSON_AddNumberToObject(s, "time", (double)now.tv_sec + 1e-9 * (double)now.tv_nsec);
     add_num(s, "actor_loss", r->w.stats.actor_loss);
     add_num(s, "critic_loss", r->w.stats.critic_loss);
     add_num(s, "alpha", r->w.stats.alpha);
@@ -295,6 +303,26 @@ int h_import(api_req *r)
 
 /* ------------------------------------------------------------------ policy */
 
+/* RFC 9110 If-None-Match: "*", or a list of entity tags, weak ones ("W/...") compared
+ * weakly: any of them equal to etag matches. */
+static int etag_matches(const char *inm, const char *etag)
+{
+    size_t n = strlen(etag);
+    const char *p = inm;
+    while (*p) {
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
+        if (*p == '*')
+            return 1;
+        if (strncmp(p, "W/", 2) == 0)
+            p += 2;
+        if (strncmp(p, etag, n) == 0 && (p[n] == '\0' || p[n] == ',' || p[n] == ' '))
+            return 1;
+        p += strcspn(p, ",");
+    }
+    return 0;
+}
+
 int h_policy(api_req *r)
 {
     rqd_err err = {0};
@@ -306,11 +334,11 @@ int h_policy(api_req *r)
     rqd_agent *a = api_agent(r);
     if (a == NULL)
         return MHD_YES;
-    redq_policy *p = redq_agent_policy(a->core);
+    redq_policy *p = rqd_agent_policy(a);
     rqd_agent_put(a);
     snprintf(etag, sizeof etag, "\"%lld\"", redq_policy_version(p));
     const char *inm = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "If-None-Match");
-    if (inm && strcmp(inm, etag) == 0) {
+    if (inm && etag_matches(inm, etag)) {
         redq_policy_release(p);
         struct MHD_Response *resp =
             MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);

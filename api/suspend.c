@@ -10,10 +10,11 @@
 static void on_wake(rqd_waiter *w, int status)
 {
     api_req *r = w->ctx;
+    api_server *srv = r->srv; /* once resumed, r may be answered and freed at any moment */
     r->wake_status = status;
     r->woke = 1;
     MHD_resume_connection(r->conn);
-    atomic_fetch_sub(&r->srv->suspended, 1);
+    atomic_fetch_sub(&srv->suspended, 1);
 }
 
 int api_suspend_wait(api_req *r, rqd_agent *a, int kind, double target, int k,
@@ -51,7 +52,7 @@ int api_wake_problem(api_req *r)
         if (r->wake_err.code)
             return api_problem(r, &r->wake_err);
         return api_problem_status(r, 409, "conflict",
-                                  "the agent was deleted while this request waited");
+                                  "the agent was deleted or restored while this request waited");
     default:
         return api_problem(r, &r->wake_err);
     }

@@ -21,10 +21,19 @@ static int do_lease(store *s, void *arg, rqd_err *err)
     return store_agent_bump_policy(s, j->agent, j->v, err);
 }
 
+static void lease_for(rqd_agent *a, redq_agent *core);
+
 void rqd__policy_lease(rqd_agent *a)
 {
+    lease_for(a, a->core);
+}
+
+/* Under a->mu: the lease covering core's policy_version (core may be a learner about to
+ * replace a->core). */
+static void lease_for(rqd_agent *a, redq_agent *core)
+{
     redq_info info;
-    redq_agent_info(a->core, &info);
+    redq_agent_info(core, &info);
     if (info.policy_version + 1 < a->policy_lease)
         return;
     /* Durable before the version can be published: waited for, under a->mu. */
@@ -36,23 +45,30 @@ void rqd__policy_lease(rqd_agent *a)
         LOG(LOG_ERR, "agent %s: cannot extend the policy_version lease: %s", a->name, err.msg);
 }
 
-int rqd__ckpt_blob(rqd_agent *a, int automatic, rqd_buf *out, store_ckpt_info *info,
-                   rqd_err *err)
+/* The state of core (no buffer) and its metadata, with pending updates as given. */
+static int blob_of(redq_agent *core, double pending, int automatic, rqd_buf *out,
+                   store_ckpt_info *info, rqd_err *err)
 {
     redq_info ri;
-    int rc = redq_agent_save(a->core, 0, out, err);
+    int rc = redq_agent_save(core, 0, out, err);
     if (rc < 0)
         return rc;
-    redq_agent_info(a->core, &ri);
+    redq_agent_info(core, &ri);
     memset(info, 0, sizeof *info);
     info->updates = ri.updates;
     info->env_steps = ri.env_steps;
     info->policy_version = ri.policy_version;
-    info->pending_updates = a->pending;
+    info->pending_updates = pending;
     info->automatic = automatic;
     info->bytes = (int64_t)out->len;
     rqd__now_rfc3339(info->created_at);
     return RQD_OK;
+}
+
+int rqd__ckpt_blob(rqd_agent *a, int automatic, rqd_buf *out, store_ckpt_info *info,
+                   rqd_err *err)
+{
+    return blob_of(a->core, a->pending, automatic, out, info, err);
 }
 
 typedef struct {
@@ -62,6 +78,7 @@ typedef struct {
     int keep;
     int64_t id;
     char name[72];
+    rqd_agent *a;           /* automatic ones: referenced, told the id once written */
 } ckpt_job;
 
 static int do_ckpt(store *s, void *arg, rqd_err *err)
@@ -74,6 +91,7 @@ static void free_ckpt_job(void *arg)
 {
     ckpt_job *j = arg;
     rqd_buf_free(&j->blob);
+    rqd_agent_put(j->a);
     free(j);
 }
 
@@ -81,8 +99,12 @@ static int do_ckpt_logged(store *s, void *arg, rqd_err *err)
 {
     ckpt_job *j = arg;
     int rc = do_ckpt(s, arg, err);
-    if (rc < 0)
+    if (rc < 0) {
         LOG(LOG_ERR, "agent %s: automatic checkpoint failed: %s", j->name, err->msg);
+    } else if (j->a) {
+        atomic_store(&j->a->auto_updates, j->info.updates);
+        atomic_store(&j->a->auto_id, j->id);
+    }
     return rc;
 }
 
@@ -96,6 +118,8 @@ void rqd__ckpt_auto(rqd_agent *a)
     j->agent = a->id;
     j->keep = redq_agent_config(a->core)->keep_checkpoints;
     snprintf(j->name, sizeof j->name, "%s", a->name);
+    j->a = a;
+    atomic_fetch_add(&a->refs, 1);
     if (rqd__ckpt_blob(a, 1, &j->blob, &j->info, &err) < 0) {
         LOG(LOG_ERR, "agent %s: automatic checkpoint failed: %s", a->name, err.msg);
         free_ckpt_job(j);
@@ -202,13 +226,31 @@ int rqd_ckpt_delete(rqd_agent *a, int64_t id, rqd_err *err)
     return rc;
 }
 
+/* Under a->mu: takes the train waiters out of the list (a restore ends their calls). */
+static rqd_waiter *take_train_waiters(rqd_agent *a)
+{
+    rqd_waiter *out = NULL, **pp = &a->waiters;
+    while (*pp) {
+        rqd_waiter *w = *pp;
+        if (w->kind == RQD_WAIT_TRAIN) {
+            *pp = w->next;
+            w->next = out;
+            out = w;
+        } else {
+            pp = &w->next;
+        }
+    }
+    return out;
+}
+
 int rqd_ckpt_restore(rqd_agent *a, int64_t id, rqd_err *err)
 {
     store_ckpt_info info;
     redq_agent *core = NULL;
     void *blob = NULL;
     size_t len;
-    rqd_waiter *wake = NULL;
+    rqd_waiter *done = NULL, *cut = NULL;
+    ckpt_job j = {0};
     int rc = fetch(a, id, &info, &blob, &len, err);
     if (rc < 0)
         return rc;
@@ -216,34 +258,51 @@ int rqd_ckpt_restore(rqd_agent *a, int64_t id, rqd_err *err)
     free(blob);
     if (rc < 0)
         return rc;
+    rqd_buf_init(&j.blob, 0);
     pthread_mutex_lock(&a->ingest_mu);
-    pthread_mutex_lock(&a->mu); /* waits for the chunk in progress, then swaps at once */
+    pthread_mutex_lock(&a->mu); /* waits for the chunk in progress */
     redq_info now;
     redq_agent_info(a->core, &now);
     rc = redq_agent_set_config(core, redq_agent_config(a->core), err);
     if (rc == RQD_OK)
-        rc = redq_agent_swap_buffer(core, a->core, err);
+        rc = redq_agent_swap_buffer(core, a->core, err); /* the data stays as it is */
     if (rc == RQD_OK) {
         redq_agent_set_env_steps(core, now.env_steps);
         redq_agent_set_policy_version(core, now.policy_version + 1);
+        /* Durable before anything changes: the restored learner is recorded as a new
+         * automatic checkpoint (API.md), and its version is inside the lease. */
+        j.agent = a->id;
+        j.keep = redq_agent_config(core)->keep_checkpoints;
+        lease_for(a, core);
+        rc = blob_of(core, 0.0, 1, &j.blob, &j.info, err);
+        if (rc == RQD_OK)
+            rc = rqd_writer_run(a->reg->writer, do_ckpt, &j, err);
+        if (rc < 0)
+            redq_agent_swap_buffer(core, a->core, err); /* give the data back; nothing changed */
+    }
+    if (rc == RQD_OK) {
+        pthread_rwlock_wrlock(&a->core_rw); /* acts in progress finish on the old learner */
         redq_agent *old = a->core;
         a->core = core;
         core = old;
+        pthread_rwlock_unlock(&a->core_rw);
         a->pending = 0;
-        a->done_total = a->owed_total;
-        a->manual_done = a->manual_total; /* train calls in flight end now */
+        a->done_total = a->owed_total; /* sync posts waiting for updates: answered now */
+        cut = take_train_waiters(a);
         a->manual_pending = 0;
-        wake = rqd__take_ready(a);
-        rqd__policy_lease(a);
+        a->manual_done = a->manual_total;
+        done = rqd__take_ready(a);
+        j.info.id = j.id;
+        a->have_ckpt = 1;
+        a->last_ckpt = j.info;
+        a->last_auto_ckpt = j.info.updates;
     }
     pthread_mutex_unlock(&a->mu);
     pthread_mutex_unlock(&a->ingest_mu);
     redq_agent_free(core);
-    rqd__call_waiters(wake, 0);
-    if (rc < 0)
-        return rc;
-    store_ckpt_info rec; /* durable on the answer: recorded as an automatic checkpoint */
-    rc = rqd_ckpt_create(a, 1, &rec, err);
+    rqd_buf_free(&j.blob);
+    rqd__call_waiters(done, 0);
+    rqd__call_waiters(cut, RQD_ECONFLICT);
     if (rc == RQD_OK)
         LOG(LOG_INFO, "agent %s: restored checkpoint %lld (updates %lld)", a->name,
             (long long)id, (long long)info.updates);

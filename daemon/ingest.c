@@ -16,12 +16,22 @@ int rqd_agent_act(rqd_agent *a, const float *obs, int n, int mode, float *out,
                   long long *version, rqd_err *err)
 {
     pthread_mutex_lock(&a->act_mu);
+    pthread_rwlock_rdlock(&a->core_rw);
     redq_policy *p = redq_agent_policy(a->core);
     *version = redq_policy_version(p);
     int rc = redq_agent_act(a->core, obs, n, mode, out, err);
     redq_policy_release(p);
+    pthread_rwlock_unlock(&a->core_rw);
     pthread_mutex_unlock(&a->act_mu);
     return rc;
+}
+
+redq_policy *rqd_agent_policy(rqd_agent *a)
+{
+    pthread_rwlock_rdlock(&a->core_rw);
+    redq_policy *p = redq_agent_policy(a->core);
+    pthread_rwlock_unlock(&a->core_rw);
+    return p;
 }
 
 /* Under a->mu: what n more transitions would owe, and the back-pressure verdict. */
@@ -59,8 +69,13 @@ static int feed(rqd_agent *a, const store_transition *t, int n, double owed,
     }
     a->pending += owed;
     a->owed_total += owed;
+    /* The done_total at which every whole update owed so far (this post's included) is
+     * done: the trainers run floor(pending) of them (trainer.c runnable()), so with a
+     * fractional update_per_step the fraction left over is not waited for. Relative to
+     * done_total, not owed_total: the two differ after a restart (pending is recomputed)
+     * and whenever pending is cleared. */
     *wait_target = redq_agent_config(a->core)->training == REDQ_TRAIN_SYNC && owed > 0
-                       ? a->owed_total : -1.0;
+                       ? a->done_total + floor(a->pending) : -1.0;
     return RQD_OK;
 }
 

@@ -56,6 +56,7 @@ rqd_agent *rqd__agent_wrap(rqd_registry *r, int64_t id, const char *name, redq_a
     pthread_mutex_init(&a->mu, NULL);
     pthread_mutex_init(&a->ingest_mu, NULL);
     pthread_mutex_init(&a->act_mu, NULL);
+    pthread_rwlock_init(&a->core_rw, NULL);
     a->last_row_update = -1;
     a->last_return = NAN;
     a->ups_mark_time = rqd__mono();
@@ -80,6 +81,7 @@ void rqd__agent_destroy(rqd_agent *a)
     pthread_mutex_destroy(&a->mu);
     pthread_mutex_destroy(&a->ingest_mu);
     pthread_mutex_destroy(&a->act_mu);
+    pthread_rwlock_destroy(&a->core_rw);
     free(a);
 }
 
@@ -314,10 +316,14 @@ int rqd_agent_patch(rqd_agent *a, const redq_config *cfg, rqd_err *err)
         pthread_mutex_lock(&a->mu);
         int was = redq_agent_config(a->core)->training;
         rc = redq_agent_set_config(a->core, cfg, err);
-        if (rc == RQD_OK && cfg->training == REDQ_TRAIN_MANUAL)
+        /* Sync waiters wait for done_total to reach at most done_total + pending
+         * (ingest.c feed()); crediting pending to done_total releases them all. */
+        if (rc == RQD_OK && cfg->training == REDQ_TRAIN_MANUAL) {
+            a->done_total += a->pending;
             a->pending = 0; /* API.md: switching to manual clears what is owed */
-        if (rc == RQD_OK && was == REDQ_TRAIN_SYNC && cfg->training != REDQ_TRAIN_SYNC) {
-            a->done_total = a->owed_total; /* nobody waits for sync updates any more */
+            wake = rqd__take_ready(a);
+        } else if (rc == RQD_OK && was == REDQ_TRAIN_SYNC && cfg->training != REDQ_TRAIN_SYNC) {
+            a->done_total += a->pending; /* nobody waits for sync updates any more */
             wake = rqd__take_ready(a);
         }
         pthread_mutex_unlock(&a->mu);
@@ -381,6 +387,10 @@ void rqd_agent_state_get(rqd_agent *a, rqd_agent_state *st)
     st->training = redq_agent_config(a->core)->training;
     st->have_ckpt = a->have_ckpt;
     st->last_ckpt = a->last_ckpt;
+    /* An automatic checkpoint queued for the writer gets its id once written. */
+    long long aid = atomic_load(&a->auto_id), aup = atomic_load(&a->auto_updates);
+    if (st->last_ckpt.id < 0 && aid > 0 && aup == st->last_ckpt.updates)
+        st->last_ckpt.id = aid;
     st->last = a->last;
     st->have_stats = a->have_stats;
     st->ups = a->ups;

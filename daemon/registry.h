@@ -13,6 +13,8 @@
  *               across the writer's commit, never while holding a->mu.
  * a->act_mu     serialises acts (they draw from the agent's act generator); acting reads
  *               the published policy snapshot and never waits for training.
+ * a->core_rw    read-held by whoever uses a->core without a->mu (acts, policy
+ *               downloads); write-held by a restore only for the pointer swap.
  * reg->mu       guards the name table; agents are reference counted (rqd_agent_put).
  * Waiter callbacks run on a trainer thread (or the loop thread for deadlines and
  * shutdown) with no lock held.
@@ -50,6 +52,7 @@ typedef struct rqd_waiter {
     void (*cb)(struct rqd_waiter *w, int status);
     void *ctx;
     long long updates;      /* train: the agent's updates when done */
+    long long env_steps;    /* train: the agent's env_steps when done */
     redq_stats stats;       /* train: the last update's statistics */
     double train_time;      /* train: seconds of this call's updates */
     double time_at_start;   /* train: manual_time when registered */
@@ -76,6 +79,7 @@ struct rqd_agent {
     int queued;                     /* on the trainers' run queue (under reg->run_mu) */
 
     pthread_mutex_t mu, ingest_mu, act_mu;
+    pthread_rwlock_t core_rw;       /* read: acting outside mu; write: restore's swap */
     redq_agent *core;
     double pending;                 /* updates owed (API.md pending_updates) */
     double owed_total, done_total;  /* cumulative, for sync waiters */
@@ -91,6 +95,8 @@ struct rqd_agent {
     int n_rows, cap_rows;
 
     long long last_auto_ckpt;       /* updates at the last automatic checkpoint */
+    atomic_llong auto_id, auto_updates; /* the newest automatic checkpoint written (the
+                                           writer sets them; it never takes a->mu) */
     int have_ckpt;
     store_ckpt_info last_ckpt;
     long long policy_lease;         /* policy versions below this may be published */
@@ -172,6 +178,8 @@ void rqd_agent_config(rqd_agent *a, redq_config *out);
 
 int rqd_agent_act(rqd_agent *a, const float *obs, int n, int mode, float *out,
                   long long *version, rqd_err *err);
+/* The latest published policy snapshot (release with redq_policy_release). */
+redq_policy *rqd_agent_policy(rqd_agent *a);
 
 /* Stores n transitions durably and feeds them to the learner. *answer (malloc'd JSON) is
  * the response body (the stored one for a repeated batch_id). For sync mode *wait_target

@@ -81,6 +81,7 @@ rqd_waiter *rqd__take_ready(rqd_agent *a)
                 redq_info info;
                 redq_agent_info(a->core, &info);
                 w->updates = info.updates;
+                w->env_steps = info.env_steps;
                 w->stats = a->last;
                 w->train_time = a->manual_time - w->time_at_start;
             }
