@@ -54,7 +54,7 @@ DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 EMBED_OBJ := $(patsubst %,$(OBJDIR)/embed/%.o,$(EMBED))
 ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(OBJDIR)/daemon/main.o
 
-.PHONY: all deps build test test-unit test-san test-learn run bench clean check-deps
+.PHONY: all deps build test test-unit test-san test-learn run bench clean check-deps install uninstall
 
 # The daemon in the foreground on 127.0.0.1:8470 with ./redqd-data (Ctrl-C stops it
 # cleanly: every agent is checkpointed).
@@ -142,6 +142,30 @@ check-deps:
 	@! grep -n '#include "\.\./\(api\|daemon\|redq\)/' storage/*.[ch] common/*.[ch] 2>/dev/null
 	@! grep -n 'microhttpd\|sqlite3\.h' redq/*.[ch] 2>/dev/null
 	@echo "check-deps: ok"
+
+# `make install PREFIX=/usr/local` (DESTDIR for packaging): the binary, the systemd unit
+# with its paths filled in, the example config (never over an existing one), the docs.
+PREFIX     ?= /usr/local
+BINDIR_I   := $(PREFIX)/bin
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+DOCDIR     ?= $(PREFIX)/share/doc/redqd
+
+install: $(BUILD)/redqd
+	install -D -m 0755 $(BUILD)/redqd $(DESTDIR)$(BINDIR_I)/redqd
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/redqd $(DESTDIR)$(DOCDIR)
+	sed -e 's|@BINDIR@|$(BINDIR_I)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    -e 's|@DOCDIR@|$(DOCDIR)|g' systemd/redqd.service > $(DESTDIR)$(UNITDIR)/redqd.service
+	[ -e $(DESTDIR)$(SYSCONFDIR)/redqd/redqd.conf ] || \
+	  install -m 0644 systemd/redqd.conf.example $(DESTDIR)$(SYSCONFDIR)/redqd/redqd.conf
+	install -m 0644 systemd/redqd.conf.example $(DESTDIR)$(SYSCONFDIR)/redqd/redqd.conf.example
+	install -m 0644 docs/*.md docs/openapi.json $(DESTDIR)$(DOCDIR)/
+
+# Removes what install put there, except a config the administrator may have edited.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR_I)/redqd $(DESTDIR)$(UNITDIR)/redqd.service
+	rm -f $(DESTDIR)$(SYSCONFDIR)/redqd/redqd.conf.example
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf $(BUILD)

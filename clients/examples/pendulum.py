@@ -233,8 +233,9 @@ def ensure_agent(client, name, env, config, mode):
         if exc.code != "already_exists":
             raise
     agent = client.get_agent(name)
-    if (agent["obs_dim"], agent["action_low"], agent["action_high"]) != \
-            (env.obs_dim, list(env.action_low), list(env.action_high)):
+    if agent["obs_dim"] != env.obs_dim or not (
+            close(agent["action_low"], env.action_low)
+            and close(agent["action_high"], env.action_high)):
         raise SystemExit(f"agent {name!r} exists with obs_dim {agent['obs_dim']} and bounds "
                          f"{agent['action_low']}..{agent['action_high']}; use another --name")
     if mode and agent["config"]["training"] != mode:
@@ -243,6 +244,11 @@ def ensure_agent(client, name, env, config, mode):
     say(f"reusing agent {name!r}: training {agent['config']['training']}, "
         f"env_steps {state['env_steps']}, updates {state['updates']}")
     return agent
+
+
+def close(xs, ys):
+    """Bounds compare equal up to float32 rounding (the daemon stores float32)."""
+    return len(xs) == len(ys) and all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(xs, ys))
 
 
 def run(args, make_env):
@@ -313,7 +319,10 @@ def load_config(text):
     if text.startswith("@"):
         with open(text[1:], encoding="utf-8") as f:
             text = f.read()
-    config = json.loads(text)
+    try:
+        config = json.loads(text)
+    except ValueError as exc:
+        raise SystemExit(f"--config-json: not JSON: {exc}") from None
     if not isinstance(config, dict):
         raise SystemExit("--config-json must be a JSON object")
     return config

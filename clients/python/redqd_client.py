@@ -48,6 +48,7 @@ import logging
 import math
 import os
 import select
+import socket
 import struct
 import sys
 import time
@@ -315,7 +316,7 @@ class Client:
         (a conditional GET with If-None-Match; the daemon answers 304 without a body)."""
         status, _, body = self._request(
             "GET", _agent_path(name, "policy"), query={"format": "safetensors"},
-            headers={"If-None-Match": f'"{policy_version}"'}, retry_safe=True)
+            headers={"If-None-Match": f'"{policy_version}"'})
         return None if status == 304 else body
 
     # ---- transport --------------------------------------------------------------------
@@ -326,8 +327,8 @@ class Client:
             payload = json.dumps(body, allow_nan=False, separators=(",", ":"),
                                  default=_to_json).encode("utf-8")
         _, _, data = self._request(method, path, query=query, body=payload,
-                                   content_type="application/json" if payload else None,
-                                   retry_safe=retry_safe, timeout=timeout)
+                                   content_type="application/json", retry_safe=retry_safe,
+                                   timeout=timeout)
         return _decode_json(data)
 
     def _text(self, method, path, query=None):
@@ -404,10 +405,23 @@ class Client:
         if conn is not None and conn.sock is not None and _socket_closed(conn.sock):
             conn.close()
         if conn is None:
-            cls = (http.client.HTTPSConnection if self._scheme == "https"
-                   else http.client.HTTPConnection)
+            cls = _HTTPSConnection if self._scheme == "https" else _HTTPConnection
             conn = self._conn = cls(self._host, self._port, timeout=self.timeout)
         return conn
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    """With TCP_NODELAY: a body past one TCP segment must not wait for a delayed ACK."""
+
+    def connect(self):
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    def connect(self):
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _agent_path(name, *rest):
