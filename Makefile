@@ -44,17 +44,20 @@ EMBED      := docs/openapi.json api/assets/dashboard.html
 UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c
 LEARN_SRC  := tests/learn/test_pendulum.c tests/env/pendulum.c
 BENCH_SRC  := bench/bench_update.c daemon/pool.c
+FUZZ_SRC   := tests/fuzz/fuzz_request.c api/json_in.c
 
 obj = $(patsubst %.c,$(OBJDIR)/%.o,$(1))
 CORE_OBJ  := $(call obj,$(CORE_SRC))
 UNIT_OBJ  := $(call obj,$(UNIT_SRC))
 LEARN_OBJ := $(call obj,$(LEARN_SRC))
 BENCH_OBJ := $(call obj,$(BENCH_SRC))
+FUZZ_OBJ  := $(call obj,$(FUZZ_SRC) tests/fuzz/test_fuzz.c)
 DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 EMBED_OBJ := $(patsubst %,$(OBJDIR)/embed/%.o,$(EMBED))
-ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(OBJDIR)/daemon/main.o
+ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(FUZZ_OBJ) \
+             $(OBJDIR)/daemon/main.o
 
-.PHONY: all deps build test test-unit test-san test-learn run bench clean check-deps install uninstall
+.PHONY: all deps build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz
 
 # The daemon in the foreground on 127.0.0.1:8470 with ./redqd-data (Ctrl-C stops it
 # cleanly: every agent is checkpointed).
@@ -94,6 +97,10 @@ $(BINDIR)/test_learn: $(LEARN_OBJ) $(BINDIR)/libredq.a
 	@$(if $(Q),echo "  LD      $@",true)
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) $(CHECK_LIBS) -lm
 
+$(BINDIR)/test_fuzz: $(FUZZ_OBJ) $(BINDIR)/libredq.a
+	@$(if $(Q),echo "  LD      $@",true)
+	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) $(CHECK_LIBS) -lm
+
 $(BINDIR)/bench_update: $(BENCH_OBJ) $(BINDIR)/libredq.a
 	@$(if $(Q),echo "  LD      $@",true)
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm
@@ -115,10 +122,11 @@ deps:
 # `make test`: every suite; tests/run_suites.sh prints the closing "N passed, N failed".
 test: deps
 	$(Q)$(MAKE) --no-print-directory build
-	$(Q)$(MAKE) --no-print-directory SAN=address,undefined $(BUILD)/san/test_unit
+	$(Q)$(MAKE) --no-print-directory SAN=address,undefined $(BUILD)/san/test_unit $(BUILD)/san/test_fuzz
 	$(Q)tests/run_suites.sh \
 	  "unit" "$(BUILD)/test_unit" \
 	  "unit (ASan+UBSan)" "$(BUILD)/san/test_unit" \
+	  "fuzz corpus and mutations (ASan+UBSan)" "$(BUILD)/san/test_fuzz" \
 	  "learning (Pendulum)" "$(BUILD)/test_learn"
 
 test-unit: deps
@@ -134,6 +142,21 @@ test-learn: deps
 bench: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/bench_update
 	$(Q)bench/run_bench.sh
+
+# Coverage-guided fuzzing of the request parsers with clang's libFuzzer, bounded in
+# time (FUZZ_SECONDS); new inputs go to build/fuzz-corpus, crashes to build/fuzz-crash-*.
+FUZZ_SECONDS ?= 120
+fuzz: deps
+	@command -v clang >/dev/null && [ -n "$$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ] || { \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq clang libclang-rt-14-dev >/dev/null; }
+	@mkdir -p $(BUILD)/fuzz-corpus
+	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	  $(shell pkg-config --cflags libcjson zlib openblas) -o $(BUILD)/fuzz_request \
+	  tests/fuzz/fuzz_request.c api/json_in.c $(COMMON_SRC) $(REDQ_SRC) \
+	  $(shell pkg-config --libs libcjson zlib openblas) -lm -lpthread
+	$(BUILD)/fuzz_request -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-crash- \
+	  $(BUILD)/fuzz-corpus tests/fuzz/corpus
 
 # The dependency rule of DESIGN.md: redq/ and storage/ know nothing of each other or
 # of HTTP; common/ depends on nothing.

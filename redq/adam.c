@@ -8,7 +8,11 @@
 
 #include <math.h>
 
+#if defined(__clang__) /* clang 14 resolves target_clones differently: plain build */
+#define CLONES
+#else
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 
 CLONES
 void redq__adam_step(float *restrict w, const float *restrict g, float *restrict m,

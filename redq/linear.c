@@ -11,7 +11,11 @@
 
 /* The element-wise passes below touch every activation of every member each update;
  * built for AVX-512 and AVX2 as well as the baseline, chosen at load time. */
+#if defined(__clang__) /* clang 14 resolves target_clones differently: plain build */
+#define CLONES
+#else
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 
 CLONES
 void redq__bias_act(float *restrict out, const float *restrict b, int B, int Out, int relu)

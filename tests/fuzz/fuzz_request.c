@@ -1,0 +1,107 @@
+/* tests/fuzz/fuzz_request.c: the fuzz target for what redqd parses from the network
+ * (STYLE R18): JSON bodies through the strict readers, agent configs and PATCH bodies,
+ * and checkpoint files (PUT .../checkpoint). The first byte picks the parser.
+ *
+ * Built two ways: with clang's libFuzzer by `make fuzz` (coverage-guided, bounded time),
+ * and with gcc+ASan+UBSan into build/san/test_fuzz, a Check test that runs the corpus
+ * and a fixed number of mutations of it in `make test`. */
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "../../api/json_in.h"
+#include "../../redq/redq.h"
+#include "fuzz.h"
+
+/* A body's values read the way the handlers read them: every key checked against a
+ * list, numbers as floats, integers and booleans, arrays as exact-length float rows. */
+static void read_body(const cJSON *body)
+{
+    static const char *const keys[] = {"obs", "action", "reward", "next_obs", "terminated",
+                                       "truncated", "env_id", "transitions", "batch_id",
+                                       "updates", "mode", "name", NULL};
+    rqd_err err = {0};
+    float v[8];
+    long long k;
+    int b;
+    api_json_keys(body, "", keys, &err);
+    for (const cJSON *c = body ? body->child : NULL; c; c = c->next) {
+        api_json_float(c, "x", v, &err);
+        api_json_int(c, "x", 0, 100000, &k, &err);
+        api_json_bool(c, "x", &b, &err);
+        api_json_floats(c, "x", 3, "expects", v, &err);
+        if (cJSON_IsString(c)) {
+            api_valid_name(c->valuestring);
+            api_valid_batch_id(c->valuestring);
+        }
+        if (cJSON_IsArray(c))
+            for (const cJSON *row = c->child; row; row = row->next)
+                read_body(row);
+    }
+}
+
+static void parse_json(const uint8_t *data, size_t size, int what)
+{
+    rqd_err err = {0};
+    char *text = malloc(size + 1);
+    if (text == NULL)
+        return;
+    memcpy(text, data, size);
+    text[size] = '\0';
+    cJSON *body = api_json_parse(text, size, &err);
+    if (body != NULL) {
+        redq_config c;
+        if (what == 1 && redq_config_from_json(body, 2, &c, &err) == 0) {
+            cJSON *back = redq_config_to_json(&c);
+            cJSON_Delete(back);
+        } else if (what == 2) {
+            redq_config_default(&c, 2);
+            redq_config_patch(body, "", &c, &err);
+        } else {
+            read_body(body);
+        }
+    }
+    cJSON_Delete(body);
+    free(text);
+}
+
+/* The bytes as a checkpoint: as they are (most fail the checksum), and with a valid
+ * CRC-32 appended so that mutations reach the field parser behind it. */
+static void load_checkpoint(const uint8_t *data, size_t size)
+{
+    rqd_err err = {0};
+    redq_agent *a = NULL;
+    if (redq_agent_load(data, size, &a, &err) == 0)
+        redq_agent_free(a);
+    uint8_t *with_crc = malloc(size + 4);
+    if (with_crc == NULL)
+        return;
+    memcpy(with_crc, data, size);
+    uint32_t crc = (uint32_t)crc32(0L, data, (uInt)size);
+    memcpy(with_crc + size, &crc, 4);
+    a = NULL;
+    if (redq_agent_load(with_crc, size + 4, &a, &err) == 0) {
+        float obs[64] = {0}, act[16];
+        if (redq_agent_obs_dim(a) <= 64 && redq_agent_act_dim(a) <= 16)
+            redq_agent_act(a, obs, 1, REDQ_EVAL, act, &err);
+        redq_agent_free(a);
+    }
+    free(with_crc);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    switch (data[0] & 3) {
+    case 0:
+        load_checkpoint(data + 1, size - 1);
+        break;
+    default:
+        parse_json(data + 1, size - 1, data[0] & 3);
+        break;
+    }
+    return 0;
+}
