@@ -227,10 +227,15 @@ def bounds_section(rf, rd, tr, sg, names):
     return "## Bounds (lean model)\n\n" + note + "\n\n" + table(hdr, rows)
 
 
-def runs_section(rd):
+def runs_section(rd, names):
     rows = []
     order = {"single": 0, "split2": 1, "agents2": 2}
-    for (name, mode), r in sorted(rd.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 9), kv[0][1])):
+
+    def key(kv):
+        (name, mode), _ = kv
+        return (names.index(name) if name in names else len(names), name, order.get(mode, 9), mode)
+
+    for (name, mode), r in sorted(rd.items(), key=key):
         line = r["line"]
         for i, a in enumerate(r["agents"]):
             label = mode if len(r["agents"]) == 1 else f"{mode} agent {i}"
@@ -356,7 +361,7 @@ def main():
     if not all(r["finite"] for r in rd.values()):
         parts.append("> **A redqd run ended with a non-finite loss** (see 'Every redqd run').")
     parts += [headline_section(rf, rd, tr, sg, names), bars_section(rf, rd, tr, sg, names),
-              bounds_section(rf, rd, tr, sg, names), runs_section(rd), torch_section(tr, names),
+              bounds_section(rf, rd, tr, sg, names), runs_section(rd, names), torch_section(tr, names),
               machine_section(rd, args.sgemm, tr), commands_section(args.commands, sys.argv[1:])]
     text = "\n\n".join(parts) + "\n"
     print(text, end="")

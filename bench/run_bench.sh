@@ -7,12 +7,14 @@
 #   3. sgemm_peak -t 1,2 -j          -> build/bench/sgemm.txt   (the GEMM bounds)
 #   4. torch_redq_ref.py, lean, 1/2 threads -> build/bench/torch.jsonl
 #   5. build/bench_update, single/split2/agents2 -> build/bench/redqd.jsonl
-#   6. bench/report.py               -> bench/results/latest.md (and stdout)
+#   6. bench/report.py               -> bench/results/latest.md (and stdout);
+#                                       with BENCH_QUICK=1, build/bench/latest-quick.md
 #
 # Run from anywhere inside the repository (it changes to the root). Environment:
 #   REDQD_SHARED   the shared directory (default: <repo root>/../shared)
 #   BENCH_QUICK=1  every step short (a smoke test of the pipeline; numbers meaningless)
 #   BUILD          build directory (default build, as in the Makefile)
+#   BENCH_REPORT   where to write the report (default: see step 6)
 #
 # Exits 0 whether or not the bars are met (benchmarks never fail the build); non-zero
 # only when a step fails (a crash, a missing tool, a non-finite loss in bench_update).
@@ -47,6 +49,7 @@ for f in bench/sgemm_peak.c bench/torch_redq_ref.py bench/redq_flops.py; do
         exit 1
     fi
 done
+shared=$(cd "$shared" && pwd) # a plain path for the report's list of commands
 mkdir -p "$out" bench/results
 : >"$out/commands.txt"
 
@@ -92,8 +95,14 @@ run_to "$out/redqd.jsonl" env OPENBLAS_NUM_THREADS=1 "$build/bench_update" --con
     --mode single split2 agents2 "${redqd_opts[@]}"
 
 log "6/6 report"
+# A smoke test must not replace the recorded results: it writes under build/ instead.
+report=${BENCH_REPORT:-bench/results/latest.md}
 report_opts=()
-[ "$quick" = 1 ] && report_opts+=(--quick)
+if [ "$quick" = 1 ]; then
+    report=${BENCH_REPORT:-$out/latest-quick.md}
+    report_opts+=(--quick)
+fi
 "$py" bench/report.py --shared "$shared" --sgemm "$out/sgemm.txt" --torch "$out/torch.jsonl" \
-    --redqd "$out/redqd.jsonl" --commands "$out/commands.txt" --out bench/results/latest.md \
+    --redqd "$out/redqd.jsonl" --commands "$out/commands.txt" --out "$report" \
     "${report_opts[@]}"
+log "report written to $report"

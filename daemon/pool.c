@@ -27,6 +27,7 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -80,19 +81,23 @@ static long long now_ns(void)
 }
 
 /* Spins until pred(p, x) holds or POOL_SPIN_NS passed; returns whether it holds. The
- * clock is read every 64 rounds, as on some VMs it is a system call. */
+ * clock is read every 64 rounds, as on some VMs it is a system call. Those rounds also
+ * yield: when the machine has more runnable threads than cores, the thread this one
+ * waits for may be queued behind it on the same core, and a spin that never yields
+ * would keep it off for the whole spin. On an idle core the yield returns at once. */
 static int spin_until(rqd_pool *p, int (*pred)(rqd_pool *, uint64_t), uint64_t x)
 {
     long long deadline = 0;
     for (unsigned i = 0;; i++) {
         if (pred(p, x))
             return 1;
-        if ((i & 63) == 0) {
+        if ((i & 63) == 63) {
             long long t = now_ns();
             if (deadline == 0)
                 deadline = t + POOL_SPIN_NS;
             else if (t >= deadline)
                 return 0;
+            sched_yield();
         }
         cpu_relax();
     }
