@@ -18,9 +18,12 @@ OBJDIR  := $(BUILD)/obj$(if $(SAN),-san)
 BINDIR  := $(BUILD)$(if $(SAN),/san)
 OPT     ?= -O2
 
-# Debian packages needed to build and test; `deps` installs the missing ones.
+# Debian packages needed to build; `deps` installs the missing ones. The tests also need
+# Python 3 (the integration tests and clients are stdlib only) and Chromium (the
+# dashboard is checked in a real headless browser): `deps-test`.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libsqlite3-dev \
             libopenblas-dev libuv1-dev check zlib1g-dev
+DEB_TEST_PKGS := python3 chromium
 PC_PKGS  := libcjson openblas zlib sqlite3 libmicrohttpd libuv
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wwrite-strings -Wno-unused-parameter
@@ -57,7 +60,9 @@ EMBED_OBJ := $(patsubst %,$(OBJDIR)/embed/%.o,$(EMBED))
 ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(FUZZ_OBJ) \
              $(OBJDIR)/daemon/main.o
 
-.PHONY: all deps build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz
+PY ?= /usr/bin/python3
+
+.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz
 
 # The daemon in the foreground on 127.0.0.1:8470 with ./redqd-data (Ctrl-C stops it
 # cleanly: every agent is checkpointed).
@@ -109,7 +114,13 @@ $(BINDIR)/bench_update: $(BENCH_OBJ) $(BINDIR)/libredq.a
 
 # Installs the missing Debian packages; a no-op when all are there.
 deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEB_PKGS)"
+
+deps-test: deps
+	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEB_TEST_PKGS)"
+
+install-pkgs:
+	@missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -120,14 +131,16 @@ deps:
 	fi
 
 # `make test`: every suite; tests/run_suites.sh prints the closing "N passed, N failed".
-test: deps
+test: deps-test
 	$(Q)$(MAKE) --no-print-directory build
 	$(Q)$(MAKE) --no-print-directory SAN=address,undefined $(BUILD)/san/test_unit $(BUILD)/san/test_fuzz
 	$(Q)tests/run_suites.sh \
 	  "unit" "$(BUILD)/test_unit" \
 	  "unit (ASan+UBSan)" "$(BUILD)/san/test_unit" \
 	  "fuzz corpus and mutations (ASan+UBSan)" "$(BUILD)/san/test_fuzz" \
-	  "learning (Pendulum)" "$(BUILD)/test_learn"
+	  "learning (Pendulum)" "$(BUILD)/test_learn" \
+	  "Python client and HTTP integration (the real daemon)" \
+	  "REDQD_BIN=$(BUILD)/redqd $(PY) tests/integration/run.py tests/clients/test_client_unit.py $(sort $(wildcard tests/integration/test_*.py))"
 
 test-unit: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/test_unit && tests/run_suites.sh "unit" "$(BUILD)/test_unit"

@@ -1,31 +1,40 @@
 #!/usr/bin/env bash
-# tests/run_suites.sh NAME BINARY [NAME BINARY ...]
-# Runs each Check runner, keeps its output, and ends with the one closing line CI reads:
-# "N passed, N failed" summed over every runner (a runner that crashes or exits non-zero
-# without a Check summary counts as one failure).
+# tests/run_suites.sh NAME COMMAND [NAME COMMAND ...]
+# Runs each test command (a Check runner, or a runner that ends with "N passed, N failed"),
+# keeps its output, and ends with the one closing line CI reads: "N passed, N failed"
+# summed over every runner. A runner that exits non-zero without reporting a failure
+# counts as one failure more.
 set -u
 passed=0
 failed=0
 while [ $# -ge 2 ]; do
-  name=$1 bin=$2
+  name=$1 cmd=$2
   shift 2
-  echo "== $name: $bin"
+  echo "== $name: $cmd"
   out=$(mktemp)
-  "$bin" 2>&1 | tee "$out"
+  bash -c "$cmd" 2>&1 | tee "$out"
   rc=${PIPESTATUS[0]}
+  p=0 f=0 found=0
   line=$(grep -E '^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' "$out" | tail -n 1)
   if [ -n "$line" ]; then
     checks=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
     fails=$(echo "$line" | sed -E 's/.*Failures: ([0-9]+).*/\1/')
     errs=$(echo "$line" | sed -E 's/.*Errors: ([0-9]+).*/\1/')
-    passed=$((passed + checks - fails - errs))
-    failed=$((failed + fails + errs))
-  elif [ "$rc" -ne 0 ]; then
-    failed=$((failed + 1))
+    p=$((checks - fails - errs)) f=$((fails + errs)) found=1
+  else
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+    if [ -n "$line" ]; then
+      p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')
+      f=$(echo "$line" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')
+      found=1
+    fi
   fi
-  if [ "$rc" -ne 0 ] && [ -n "$line" ] && [ "$fails" -eq 0 ] && [ "$errs" -eq 0 ]; then
-    failed=$((failed + 1)) # exited non-zero after reporting no failure: count it
+  if [ "$rc" -ne 0 ] && { [ "$found" -eq 0 ] || [ "$f" -eq 0 ]; }; then
+    f=$((f + 1))
   fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  echo "== $name: $p passed, $f failed"
   rm -f "$out"
 done
 echo "$passed passed, $failed failed"
