@@ -62,7 +62,7 @@ ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(F
 
 PY ?= /usr/bin/python3
 
-.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz
+.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz soak
 
 # The daemon in the foreground on 127.0.0.1:8470 with ./redqd-data (Ctrl-C stops it
 # cleanly: every agent is checkpointed).
@@ -140,7 +140,13 @@ test: deps-test
 	  "fuzz corpus and mutations (ASan+UBSan)" "$(BUILD)/san/test_fuzz" \
 	  "learning (Pendulum)" "$(BUILD)/test_learn" \
 	  "Python client and HTTP integration (the real daemon)" \
-	  "REDQD_BIN=$(BUILD)/redqd $(PY) tests/integration/run.py tests/clients/test_client_unit.py $(sort $(wildcard tests/integration/test_*.py))"
+	  "REDQD_BIN=$(BUILD)/redqd $(PY) tests/integration/run.py tests/clients/test_client_unit.py $(sort $(wildcard tests/integration/test_*.py)) tests/crash/test_sigkill.py"
+
+# The long fault runs: 200 SIGKILLs under load (make test does 20).
+soak: deps-test
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd
+	$(Q)tests/run_suites.sh "crash soak (200 kills)" \
+	  "CRASH_ROUNDS=200 REDQD_BIN=$(BUILD)/redqd $(PY) tests/integration/run.py --timeout 1800 tests/crash/test_sigkill.py"
 
 test-unit: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/test_unit && tests/run_suites.sh "unit" "$(BUILD)/test_unit"
