@@ -52,7 +52,7 @@ cJSON *api_agent_json(rqd_agent *a)
     rqd_agent_state_get(a, &st);
     rqd_agent_config(a, &cfg);
     const float *low, *high;
-    pthread_mutex_lock(&a->mu);
+    rqd_agent_lock(a);
     low = redq_agent_low(a->core);
     high = redq_agent_high(a->core);
     cJSON *jl = floats(low, a->A), *jh = floats(high, a->A);

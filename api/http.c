@@ -271,6 +271,34 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 
 /* ------------------------------------------------------------------ server */
 
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* MHD's default unescaping of paths and query values ("%HH"), except that "%00" stays as
+ * it is: decoded, it would cut the C string short, so that "/v1/agents/x%00y" reached
+ * agent "x" (and DELETE deleted it). Left encoded, it is simply an invalid name or value. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    char *rd = s, *wr = s;
+    (void)cls;
+    (void)c;
+    while (*rd) {
+        int hi, lo;
+        if (rd[0] == '%' && (hi = hexval(rd[1])) >= 0 && (lo = hexval(rd[2])) >= 0 &&
+            (hi | lo) != 0) {
+            *wr++ = (char)(hi * 16 + lo);
+            rd += 3;
+        } else {
+            *wr++ = *rd++;
+        }
+    }
+    *wr = '\0';
+    return (size_t)(wr - s);
+}
+
 int api_reload_token(api_server *s, rqd_err *err)
 {
     char line[512] = "";
@@ -330,6 +358,7 @@ int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *e
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)o->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->connection_timeout,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         MHD_OPTION_END);
     if (s->mhd == NULL) {
         free(s);

@@ -27,6 +27,25 @@ cJSON *api_json_parse(const char *text, size_t len, rqd_err *err)
             cJSON_Delete(v);
             return NULL;
         }
+    /* cJSON keeps strings NUL-terminated: "a\u0000b" would silently become "a" (an agent
+     * name, env_id or batch_id other than the one sent). The text is valid JSON here, so
+     * a plain scan of its strings finds the escape. */
+    int in_str = 0;
+    for (const char *p = text; p < end; p++) {
+        if (!in_str) {
+            in_str = *p == '"';
+        } else if (*p == '"') {
+            in_str = 0;
+        } else if (*p == '\\') {
+            if (p + 5 < end && p[1] == 'u' && memcmp(p + 2, "0000", 4) == 0) {
+                rqd_err_set(err, RQD_EINVAL, "", "a string holds \\u0000 at byte offset %zu; "
+                            "strings may not contain U+0000", (size_t)(p - text));
+                cJSON_Delete(v);
+                return NULL;
+            }
+            p++; /* the escaped character */
+        }
+    }
     return v;
 }
 

@@ -137,7 +137,7 @@ int rqd_ckpt_create(rqd_agent *a, int automatic, store_ckpt_info *info, rqd_err 
     ckpt_job j = {0};
     int rc;
     rqd_buf_init(&j.blob, 0);
-    pthread_mutex_lock(&a->mu);
+    rqd_agent_lock(a);
     j.agent = a->id;
     j.keep = redq_agent_config(a->core)->keep_checkpoints;
     rc = rqd__ckpt_blob(a, automatic, &j.blob, &j.info, err);
@@ -147,7 +147,7 @@ int rqd_ckpt_create(rqd_agent *a, int automatic, store_ckpt_info *info, rqd_err 
     if (rc == RQD_OK) {
         j.info.id = j.id;
         *info = j.info;
-        pthread_mutex_lock(&a->mu);
+        rqd_agent_lock(a);
         if (automatic)
             a->last_auto_ckpt = j.info.updates;
         a->have_ckpt = 1;
@@ -188,7 +188,7 @@ int rqd_ckpt_download(rqd_agent *a, int64_t id, int with_buffer, void **data, si
     if (rc < 0)
         return rc;
     rqd_buf_init(&out, 0);
-    pthread_mutex_lock(&a->mu);
+    rqd_agent_lock(a);
     redq_info ri;
     redq_agent_info(a->core, &ri);
     if ((rc = redq_agent_swap_buffer(tmp, a->core, err)) == RQD_OK) {
@@ -260,7 +260,7 @@ int rqd_ckpt_restore(rqd_agent *a, int64_t id, rqd_err *err)
         return rc;
     rqd_buf_init(&j.blob, 0);
     pthread_mutex_lock(&a->ingest_mu);
-    pthread_mutex_lock(&a->mu); /* waits for the chunk in progress */
+    rqd_agent_lock(a); /* waits for the chunk in progress */
     redq_info now;
     redq_agent_info(a->core, &now);
     rc = redq_agent_set_config(core, redq_agent_config(a->core), err);
@@ -286,8 +286,11 @@ int rqd_ckpt_restore(rqd_agent *a, int64_t id, rqd_err *err)
         a->core = core;
         core = old;
         pthread_rwlock_unlock(&a->core_rw);
+        /* Sync posts waiting for updates: answered now. Their targets are at most
+         * done_total + pending (ingest.c feed()), so crediting pending releases them all;
+         * done_total = owed_total could move it backwards (after a restart). */
+        a->done_total += a->pending;
         a->pending = 0;
-        a->done_total = a->owed_total; /* sync posts waiting for updates: answered now */
         cut = take_train_waiters(a);
         a->manual_pending = 0;
         a->manual_done = a->manual_total;

@@ -135,7 +135,7 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
         if (rc < 0 || *answer)
             goto out;
     }
-    pthread_mutex_lock(&a->mu);
+    rqd_agent_lock(a);
     redq_info info;
     redq_agent_info(a->core, &info);
     rc = admit(a, n, &owed, err);
@@ -150,7 +150,7 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
     ingest_job j = {a->id, info.env_steps + 1, t, n, a->S, a->A, batch_id, text, NULL};
     if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) < 0)
         goto out;
-    pthread_mutex_lock(&a->mu);
+    rqd_agent_lock(a);
     rc = feed(a, t, n, owed, wait_target, err);
     pthread_mutex_unlock(&a->mu);
     *answer = text;
@@ -225,7 +225,7 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
     rqd__now_rfc3339(e->started_at);
     memcpy(e->last_obs, obs, sizeof(float) * (size_t)a->S);
     pthread_mutex_lock(&a->ingest_mu);
-    pthread_mutex_lock(&a->mu);
+    rqd_agent_lock(a);
     rc = a->n_open >= RQD_MAX_OPEN_EPISODES
              ? rqd_err_set(err, RQD_EINVAL, "obs", "agent '%s' has %d open episodes, the limit",
                            a->name, RQD_MAX_OPEN_EPISODES)
@@ -240,7 +240,7 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
         rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err);
     }
     if (rc == RQD_OK) {
-        pthread_mutex_lock(&a->mu);
+        rqd_agent_lock(a);
         e->next = a->episodes;
         a->episodes = e;
         a->n_open++;
@@ -285,7 +285,7 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
 
     *wait_target = -1.0;
     pthread_mutex_lock(&a->ingest_mu);
-    pthread_mutex_lock(&a->mu);
+    rqd_agent_lock(a);
     rqd_episode **pp = find_episode(a, id), *e = *pp;
     int explore = e && e->mode == STORE_EP_EXPLORE;
     redq_info info;
@@ -321,7 +321,7 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
     ingest_job j = {a->id, info.env_steps + 1, &t, explore, a->S, a->A, NULL, NULL, &row};
     if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) < 0)
         goto out;
-    pthread_mutex_lock(&a->mu);
+    rqd_agent_lock(a);
     if (explore)
         rc = feed(a, &t, 1, owed, wait_target, err);
     e->ret = next.ret;
@@ -355,7 +355,7 @@ int rqd_episode_abandon(rqd_agent *a, const char *id, rqd_err *err)
     char now[32];
     int rc;
     pthread_mutex_lock(&a->ingest_mu);
-    pthread_mutex_lock(&a->mu);
+    rqd_agent_lock(a);
     rqd_episode **pp = find_episode(a, id), *e = *pp;
     pthread_mutex_unlock(&a->mu);
     if (e == NULL) {
@@ -367,7 +367,7 @@ int rqd_episode_abandon(rqd_agent *a, const char *id, rqd_err *err)
     episode_row(a, e, now, 1, &row);
     ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row};
     if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) == RQD_OK) {
-        pthread_mutex_lock(&a->mu);
+        rqd_agent_lock(a);
         *pp = e->next;
         a->n_open--;
         pthread_mutex_unlock(&a->mu);

@@ -53,6 +53,7 @@ rqd_agent *rqd__agent_wrap(rqd_registry *r, int64_t id, const char *name, redq_a
     a->S = redq_agent_obs_dim(core);
     a->A = redq_agent_act_dim(core);
     atomic_init(&a->refs, 1);
+    atomic_init(&a->mu_wanted, 0);
     pthread_mutex_init(&a->mu, NULL);
     pthread_mutex_init(&a->ingest_mu, NULL);
     pthread_mutex_init(&a->act_mu, NULL);
@@ -313,7 +314,7 @@ int rqd_agent_patch(rqd_agent *a, const redq_config *cfg, rqd_err *err)
     patch_job j = {a->id, text};
     rc = rqd_writer_run(a->reg->writer, do_patch, &j, err);
     if (rc == RQD_OK) {
-        pthread_mutex_lock(&a->mu);
+        rqd_agent_lock(a);
         int was = redq_agent_config(a->core)->training;
         rc = redq_agent_set_config(a->core, cfg, err);
         /* Sync waiters wait for done_total to reach at most done_total + pending
@@ -356,7 +357,7 @@ int rqd_agent_delete(rqd_registry *r, const char *name, rqd_err *err)
     if (a == NULL)
         return rqd_err_set(err, RQD_ENOTFOUND, "name", "no agent named '%s'", name);
     pthread_mutex_lock(&a->ingest_mu);
-    pthread_mutex_lock(&a->mu);
+    rqd_agent_lock(a);
     a->deleted = 1;
     rqd_waiter *w = a->waiters;
     a->waiters = NULL;
@@ -372,14 +373,14 @@ int rqd_agent_delete(rqd_registry *r, const char *name, rqd_err *err)
 
 void rqd_agent_config(rqd_agent *a, redq_config *out)
 {
-    pthread_mutex_lock(&a->mu);
+    rqd_agent_lock(a);
     *out = *redq_agent_config(a->core);
     pthread_mutex_unlock(&a->mu);
 }
 
 void rqd_agent_state_get(rqd_agent *a, rqd_agent_state *st)
 {
-    pthread_mutex_lock(&a->mu);
+    rqd_agent_lock(a);
     redq_agent_info(a->core, &st->info);
     st->pending = a->pending;
     st->episodes_done = a->episodes_done;
@@ -408,7 +409,7 @@ void rqd_registry_wake_waiters(rqd_registry *r, int status, double now)
         return;
     for (int i = 0; i < n; i++) {
         rqd_waiter *due = NULL, **pp;
-        pthread_mutex_lock(&v[i]->mu);
+        rqd_agent_lock(v[i]);
         for (pp = &v[i]->waiters; *pp;) {
             rqd_waiter *w = *pp;
             if (status != 1 || w->deadline <= now) {
@@ -454,7 +455,7 @@ void rqd_registry_flush_stats(rqd_registry *r)
         stats_job *j = calloc(1, sizeof *j);
         if (j == NULL)
             break;
-        pthread_mutex_lock(&v[i]->mu);
+        rqd_agent_lock(v[i]);
         j->agent = v[i]->id;
         j->rows = v[i]->rows;
         j->n = v[i]->n_rows;
@@ -479,7 +480,7 @@ void rqd_registry_log_progress(rqd_registry *r)
     for (int i = 0; i < n; i++) {
         rqd_agent *a = v[i];
         redq_info info;
-        pthread_mutex_lock(&a->mu);
+        rqd_agent_lock(a);
         redq_agent_info(a->core, &info);
         double dt = now - a->ups_mark_time;
         long long du = info.updates - a->ups_mark_updates;

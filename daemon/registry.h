@@ -79,6 +79,7 @@ struct rqd_agent {
     int queued;                     /* on the trainers' run queue (under reg->run_mu) */
 
     pthread_mutex_t mu, ingest_mu, act_mu;
+    atomic_int mu_wanted;           /* threads other than trainers waiting for mu */
     pthread_rwlock_t core_rw;       /* read: acting outside mu; write: restore's swap */
     redq_agent *core;
     double pending;                 /* updates owed (API.md pending_updates) */
@@ -218,5 +219,16 @@ int rqd_ckpt_import(rqd_registry *r, const char *name, const void *data, size_t 
 
 /* Puts the agent on the trainers' run queue if it has runnable work. */
 void rqd_sched_kick(rqd_agent *a);
+
+/* Takes a->mu anywhere but in a trainer's chunk. A trainer releases a->mu between chunks
+ * and takes it again within microseconds (the other trainer picks the requeued agent at
+ * once), and mutexes are not fair: a GET, post, PATCH or DELETE waiting for a busy
+ * agent could wait tens of seconds. Trainers let these waiters in first (trainer.c). */
+static inline void rqd_agent_lock(rqd_agent *a)
+{
+    atomic_fetch_add(&a->mu_wanted, 1);
+    pthread_mutex_lock(&a->mu);
+    atomic_fetch_sub(&a->mu_wanted, 1);
+}
 
 #endif

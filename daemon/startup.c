@@ -223,7 +223,7 @@ int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *e
     /* New policy leases, durable before anything can be published. */
     for (int i = 0; i < r->n; i++) {
         rqd_agent *a = r->agents[i];
-        pthread_mutex_lock(&a->mu);
+        rqd_agent_lock(a);
         rqd__policy_lease(a);
         pthread_mutex_unlock(&a->mu);
     }

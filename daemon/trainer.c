@@ -39,7 +39,7 @@ static long long runnable(const rqd_agent *a)
 void rqd_sched_kick(rqd_agent *a)
 {
     rqd_registry *r = a->reg;
-    pthread_mutex_lock(&a->mu);
+    rqd_agent_lock(a);
     long long k = runnable(a);
     pthread_mutex_unlock(&a->mu);
     if (k <= 0)
@@ -201,7 +201,13 @@ static void *trainer_main(void *p)
         a->queued = 0;
         pthread_mutex_unlock(&r->run_mu);
 
-        pthread_mutex_lock(&a->mu);
+        /* Requests waiting for a->mu go first (rqd_agent_lock); bounded, so that a
+         * stream of requests slows training down but cannot stop it. */
+        for (int spin = 0; atomic_load(&a->mu_wanted) > 0 && spin < 2000; spin++) {
+            struct timespec pause = {0, 20 * 1000};
+            nanosleep(&pause, NULL);
+        }
+        pthread_mutex_lock(&a->mu); /* the chunk: not rqd_agent_lock */
         rqd_waiter *ready = run_chunk(a);
         pthread_mutex_unlock(&a->mu);
         rqd__call_waiters(ready, 0);
@@ -247,7 +253,7 @@ int rqd_agent_wait(rqd_agent *a, rqd_waiter *w, int kind, double target, int k, 
                    rqd_err *err)
 {
     int rc = 1;
-    pthread_mutex_lock(&a->mu);
+    rqd_agent_lock(a);
     if (a->deleted) {
         rc = rqd_err_set(err, RQD_ECONFLICT, "", "agent '%s' was deleted", a->name);
     } else if (kind == RQD_WAIT_TRAIN) {
