@@ -17,6 +17,8 @@ typedef struct {
     int max_connections;
     int connection_timeout;
     int sync_timeout;
+    const char *tls_cert;     /* "" = plain HTTP */
+    const char *tls_key;
 } api_opts;
 
 int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *err);

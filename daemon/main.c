@@ -121,14 +121,15 @@ int main(int argc, char **argv)
     }
     snprintf(db, sizeof db, "%s/redqd.db", d.set.data_dir);
     rqd_notify("STATUS=Checking the database and reloading agents");
-    rqd_registry_opts ro = {db, d.set.sqlite_full, d.set.trainer_threads, d.set.max_agents};
+    rqd_registry_opts ro = {db, d.set.sqlite_full, d.set.trainer_threads, d.set.max_agents,
+                            d.set.max_db_size};
     if (rqd_registry_open(&ro, &d.reg, &err) < 0) {
         LOG(LOG_ERR, "cannot open %s: %s", db, err.msg);
         return 1;
     }
     api_opts ao = {d.set.bind, d.set.port, d.set.http_threads, d.set.max_body, d.set.max_import,
                    d.set.token_file, d.set.max_connections, d.set.connection_timeout,
-                   d.set.sync_timeout};
+                   d.set.sync_timeout, d.set.tls_cert, d.set.tls_key};
     if (api_start(&ao, d.reg, &d.api, &err) < 0) {
         LOG(LOG_ERR, "%s", err.msg);
         rqd_registry_shutdown(d.reg);

@@ -132,6 +132,7 @@ typedef struct {
     int sync_full;
     int trainer_threads;
     int max_agents;
+    long long max_db_size;    /* bytes; 0 = unlimited */
 } rqd_registry_opts;
 
 /* Opens the database, reloads every agent (config, latest checkpoint, replay buffer,

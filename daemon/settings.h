@@ -23,6 +23,9 @@ typedef struct {
     int connection_timeout;   /* seconds of silence before a connection is closed */
     int sync_timeout;         /* seconds a sync/train request may wait for training */
     char config_file[512];
+    char tls_cert[512];       /* PEM certificate chain; with tls_key: HTTPS */
+    char tls_key[512];        /* PEM private key */
+    long long max_db_size;    /* bytes the database may grow to; 0 = unlimited */
 } rqd_settings;
 
 /* Fills s from defaults, then the config file (--config or REDQD_CONFIG), then REDQD_*,
