@@ -133,14 +133,17 @@ install-pkgs:
 # `make test`: every suite; tests/run_suites.sh prints the closing "N passed, N failed".
 test: deps-test
 	$(Q)$(MAKE) --no-print-directory build
-	$(Q)$(MAKE) --no-print-directory SAN=address,undefined $(BUILD)/san/test_unit $(BUILD)/san/test_fuzz
+	$(Q)$(MAKE) --no-print-directory SAN=address,undefined $(BUILD)/san/test_unit $(BUILD)/san/test_fuzz \
+	  $(BUILD)/san/redqd
 	$(Q)tests/run_suites.sh \
 	  "unit" "$(BUILD)/test_unit" \
 	  "unit (ASan+UBSan)" "$(BUILD)/san/test_unit" \
 	  "fuzz corpus and mutations (ASan+UBSan)" "$(BUILD)/san/test_fuzz" \
 	  "learning (Pendulum)" "$(BUILD)/test_learn" \
 	  "Python client and HTTP integration (the real daemon)" \
-	  "REDQD_BIN=$(BUILD)/redqd $(PY) tests/integration/run.py tests/clients/test_client_unit.py $(sort $(wildcard tests/integration/test_*.py)) tests/crash/test_sigkill.py"
+	  "REDQD_BIN=$(BUILD)/redqd $(PY) tests/integration/run.py tests/clients/test_client_unit.py $(sort $(wildcard tests/integration/test_*.py)) tests/crash/test_sigkill.py" \
+	  "HTTP integration against the ASan+UBSan daemon" \
+	  "REDQD_BIN=$(BUILD)/san/redqd $(PY) tests/integration/run.py"
 
 # The long fault runs: 200 SIGKILLs under load (make test does 20).
 soak: deps-test
