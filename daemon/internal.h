@@ -24,6 +24,8 @@ struct rqd_registry {
     int stopping;
     pthread_t *trainers;
     int n_trainers;
+    int busy;                       /* trainers inside a chunk (under run_mu) */
+    struct rqd_pool *pool;          /* splits one agent's ensemble when it trains alone */
 };
 
 /* Monotonic seconds, and the current UTC time as RFC 3339 with milliseconds. */

@@ -8,7 +8,8 @@
  *                    if work remains (round robin: agents share the trainers fairly), and
  *                    calls the waiters that chunk satisfied with no lock held.
  * OpenBLAS runs single-threaded inside a trainer (main.c sets it); parallelism comes
- * from several agents on several trainers.
+ * from several agents on several trainers, and, when one agent trains alone, from the
+ * pool (daemon/pool.c) spreading its ensemble members over the idle cores.
  */
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 
 #include "internal.h"
 #include "log.h"
+#include "pool.h"
 
 /* Under a->mu: updates that could run now (train calls first, then what is owed). */
 static long long runnable(const rqd_agent *a)
@@ -134,8 +136,9 @@ static void add_row(rqd_agent *a, const redq_info *info)
     a->last_row_update = info->updates;
 }
 
-/* Under a->mu: one chunk. Returns the waiters it satisfied. */
-static rqd_waiter *run_chunk(rqd_agent *a)
+/* Under a->mu: one chunk, its per-member work spread by ex (NULL: this thread only).
+ * Returns the waiters it satisfied. */
+static rqd_waiter *run_chunk(rqd_agent *a, const redq_exec *ex)
 {
     long long k = runnable(a);
     if (k <= 0)
@@ -154,7 +157,7 @@ static rqd_waiter *run_chunk(rqd_agent *a)
 
     redq_stats st;
     rqd_err err = {0};
-    if (redq_agent_update(a->core, (int)k, NULL, &st, &err) < 0) {
+    if (redq_agent_update(a->core, (int)k, ex, &st, &err) < 0) {
         LOG(LOG_ERR, "agent %s: update failed: %s", a->name, err.msg);
         return NULL;
     }
@@ -199,7 +202,12 @@ static void *trainer_main(void *p)
         r->q_head = (r->q_head + 1) % r->q_cap;
         r->q_len--;
         a->queued = 0;
+        /* Alone (no other agent waiting, no other trainer busy): the idle cores take
+         * part of this agent's ensemble. Results are the same bits either way. */
+        int alone = r->q_len == 0 && r->busy == 0 && r->pool != NULL;
+        r->busy++;
         pthread_mutex_unlock(&r->run_mu);
+        redq_exec ex = rqd_pool_exec(r->pool);
 
         /* Requests waiting for a->mu go first (rqd_agent_lock); bounded, so that a
          * stream of requests slows training down but cannot stop it. */
@@ -208,8 +216,11 @@ static void *trainer_main(void *p)
             nanosleep(&pause, NULL);
         }
         pthread_mutex_lock(&a->mu); /* the chunk: not rqd_agent_lock */
-        rqd_waiter *ready = run_chunk(a);
+        rqd_waiter *ready = run_chunk(a, alone ? &ex : NULL);
         pthread_mutex_unlock(&a->mu);
+        pthread_mutex_lock(&r->run_mu);
+        r->busy--;
+        pthread_mutex_unlock(&r->run_mu);
         rqd__call_waiters(ready, 0);
         rqd_sched_kick(a); /* to the tail if work remains */
         rqd_agent_put(a);
@@ -221,6 +232,8 @@ int rqd__trainers_start(rqd_registry *r, int n, rqd_err *err)
     r->trainers = calloc((size_t)n, sizeof *r->trainers);
     if (r->trainers == NULL)
         return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+    if (n > 1 && rqd_pool_new(n, &r->pool) < 0)
+        return rqd_err_set(err, RQD_ENOMEM, "", "cannot start the ensemble worker pool");
     for (int i = 0; i < n; i++) {
         if (pthread_create(&r->trainers[i], NULL, trainer_main, r) != 0)
             return rqd_err_set(err, RQD_EINTERNAL, "", "cannot start trainer threads");
@@ -238,6 +251,8 @@ void rqd__trainers_stop(rqd_registry *r)
     for (int i = 0; i < r->n_trainers; i++)
         pthread_join(r->trainers[i], NULL);
     r->n_trainers = 0;
+    rqd_pool_free(r->pool);
+    r->pool = NULL;
     pthread_mutex_lock(&r->run_mu);
     while (r->q_len > 0) {
         rqd_agent *a = r->q[r->q_head];
