@@ -26,7 +26,7 @@ rqd_agent *api_agent(api_req *r)
     return a;
 }
 
-static cJSON *floats(const float *v, int n)
+cJSON *api_json_floats_out(const float *v, int n)
 {
     cJSON *arr = cJSON_CreateArray();
     for (int i = 0; arr && i < n; i++)
@@ -34,13 +34,23 @@ static cJSON *floats(const float *v, int n)
     return arr;
 }
 
-/* A number, or null when not known (NaN). */
-static void add_num(cJSON *o, const char *k, double v)
+void api_json_num_or_null(cJSON *o, const char *k, double v)
 {
     if (isfinite(v))
         cJSON_AddNumberToObject(o, k, v);
     else
         cJSON_AddNullToObject(o, k);
+}
+
+int api_reply_agent(api_req *r, rqd_agent *a, unsigned status, int rc, const rqd_err *err)
+{
+    if (rc < 0) {
+        rqd_agent_put(a);
+        return api_problem(r, err);
+    }
+    cJSON *o = api_agent_json(a);
+    rqd_agent_put(a);
+    return api_reply_json_take(r, status, o);
 }
 
 cJSON *api_agent_json(rqd_agent *a)
@@ -55,7 +65,7 @@ cJSON *api_agent_json(rqd_agent *a)
     rqd_agent_lock(a);
     low = redq_agent_low(a->core);
     high = redq_agent_high(a->core);
-    cJSON *jl = floats(low, a->A), *jh = floats(high, a->A);
+    cJSON *jl = api_json_floats_out(low, a->A), *jh = api_json_floats_out(high, a->A);
     pthread_mutex_unlock(&a->mu);
     cJSON_AddStringToObject(o, "name", a->name);
     cJSON_AddNumberToObject(o, "obs_dim", a->S);
@@ -76,10 +86,10 @@ cJSON *api_agent_json(rqd_agent *a)
     cJSON_AddNumberToObject(s, "open_episodes", st.n_open);
     cJSON_AddNumberToObject(s, "policy_version", (double)st.info.policy_version);
     cJSON_AddNumberToObject(s, "updates_per_s", st.ups);
-    add_num(s, "last_return", st.last_return);
-    add_num(s, "critic_loss", st.have_stats ? st.last.critic_loss : NAN);
-    add_num(s, "actor_loss", st.have_stats ? st.last.actor_loss : NAN);
-    add_num(s, "q_mean", st.have_stats ? st.last.q_mean : NAN);
+    api_json_num_or_null(s, "last_return", st.last_return);
+    api_json_num_or_null(s, "critic_loss", st.have_stats ? st.last.critic_loss : NAN);
+    api_json_num_or_null(s, "actor_loss", st.have_stats ? st.last.actor_loss : NAN);
+    api_json_num_or_null(s, "q_mean", st.have_stats ? st.last.q_mean : NAN);
     cJSON_AddNumberToObject(s, "memory_bytes", (double)st.info.bytes);
     if (st.have_ckpt) {
         cJSON *c = cJSON_AddObjectToObject(s, "last_checkpoint");
@@ -146,9 +156,7 @@ int h_agents_create(api_req *r)
     if (rqd_agent_create(r->srv->reg, name, (int)S, A, low, high, &cfg, &a, &err) < 0)
         goto fail;
     cJSON_Delete(body);
-    cJSON *out = api_agent_json(a);
-    rqd_agent_put(a);
-    return api_reply_json_take(r, 201, out);
+    return api_reply_agent(r, a, 201, RQD_OK, NULL);
 fail:
     (void)rc;
     cJSON_Delete(body);
@@ -183,9 +191,7 @@ int h_agents_get(api_req *r)
     rqd_agent *a = api_agent(r);
     if (a == NULL)
         return MHD_YES;
-    cJSON *o = api_agent_json(a);
-    rqd_agent_put(a);
-    return api_reply_json_take(r, 200, o);
+    return api_reply_agent(r, a, 200, RQD_OK, NULL);
 }
 
 int h_agents_patch(api_req *r)
@@ -204,13 +210,7 @@ int h_agents_patch(api_req *r)
     if (rc == RQD_OK)
         rc = rqd_agent_patch(a, &cfg, &err);
     cJSON_Delete(body);
-    if (rc < 0) {
-        rqd_agent_put(a);
-        return api_problem(r, &err);
-    }
-    cJSON *o = api_agent_json(a);
-    rqd_agent_put(a);
-    return api_reply_json_take(r, 200, o);
+    return api_reply_agent(r, a, 200, rc, &err);
 }
 
 int h_agents_delete(api_req *r)

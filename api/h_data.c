@@ -26,13 +26,6 @@ static int parse_mode(const cJSON *body, int *mode, rqd_err *err)
     return rqd_err_set(err, RQD_EINVAL, "mode", "mode must be \"explore\" or \"eval\"");
 }
 
-static cJSON *floats(const float *v, int n)
-{
-    cJSON *arr = cJSON_CreateArray();
-    for (int i = 0; arr && i < n; i++)
-        cJSON_AddItemToArray(arr, cJSON_CreateNumber(v[i]));
-    return arr;
-}
 
 int h_act(api_req *r)
 {
@@ -82,11 +75,11 @@ int h_act(api_req *r)
         goto fail;
     out = cJSON_CreateObject();
     if (!batch) {
-        cJSON_AddItemToObject(out, "action", floats(act, a->A));
+        cJSON_AddItemToObject(out, "action", api_json_floats_out(act, a->A));
     } else {
         cJSON *arr = cJSON_AddArrayToObject(out, "action");
         for (int i = 0; i < n; i++)
-            cJSON_AddItemToArray(arr, floats(act + (size_t)i * (size_t)a->A, a->A));
+            cJSON_AddItemToArray(arr, api_json_floats_out(act + (size_t)i * (size_t)a->A, a->A));
     }
     cJSON_AddNumberToObject(out, "policy_version", (double)version);
 fail:
@@ -296,7 +289,7 @@ int h_episode_start(api_req *r)
     cJSON_Delete(body);
     cJSON *out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "episode_id", id);
-    cJSON_AddItemToObject(out, "action", floats(act, a->A));
+    cJSON_AddItemToObject(out, "action", api_json_floats_out(act, a->A));
     rqd_agent_put(a);
     return api_reply_json_take(r, 201, out);
 }
@@ -350,7 +343,7 @@ int h_episode_step(api_req *r)
         cJSON_AddNumberToObject(out, "return", ret);
         cJSON_AddNumberToObject(out, "length", (double)length);
     } else {
-        cJSON_AddItemToObject(out, "action", floats(act, a->A));
+        cJSON_AddItemToObject(out, "action", api_json_floats_out(act, a->A));
     }
     if (target >= 0) {
         r->answer = cJSON_PrintUnformatted(out);

@@ -11,13 +11,6 @@
 #include "internal.h"
 #include "json_in.h"
 
-static void add_num(cJSON *o, const char *k, double v)
-{
-    if (isfinite(v))
-        cJSON_AddNumberToObject(o, k, v);
-    else
-        cJSON_AddNullToObject(o, k);
-}
 
 static int after_train(api_req *r)
 {
@@ -38,12 +31,12 @@ static int after_train(api_req *r)
     cJSON_AddNumberToObject(s, "update", (double)r->w.updates);
     cJSON_AddNumberToObject(s, "env_steps", (double)r->w.env_steps);
     cJSON_AddNumberToObject(s, "time", (double)now.tv_sec + 1e-9 * (double)now.tv_nsec);
-    add_num(s, "actor_loss", r->w.stats.actor_loss);
-    add_num(s, "critic_loss", r->w.stats.critic_loss);
-    add_num(s, "alpha", r->w.stats.alpha);
-    add_num(s, "alpha_loss", r->w.stats.alpha_loss);
-    add_num(s, "q_mean", r->w.stats.q_mean);
-    add_num(s, "q_std", r->w.stats.q_std);
+    api_json_num_or_null(s, "actor_loss", r->w.stats.actor_loss);
+    api_json_num_or_null(s, "critic_loss", r->w.stats.critic_loss);
+    api_json_num_or_null(s, "alpha", r->w.stats.alpha);
+    api_json_num_or_null(s, "alpha_loss", r->w.stats.alpha_loss);
+    api_json_num_or_null(s, "q_mean", r->w.stats.q_mean);
+    api_json_num_or_null(s, "q_std", r->w.stats.q_std);
     cJSON_AddNumberToObject(s, "train_time", r->w.train_time);
     return api_reply_json_take(r, 200, o);
 }
@@ -141,13 +134,13 @@ int h_stats(api_req *r)
         cJSON_AddNumberToObject(e, "update", (double)rows[i].update);
         cJSON_AddNumberToObject(e, "env_steps", (double)rows[i].env_steps);
         cJSON_AddNumberToObject(e, "time", rows[i].time);
-        add_num(e, "actor_loss", rows[i].actor_loss);
-        add_num(e, "critic_loss", rows[i].critic_loss);
-        add_num(e, "alpha", rows[i].alpha);
-        add_num(e, "alpha_loss", rows[i].alpha_loss);
-        add_num(e, "q_mean", rows[i].q_mean);
-        add_num(e, "q_std", rows[i].q_std);
-        add_num(e, "train_time", rows[i].train_time);
+        api_json_num_or_null(e, "actor_loss", rows[i].actor_loss);
+        api_json_num_or_null(e, "critic_loss", rows[i].critic_loss);
+        api_json_num_or_null(e, "alpha", rows[i].alpha);
+        api_json_num_or_null(e, "alpha_loss", rows[i].alpha_loss);
+        api_json_num_or_null(e, "q_mean", rows[i].q_mean);
+        api_json_num_or_null(e, "q_std", rows[i].q_std);
+        api_json_num_or_null(e, "train_time", rows[i].train_time);
         cJSON_AddItemToArray(arr, e);
     }
     free(rows);
@@ -277,13 +270,7 @@ int h_restore(api_req *r)
                  ? RQD_EINVAL
                  : rqd_ckpt_restore(a, id, &err);
     cJSON_Delete(body);
-    if (rc < 0) {
-        rqd_agent_put(a);
-        return api_problem(r, &err);
-    }
-    cJSON *o = api_agent_json(a);
-    rqd_agent_put(a);
-    return api_reply_json_take(r, 200, o);
+    return api_reply_agent(r, a, 200, rc, &err);
 }
 
 int h_import(api_req *r)
@@ -296,9 +283,7 @@ int h_import(api_req *r)
     if (rqd_ckpt_import(r->srv->reg, r->name, r->body.data ? (void *)r->body.data : "", r->body.len,
                         &a, &err) < 0)
         return api_problem(r, &err);
-    cJSON *o = api_agent_json(a);
-    rqd_agent_put(a);
-    return api_reply_json_take(r, 201, o);
+    return api_reply_agent(r, a, 201, RQD_OK, NULL);
 }
 
 /* ------------------------------------------------------------------ policy */

@@ -3,13 +3,27 @@
  * the cap (past it the rest is swallowed and 413 answered at the end), the handler runs
  * once the body is complete, and the context is freed only in the completion callback.
  *
+ * TLS
+ * ---
+ * With --tls-cert and --tls-key the daemon speaks only HTTPS (MHD's GnuTLS backend); with
+ * neither, only plain HTTP; with one of them it refuses to start. Both PEM files are read
+ * once at start (a new certificate needs a restart, unlike the token).
+ *
+ * Limits on clients come from MHD: --connection-timeout closes a connection that has
+ * been silent that long (slow or stalled clients, during the TLS handshake too),
+ * --max-connections bounds open connections (past it new ones wait in the kernel's
+ * backlog), and MHD's per-connection memory pool (32 KiB) bounds the request line and
+ * headers (past it 414 or 431 and the connection is closed).
+ *
  * THREADS
  * -------
  * MHD's thread pool (--http-threads) runs on_request and on_completed; a request
- * suspended for training is resumed by a trainer thread (api/suspend.c).
+ * suspended for training is resumed by a trainer thread (api/suspend.c). The main thread
+ * runs api_start, api_reload_token (SIGHUP) and api_free.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +36,20 @@
 #include "../daemon/log.h"
 #include "internal.h"
 #include "json_in.h"
+
+/* Largest PEM file read for --tls-cert or --tls-key. A certificate chain is a few KiB;
+ * 1 MiB only stops a wrong path (a device, a log file) from being read whole. */
+#define API_TLS_PEM_MAX (1u << 20)
+
+/* The server plus what only this file touches: the PEM text MHD was started with. MHD
+ * only promises to use the buffers while the daemon runs (GnuTLS copies them at start in
+ * 0.9.75, but that is not a documented guarantee), so they live as long as the daemon
+ * and go in api_free, the key wiped first. */
+typedef struct {
+    api_server s;           /* first: api_start hands out &h->s and api_free casts back */
+    rqd_buf tls_cert;       /* PEM text, NUL-terminated; empty (data NULL) for plain HTTP */
+    rqd_buf tls_key;        /* idem; explicit_bzero'd before it is freed */
+} api_http;
 
 static double mono(void)
 {
@@ -104,20 +132,22 @@ static int type_is(const char *ctype, const char *want)
            (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
 }
 
-/* Constant-time comparison: the time taken does not depend on where they differ. */
+/* "Bearer <token>" (the scheme in any case, RFC 9110 11.1), compared in constant time:
+ * the time taken does not depend on where the two differ. */
 static int token_ok(api_server *s, const char *auth)
 {
-    char tok[256];
-    pthread_mutex_lock(&s->token_mu);
-    snprintf(tok, sizeof tok, "%s", s->token);
-    pthread_mutex_unlock(&s->token_mu);
-    if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0)
+    char tok[256]; /* a copy, so that SIGHUP may replace s->token meanwhile; wiped after */
+    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
         return 0;
+    pthread_mutex_lock(&s->token_mu);
+    memcpy(tok, s->token, sizeof tok);
+    pthread_mutex_unlock(&s->token_mu);
     const char *given = auth + 7;
-    size_t n = strlen(tok), m = strlen(given);
+    size_t n = strnlen(tok, sizeof tok), m = strlen(given);
     unsigned char diff = (unsigned char)(n != m);
     for (size_t i = 0; i < n; i++)
         diff |= (unsigned char)(tok[i] ^ (i < m ? given[i] : 0));
+    explicit_bzero(tok, sizeof tok);
     return diff == 0;
 }
 
@@ -326,47 +356,153 @@ int api_reload_token(api_server *s, rqd_err *err)
     return RQD_OK;
 }
 
-int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *err)
+/* MHD's messages (a port in use, a certificate GnuTLS refuses, a connection refused at the
+ * limit) go through the one logger (STYLE R14) instead of MHD's own stderr lines. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    api_server *s = calloc(1, sizeof *s);
-    struct sockaddr_in addr;
+    char msg[512];
+    (void)cls;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    LOG(LOG_WARNING, "libmicrohttpd: %s", msg);
+}
+
+/* Reads the PEM file at path (named by flag in errors) into b, NUL-terminated. */
+static int pem_read(const char *flag, const char *path, rqd_buf *b, rqd_err *err)
+{
+    FILE *f = NULL;
+    char chunk[4096];
+    size_t n;
+    int rc = RQD_OK;
+
+    rqd_buf_init(b, API_TLS_PEM_MAX + 1); /* + 1: the NUL */
+    if ((f = fopen(path, "rb")) == NULL) {
+        rc = rqd_err_set(err, RQD_EINVAL, flag + 2, "cannot read %s %s: %s", flag, path,
+                         strerror(errno));
+        goto out;
+    }
+    while (rc == RQD_OK && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = b->len + n > API_TLS_PEM_MAX ? RQD_ETOOBIG : rqd_buf_append(b, chunk, n);
+    if (rc == RQD_OK && ferror(f))
+        rc = rqd_err_set(err, RQD_EINVAL, flag + 2, "cannot read %s %s: %s", flag, path,
+                         strerror(errno));
+    else if (rc == RQD_ETOOBIG)
+        rc = rqd_err_set(err, RQD_EINVAL, flag + 2, "%s %s is larger than %u bytes: not a "
+                         "PEM file", flag, path, API_TLS_PEM_MAX);
+    else if (rc == RQD_OK && rqd_buf_append(b, "", 1) < 0)
+        rc = RQD_ENOMEM;
+    if (rc == RQD_ENOMEM)
+        rc = rqd_err_set(err, RQD_ENOMEM, flag + 2, "out of memory reading %s", flag);
+    if (rc < 0)
+        goto out;
+    b->len--; /* the NUL stays after the text: MHD takes a C string */
+    if (strstr((const char *)b->data, "-----BEGIN ") == NULL)
+        rc = rqd_err_set(err, RQD_EINVAL, flag + 2, "%s %s holds no PEM block "
+                         "(\"-----BEGIN ...\")", flag, path);
+out:
+    if (f)
+        fclose(f);
+    return rc;
+}
+
+/* Wipes and frees a buffer that held key material. */
+static void pem_free(rqd_buf *b)
+{
+    if (b->data)
+        explicit_bzero(b->data, b->cap);
+    rqd_buf_free(b);
+}
+
+/* Reads --tls-cert and --tls-key into h when TLS is asked for; both or neither. */
+static int tls_load(api_http *h, const api_opts *o, rqd_err *err)
+{
+    int have_cert = o->tls_cert && o->tls_cert[0], have_key = o->tls_key && o->tls_key[0];
     int rc;
 
-    if (s == NULL)
-        return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
-    s->o = *o;
-    s->reg = reg;
-    s->started = mono();
-    pthread_mutex_init(&s->token_mu, NULL);
-    if ((rc = api_reload_token(s, err)) < 0) {
-        free(s);
+    if (!have_cert && !have_key)
+        return RQD_OK;
+    if (!have_key)
+        return rqd_err_set(err, RQD_EINVAL, "tls_key", "--tls-cert is set but --tls-key is "
+                           "not: HTTPS needs both the certificate and its private key");
+    if (!have_cert)
+        return rqd_err_set(err, RQD_EINVAL, "tls_cert", "--tls-key is set but --tls-cert is "
+                           "not: HTTPS needs both the certificate and its private key");
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return rqd_err_set(err, RQD_EINVAL, "tls_cert", "--tls-cert/--tls-key: this "
+                           "libmicrohttpd was built without TLS support; install one built "
+                           "with GnuTLS (Debian's libmicrohttpd12 is) or drop the TLS flags");
+    if ((rc = pem_read("--tls-cert", o->tls_cert, &h->tls_cert, err)) < 0)
         return rc;
+    return pem_read("--tls-key", o->tls_key, &h->tls_key, err);
+}
+
+int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *err)
+{
+    api_http *h = NULL;
+    struct sockaddr_in addr;
+    struct MHD_OptionItem tls_opts[3];
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    int tls, rc = RQD_OK;
+
+    *out = NULL;
+    if ((h = calloc(1, sizeof *h)) == NULL) {
+        rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+        goto out;
     }
+    h->s.o = *o;
+    h->s.reg = reg;
+    h->s.started = mono();
+    pthread_mutex_init(&h->s.token_mu, NULL);
+    if ((rc = api_reload_token(&h->s, err)) < 0)
+        goto out;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)o->port);
     if (inet_pton(AF_INET, o->bind, &addr.sin_addr) != 1) {
-        free(s);
-        return rqd_err_set(err, RQD_EINVAL, "bind", "--bind %s is not an IPv4 address", o->bind);
+        rc = rqd_err_set(err, RQD_EINVAL, "bind", "--bind %s is not an IPv4 address", o->bind);
+        goto out;
     }
-    s->mhd = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
-            MHD_USE_ERROR_LOG,
-        (uint16_t)o->port, NULL, NULL, on_request, s,
+    if ((rc = tls_load(h, o, err)) < 0)
+        goto out;
+    tls = h->tls_cert.data != NULL;
+    if (tls)
+        flags |= MHD_USE_TLS;
+    /* The TLS options go in only with MHD_USE_TLS (MHD complains about them otherwise):
+     * for plain HTTP the array's first item ends it. */
+    tls_opts[0] = (struct MHD_OptionItem){tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0,
+                                          h->tls_cert.data};
+    tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key.data};
+    tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    h->s.mhd = MHD_start_daemon(
+        flags, (uint16_t)o->port, NULL, NULL, on_request, &h->s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)o->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->connection_timeout,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, &h->s,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+        MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
-    if (s->mhd == NULL) {
-        free(s);
-        return rqd_err_set(err, RQD_EIO, "port", "cannot listen on %s:%d (in use, or no "
-                           "permission)", o->bind, o->port);
+    if (h->s.mhd == NULL) {
+        if (tls)
+            rc = rqd_err_set(err, RQD_EIO, "port", "cannot serve HTTPS on %s:%d (port in use "
+                             "or not permitted, or --tls-cert/--tls-key not a certificate and "
+                             "its key; libmicrohttpd's reason is logged above)", o->bind, o->port);
+        else
+            rc = rqd_err_set(err, RQD_EIO, "port", "cannot listen on %s:%d (in use, or no "
+                             "permission)", o->bind, o->port);
+        goto out;
     }
-    *out = s;
-    return RQD_OK;
+    LOG(LOG_INFO, "serving %s on %s:%d", tls ? "HTTPS only" : "plain HTTP", o->bind, o->port);
+    *out = &h->s;
+    h = NULL; /* the caller's now */
+out:
+    api_free(h ? &h->s : NULL);
+    return rc;
 }
 
 void api_stop_accepting(api_server *s)
@@ -391,10 +527,14 @@ void api_resume_all(api_server *s)
 
 void api_free(api_server *s)
 {
-    if (s == NULL)
+    api_http *h = (api_http *)s; /* every api_server is the first member of an api_http */
+    if (h == NULL)
         return;
-    if (s->mhd)
-        MHD_stop_daemon(s->mhd);
-    pthread_mutex_destroy(&s->token_mu);
-    free(s);
+    if (h->s.mhd)
+        MHD_stop_daemon(h->s.mhd);
+    pthread_mutex_destroy(&h->s.token_mu);
+    explicit_bzero(h->s.token, sizeof h->s.token);
+    pem_free(&h->tls_cert);
+    pem_free(&h->tls_key);
+    free(h);
 }

@@ -121,6 +121,14 @@ int h_restore(api_req *r);
 int h_import(api_req *r);
 int h_policy(api_req *r);
 
+/* A JSON array of n floats. */
+cJSON *api_json_floats_out(const float *v, int n);
+/* Adds k: v to o, or k: null when v is not finite (a value not known yet). */
+void api_json_num_or_null(cJSON *o, const char *k, double v);
+/* Answers the agent as GET shows it with status, or the problem in err when rc < 0;
+ * releases the caller's reference to a either way. */
+int api_reply_agent(api_req *r, rqd_agent *a, unsigned status, int rc, const rqd_err *err);
+
 /* The agent named in the path (referenced), or NULL after answering 404. */
 rqd_agent *api_agent(api_req *r);
 /* The agent as GET /v1/agents/{name} shows it. */

@@ -120,7 +120,7 @@ void store_agent_rows_free(store_agent_row *rows, int n)
 int store_agent_list(store *s, store_agent_row **rows, int *n, rqd_err *err)
 {
     sqlite3_stmt *st = NULL;
-    store_agent_row *v = NULL, *grown = NULL;
+    store_agent_row *v = NULL;
     int len = 0, cap = 0, rc = RQD_OK, src;
 
     *rows = NULL;
@@ -128,15 +128,8 @@ int store_agent_list(store *s, store_agent_row **rows, int *n, rqd_err *err)
     if ((rc = store__stmt(s, SQL_LIST, &st, err)) < 0)
         goto out;
     while ((src = store__step(s, st)) == SQLITE_ROW) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : 8;
-            grown = realloc(v, (size_t)cap * sizeof *v);
-            if (grown == NULL) {
-                rc = rqd_err_set(err, RQD_ENOMEM, "", "list agents: out of memory");
-                goto out;
-            }
-            v = grown;
-        }
+        if ((rc = store__grow((void **)&v, &cap, len, sizeof *v, "list agents", err)) < 0)
+            goto out;
         store_agent_row *r = &v[len++];
         const unsigned char *config = sqlite3_column_text(st, 6);
         memset(r, 0, sizeof *r);

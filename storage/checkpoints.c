@@ -126,7 +126,7 @@ out:
 int store_ckpt_list(store *s, int64_t agent, store_ckpt_info **rows, int *n, rqd_err *err)
 {
     sqlite3_stmt *st = NULL;
-    store_ckpt_info *v = NULL, *grown = NULL;
+    store_ckpt_info *v = NULL;
     int len = 0, cap = 0, rc = RQD_OK, src;
 
     *rows = NULL;
@@ -135,15 +135,8 @@ int store_ckpt_list(store *s, int64_t agent, store_ckpt_info **rows, int *n, rqd
         goto out;
     sqlite3_bind_int64(st, 1, agent);
     while ((src = store__step(s, st)) == SQLITE_ROW) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : 8;
-            grown = realloc(v, (size_t)cap * sizeof *v);
-            if (grown == NULL) {
-                rc = rqd_err_set(err, RQD_ENOMEM, "", "list checkpoints: out of memory");
-                goto out;
-            }
-            v = grown;
-        }
+        if ((rc = store__grow((void **)&v, &cap, len, sizeof *v, "list checkpoints", err)) < 0)
+            goto out;
         read_info(st, &v[len++]);
     }
     if (src != SQLITE_DONE)

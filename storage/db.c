@@ -10,6 +10,8 @@
  * does). Only once the file is known to be redqd's (or empty) does a read-write open
  * switch it to WAL, which rewrites the header, and run the migrations (schema.c).
  */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +41,13 @@ int store__fail(store *s, int rc, rqd_err *err, const char *what)
     const char *msg = s->last_injected ? sqlite3_errstr(rc) : sqlite3_errmsg(s->db);
     int code = RQD_EIO;
 
+    /* A full database says so in words an operator acts on, whatever sqlite3_errmsg
+     * holds: SQLITE_FULL (the disk, or the cap of store_set_max_size), and an I/O error
+     * whose system errno is ENOSPC (a write that found no space mid-page). */
+    if ((rc & 0xff) == SQLITE_FULL ||
+        ((rc & 0xff) == SQLITE_IOERR && !s->last_injected &&
+         sqlite3_system_errno(s->db) == ENOSPC))
+        msg = sqlite3_errstr(SQLITE_FULL); /* "database or disk is full" */
     s->last_injected = 0;
     switch (rc) {
     case SQLITE_CONSTRAINT_PRIMARYKEY:
@@ -54,6 +63,19 @@ int store__fail(store *s, int rc, rqd_err *err, const char *what)
         break;
     }
     return rqd_err_set(err, code, "", "%s: %s", what, msg);
+}
+
+int store__grow(void **v, int *cap, int len, size_t size, const char *what, rqd_err *err)
+{
+    if (len < *cap)
+        return RQD_OK;
+    int n = *cap ? 2 * *cap : 8;
+    void *grown = realloc(*v, (size_t)n * size);
+    if (grown == NULL)
+        return rqd_err_set(err, RQD_ENOMEM, "", "%s: out of memory", what);
+    *v = grown;
+    *cap = n;
+    return RQD_OK;
 }
 
 int store__stmt(store *s, const char *sql, sqlite3_stmt **out, rqd_err *err)
@@ -342,6 +364,52 @@ void store_close(store *s)
         sqlite3_finalize(s->stmts[i].st);
     sqlite3_close_v2(s->db); /* harmless on NULL */
     free(s);
+}
+
+/* ------------------------------------------------------------------ size cap */
+
+int store_set_max_size(store *s, long long bytes, rqd_err *err)
+{
+    sqlite3_int64 page = 0, pages = 0, got = 0;
+    char sql[64];
+    int rc = RQD_OK, found = 0;
+
+    if (bytes < 0) {
+        rc = rqd_err_set(err, RQD_EINVAL, "", "database size cap %lld is negative", bytes);
+        goto out;
+    }
+    /* SQLite has no "reset" for max_page_count, so the value from before the first cap
+     * (the build's SQLITE_MAX_PAGE_COUNT) is kept and set again for "no cap". */
+    if (s->default_max_pages == 0) {
+        if ((rc = query_one(s, "PRAGMA max_page_count", &pages, NULL, 0, &found, err)) < 0)
+            goto out;
+        s->default_max_pages = found && pages > 0 ? pages : 0xfffffffe; /* SQLite's limit */
+    }
+    if (bytes == 0) {
+        pages = s->default_max_pages;
+    } else {
+        if ((rc = query_one(s, "PRAGMA page_size", &page, NULL, 0, &found, err)) < 0)
+            goto out;
+        if (NEVER(!found || page <= 0)) {
+            rc = rqd_err_set(err, RQD_EIO, "", "cannot read the page size");
+            goto out;
+        }
+        pages = bytes / page;
+        if (pages < 1) /* 0 would only read the setting */
+            pages = 1;
+        if (pages > s->default_max_pages)
+            pages = s->default_max_pages;
+    }
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld", (long long)pages);
+    if ((rc = query_one(s, sql, &got, NULL, 0, &found, err)) < 0)
+        goto out;
+    /* SQLite raises a cap below the pages in use to that count (got > pages); the file
+     * then cannot grow at all, which is what the cap asks. */
+    if (NEVER(!found || got < pages))
+        rc = rqd_err_set(err, RQD_EIO, "", "max_page_count is %lld after asking for %lld",
+                         (long long)got, (long long)pages);
+out:
+    return rc;
 }
 
 /* ------------------------------------------------------------------ checks and backups */

@@ -82,7 +82,7 @@ static int read_rows(store *s, const char *sql, int64_t agent, int limit, int ob
                      int act_dim, store_episode_row **rows, int *n, rqd_err *err)
 {
     sqlite3_stmt *st = NULL;
-    store_episode_row *v = NULL, *grown = NULL;
+    store_episode_row *v = NULL;
     int len = 0, cap = 0, rc = RQD_OK, src;
 
     *rows = NULL;
@@ -93,15 +93,8 @@ static int read_rows(store *s, const char *sql, int64_t agent, int limit, int ob
     if (sql == SQL_LIST)
         sqlite3_bind_int(st, 2, limit);
     while ((src = store__step(s, st)) == SQLITE_ROW) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : 16;
-            grown = realloc(v, (size_t)cap * sizeof *v);
-            if (grown == NULL) {
-                rc = rqd_err_set(err, RQD_ENOMEM, "", "list episodes: out of memory");
-                goto out;
-            }
-            v = grown;
-        }
+        if ((rc = store__grow((void **)&v, &cap, len, sizeof *v, "list episodes", err)) < 0)
+            goto out;
         store_episode_row *r = &v[len++];
         memset(r, 0, sizeof *r);
         store__column_text(st, 0, r->id, sizeof r->id);

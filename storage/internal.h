@@ -31,6 +31,7 @@ struct store {
     int fault_nth;       /* steps until the injected fault fires; 0 = none armed */
     int fault_rc;        /* the SQLite result code it returns */
     int last_injected;   /* the latest store__step failure came from the hook */
+    long long default_max_pages; /* PRAGMA max_page_count before the first cap; 0 = unread */
     int n_stmts;
     struct {
         const char *sql; /* the statement's text; looked up by pointer (a static string) */
@@ -51,8 +52,14 @@ void store__done(sqlite3_stmt *st);
 int store__exec(store *s, const char *sql, rqd_err *err);
 /* Fills err after SQLite result code rc and returns the RQD code it maps to: constraint
  * (primary key, unique) -> RQD_EEXIST, foreign key -> RQD_ENOTFOUND, NOMEM ->
- * RQD_ENOMEM, anything else RQD_EIO. The message is "<what>: <sqlite's message>". */
+ * RQD_ENOMEM, anything else RQD_EIO. The message is "<what>: <sqlite's message>", except
+ * that a full database (SQLITE_FULL: the disk, or store_set_max_size's cap) always reads
+ * "<what>: database or disk is full", as does an I/O error whose errno is ENOSPC. */
 int store__fail(store *s, int rc, rqd_err *err, const char *what);
+
+/* Makes room for element len of the array *v (elements of size bytes, *cap allocated,
+ * doubling): 0, or RQD_ENOMEM naming what ("list agents: out of memory"). */
+int store__grow(void **v, int *cap, int len, size_t size, const char *what, rqd_err *err);
 
 /* A multi-statement call made atomic by itself: BEGIN IMMEDIATE when no transaction is
  * open, else SAVEPOINT store_call inside the caller's. store__atomic_end commits or

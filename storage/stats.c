@@ -64,7 +64,7 @@ int store_stats_range(store *s, int64_t agent, int64_t since, int limit, store_s
                       int *n, rqd_err *err)
 {
     sqlite3_stmt *st = NULL;
-    store_stats_row *v = NULL, *grown = NULL;
+    store_stats_row *v = NULL;
     int len = 0, cap = 0, rc = RQD_OK, src;
 
     *rows = NULL;
@@ -75,15 +75,8 @@ int store_stats_range(store *s, int64_t agent, int64_t since, int limit, store_s
     sqlite3_bind_int64(st, 2, since);
     sqlite3_bind_int(st, 3, limit);
     while ((src = store__step(s, st)) == SQLITE_ROW) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : 64;
-            grown = realloc(v, (size_t)cap * sizeof *v);
-            if (grown == NULL) {
-                rc = rqd_err_set(err, RQD_ENOMEM, "", "stats range: out of memory");
-                goto out;
-            }
-            v = grown;
-        }
+        if ((rc = store__grow((void **)&v, &cap, len, sizeof *v, "stats range", err)) < 0)
+            goto out;
         store_stats_row *r = &v[len++];
         r->row = sqlite3_column_int64(st, 0);
         r->update = sqlite3_column_int64(st, 1);

@@ -43,6 +43,15 @@ int store_savepoint(store *s, rqd_err *err);      /* SAVEPOINT job */
 int store_release(store *s, rqd_err *err);        /* RELEASE job */
 void store_rollback_to(store *s);                 /* ROLLBACK TO job; RELEASE job */
 
+/* Caps the database file at bytes: PRAGMA max_page_count = bytes / page_size (at least
+ * one page; SQLite never sets it below the pages the file already has). 0 removes the cap,
+ * restoring SQLite's default maximum. A write that needs a page past the cap fails as on
+ * a full disk: RQD_EIO, message "<what>: database or disk is full". The cap belongs to
+ * this connection (it is not stored in the file): set it on the read-write one. It counts
+ * database pages, so the -wal file may hold a little more until a checkpoint.
+ * RQD_EINVAL when bytes < 0. */
+int store_set_max_size(store *s, long long bytes, rqd_err *err);
+
 /* PRAGMA integrity_check; RQD_OK when "ok". */
 int store_integrity_check(store *s, rqd_err *err);
 /* VACUUM INTO path: an online, consistent copy. */
