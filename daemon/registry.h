@@ -31,7 +31,8 @@
 #include "../storage/store.h"
 #include "writer.h"
 
-#define RQD_TRAIN_CHUNK 8        /* updates per lock hold: bounds how long a post waits */
+#define RQD_TRAIN_CHUNK 8        /* updates per lock hold at most ... */
+#define RQD_CHUNK_SECONDS 0.002  /* ... and no more than this (past one update) */
 #define RQD_POLICY_LEASE 1000    /* policy versions reserved in SQLite ahead of use */
 #define RQD_MAX_OPEN_EPISODES 10000
 

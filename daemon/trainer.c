@@ -12,6 +12,9 @@
  * pool (daemon/pool.c) spreading its ensemble members over the idle cores.
  */
 #include <math.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,12 +158,31 @@ static rqd_waiter *run_chunk(rqd_agent *a, const redq_exec *ex)
     if (manual && k > a->manual_pending)
         k = a->manual_pending;
 
-    redq_stats st;
+    /* One update at a time, and stop early once RQD_CHUNK_SECONDS have passed or a
+     * request waits for a->mu: a big network's update takes ~15 ms, and everything
+     * else about this agent (posts, GETs, PATCH) waits for the lock meanwhile. */
+    redq_stats st, one;
     rqd_err err = {0};
-    if (redq_agent_update(a->core, (int)k, ex, &st, &err) < 0) {
-        LOG(LOG_ERR, "agent %s: update failed: %s", a->name, err.msg);
-        return NULL;
+    double t0 = rqd__mono();
+    long long done = 0;
+    memset(&st, 0, sizeof st);
+    while (done < k) {
+        if (redq_agent_update(a->core, 1, ex, &one, &err) < 0) {
+            LOG(LOG_ERR, "agent %s: update failed: %s", a->name, err.msg);
+            break;
+        }
+        double spent = st.train_time + one.train_time;
+        int actor = st.actor_updated | one.actor_updated;
+        st = one;
+        st.train_time = spent;
+        st.actor_updated = actor;
+        done++;
+        if (atomic_load(&a->mu_wanted) > 0 || rqd__mono() - t0 > RQD_CHUNK_SECONDS)
+            break;
     }
+    if (done == 0)
+        return NULL;
+    k = done;
     a->last = st;
     a->have_stats = 1;
     a->time_since_row += st.train_time;
@@ -190,6 +212,11 @@ static rqd_waiter *run_chunk(rqd_agent *a, const redq_exec *ex)
 static void *trainer_main(void *p)
 {
     rqd_registry *r = p;
+    /* Serving comes first: acts and posts must not queue behind training for a core.
+     * Training gets what the HTTP threads leave (nice +5 for this thread only). */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 5) != 0)
+        LOG(LOG_DEBUG, "trainer: cannot lower its priority");
+    pthread_setname_np(pthread_self(), "redqd-trainer");
     for (;;) {
         pthread_mutex_lock(&r->run_mu);
         while (r->q_len == 0 && !r->stopping)
