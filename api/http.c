@@ -23,8 +23,8 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +102,32 @@ int api_reply_json_take(api_req *r, unsigned status, cJSON *obj)
     return api_reply_bytes_take(r, status, "application/json", text, strlen(text));
 }
 
+/* A problem document as an MHD response (NULL when out of memory), for the answers that
+ * need a header of their own (Allow, Connection); api_problem_status is for the rest. */
+static struct MHD_Response *problem_response(unsigned status, const char *title,
+                                             const char *code, const char *detail)
+{
+    struct MHD_Response *resp = NULL;
+    cJSON *o = cJSON_CreateObject();
+    char *text = NULL;
+
+    if (o == NULL || !cJSON_AddStringToObject(o, "type", "about:blank") ||
+        !cJSON_AddStringToObject(o, "title", title) ||
+        !cJSON_AddNumberToObject(o, "status", status) ||
+        !cJSON_AddStringToObject(o, "code", code) ||
+        !cJSON_AddStringToObject(o, "detail", detail))
+        goto out;
+    if ((text = cJSON_PrintUnformatted(o)) == NULL)
+        goto out;
+    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (resp != NULL)
+        text = NULL; /* the response's now */
+out:
+    free(text);
+    cJSON_Delete(o);
+    return resp;
+}
+
 int api_reply_empty(api_req *r, unsigned status)
 {
     return queue(r, status, MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT),
@@ -160,6 +186,18 @@ static int first_call(api_server *s, api_req *r, const char *url, const char *me
 
     if (atomic_load(&s->stopping))
         return api_problem_status(r, 503, "unavailable", "the daemon is shutting down");
+    /* Both framings at once is how requests are smuggled past a proxy that reads the
+     * other one (RFC 9112 6.1): refuse, and close, since where this request ends and the
+     * next begins is in doubt. MHD itself would go by Transfer-Encoding. */
+    if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) &&
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+        struct MHD_Response *resp = problem_response(
+            400, "Bad Request", "invalid_argument",
+            "a request may not carry both Content-Length and Transfer-Encoding");
+        if (resp)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        return queue(r, 400, resp, "application/problem+json");
+    }
     r->route = api_route_match(method, url, r, &known, allow, sizeof allow, &r->route_index);
     if (r->route == NULL) {
         if (known < 0)
@@ -170,19 +208,10 @@ static int first_call(api_server *s, api_req *r, const char *url, const char *me
             snprintf(d, sizeof d, "no route %s %.200s", method, url);
             return api_problem_status(r, 404, "not_found", d);
         }
-        struct MHD_Response *resp = NULL;
         char d[200];
         snprintf(d, sizeof d, "%s is not allowed here; allowed: %s", method, allow);
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "type", "about:blank");
-        cJSON_AddStringToObject(o, "title", "Method Not Allowed");
-        cJSON_AddNumberToObject(o, "status", 405);
-        cJSON_AddStringToObject(o, "code", "method_not_allowed");
-        cJSON_AddStringToObject(o, "detail", d);
-        char *text = cJSON_PrintUnformatted(o);
-        cJSON_Delete(o);
-        if (text)
-            resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+        struct MHD_Response *resp =
+            problem_response(405, "Method Not Allowed", "method_not_allowed", d);
         if (resp)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
         return queue(r, 405, resp, "application/problem+json");
@@ -293,6 +322,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     atomic_fetch_add(&s->lat_sum_us[idx], (long long)(dt * 1e6));
     LOG(LOG_DEBUG, "%s %s %u %.2f ms", r->method, r->path, r->status, dt * 1e3);
     rqd_agent_put(r->agent);
+    if (r->job_free)
+        r->job_free(r->job);
     free(r->answer);
     rqd_buf_free(&r->body);
     free(r);
@@ -369,8 +400,10 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     LOG(LOG_WARNING, "libmicrohttpd: %s", msg);
 }
 
-/* Reads the PEM file at path (named by flag in errors) into b, NUL-terminated. */
-static int pem_read(const char *flag, const char *path, rqd_buf *b, rqd_err *err)
+/* Reads the PEM file at path into b, NUL-terminated; errors name the flag and the setting
+ * (field). */
+static int pem_read(const char *flag, const char *field, const char *path, rqd_buf *b,
+                    rqd_err *err)
 {
     FILE *f = NULL;
     char chunk[4096];
@@ -379,27 +412,27 @@ static int pem_read(const char *flag, const char *path, rqd_buf *b, rqd_err *err
 
     rqd_buf_init(b, API_TLS_PEM_MAX + 1); /* + 1: the NUL */
     if ((f = fopen(path, "rb")) == NULL) {
-        rc = rqd_err_set(err, RQD_EINVAL, flag + 2, "cannot read %s %s: %s", flag, path,
+        rc = rqd_err_set(err, RQD_EINVAL, field, "cannot read %s %s: %s", flag, path,
                          strerror(errno));
         goto out;
     }
     while (rc == RQD_OK && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
         rc = b->len + n > API_TLS_PEM_MAX ? RQD_ETOOBIG : rqd_buf_append(b, chunk, n);
     if (rc == RQD_OK && ferror(f))
-        rc = rqd_err_set(err, RQD_EINVAL, flag + 2, "cannot read %s %s: %s", flag, path,
+        rc = rqd_err_set(err, RQD_EINVAL, field, "cannot read %s %s: %s", flag, path,
                          strerror(errno));
     else if (rc == RQD_ETOOBIG)
-        rc = rqd_err_set(err, RQD_EINVAL, flag + 2, "%s %s is larger than %u bytes: not a "
+        rc = rqd_err_set(err, RQD_EINVAL, field, "%s %s is larger than %u bytes: not a "
                          "PEM file", flag, path, API_TLS_PEM_MAX);
     else if (rc == RQD_OK && rqd_buf_append(b, "", 1) < 0)
         rc = RQD_ENOMEM;
     if (rc == RQD_ENOMEM)
-        rc = rqd_err_set(err, RQD_ENOMEM, flag + 2, "out of memory reading %s", flag);
+        rc = rqd_err_set(err, RQD_ENOMEM, field, "out of memory reading %s", flag);
     if (rc < 0)
         goto out;
     b->len--; /* the NUL stays after the text: MHD takes a C string */
     if (strstr((const char *)b->data, "-----BEGIN ") == NULL)
-        rc = rqd_err_set(err, RQD_EINVAL, flag + 2, "%s %s holds no PEM block "
+        rc = rqd_err_set(err, RQD_EINVAL, field, "%s %s holds no PEM block "
                          "(\"-----BEGIN ...\")", flag, path);
 out:
     if (f)
@@ -433,9 +466,9 @@ static int tls_load(api_http *h, const api_opts *o, rqd_err *err)
         return rqd_err_set(err, RQD_EINVAL, "tls_cert", "--tls-cert/--tls-key: this "
                            "libmicrohttpd was built without TLS support; install one built "
                            "with GnuTLS (Debian's libmicrohttpd12 is) or drop the TLS flags");
-    if ((rc = pem_read("--tls-cert", o->tls_cert, &h->tls_cert, err)) < 0)
+    if ((rc = pem_read("--tls-cert", "tls_cert", o->tls_cert, &h->tls_cert, err)) < 0)
         return rc;
-    return pem_read("--tls-key", o->tls_key, &h->tls_key, err);
+    return pem_read("--tls-key", "tls_key", o->tls_key, &h->tls_key, err);
 }
 
 int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *err)
@@ -476,6 +509,10 @@ int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *e
                                           h->tls_cert.data};
     tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key.data};
     tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    if (api_offload_start(&h->s) < 0) {
+        rc = rqd_err_set(err, RQD_ENOMEM, "", "cannot start the offload threads");
+        goto out;
+    }
     h->s.mhd = MHD_start_daemon(
         flags, (uint16_t)o->port, NULL, NULL, on_request, &h->s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
@@ -532,6 +569,7 @@ void api_free(api_server *s)
         return;
     if (h->s.mhd)
         MHD_stop_daemon(h->s.mhd);
+    api_offload_stop(&h->s); /* after MHD: no request can queue work any more */
     pthread_mutex_destroy(&h->s.token_mu);
     explicit_bzero(h->s.token, sizeof h->s.token);
     pem_free(&h->tls_cert);

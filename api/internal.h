@@ -34,6 +34,7 @@ struct api_server {
     pthread_mutex_t token_mu;
     atomic_int stopping;
     atomic_int suspended;       /* connections currently suspended */
+    struct api_offload *offload; /* threads for work that would block an HTTP thread */
     double started;             /* monotonic seconds */
     /* metrics: requests by route and status class, latency histogram */
     atomic_llong req_count[API_MAX_ROUTES + 1][6];
@@ -66,6 +67,8 @@ struct api_req {
     rqd_err wake_err;           /* why the wait was refused (wake_status < 0) */
     int (*after_wake)(api_req *r); /* builds the answer once resumed */
     char *answer;               /* prepared JSON answer (sync posts) */
+    void *job;                  /* an offloaded request's parsed input ... */
+    void (*job_free)(void *job); /* ... freed in on_completed */
 };
 
 /* ---- responses: each queues the answer and returns the MHD result ---- */
@@ -81,10 +84,23 @@ int api_problem_status(api_req *r, unsigned status, const char *code, const char
 cJSON *api_body_json(api_req *r, rqd_err *err);
 const char *api_query(api_req *r, const char *key);
 
-/* ---- suspension (api/suspend.c) ---- */
-/* Suspends r and registers its waiter on a; after_wake(r) answers once it fires. */
+/* ---- suspension (api/suspend.c) and offloading (api/offload.c) ---- */
+/* Suspends r and registers its waiter on a (taking the caller's reference to a);
+ * after_wake(r) answers once it fires. */
 int api_suspend_wait(api_req *r, rqd_agent *a, int kind, double target, int k,
                      int (*after_wake)(api_req *r));
+/* The pieces: suspend r (taking the reference to a); register r's waiter on r->agent,
+ * or wake r at once when the wait is already over or refused (returns 1 either way);
+ * wake r with a status (any thread). */
+void api_suspend(api_req *r, rqd_agent *a, int (*after_wake)(api_req *r));
+int api_wait_or_wake(api_req *r, int kind, double target, int k);
+void api_wake(api_req *r, int status);
+/* Suspends r and runs work(r) on an offload thread; work returns 0 when r can be
+ * answered now (r->wake_status, r->wake_err, r->answer set as after needs), or 1 when it
+ * called api_wait_or_wake. Takes the caller's reference to a. */
+int api_offload(api_req *r, rqd_agent *a, int (*work)(api_req *r), int (*after)(api_req *r));
+int api_offload_start(api_server *s);
+void api_offload_stop(api_server *s);
 
 /* After a wake: answers the problem for a refused, conflicting or cancelled wait and
  * returns its MHD result, or returns -1 when the wait succeeded (0) or timed out (1). */

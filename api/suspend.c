@@ -7,9 +7,8 @@
 #include "../daemon/log.h"
 #include "internal.h"
 
-static void on_wake(rqd_waiter *w, int status)
+void api_wake(api_req *r, int status)
 {
-    api_req *r = w->ctx;
     api_server *srv = r->srv; /* once resumed, r may be answered and freed at any moment */
     r->wake_status = status;
     r->woke = 1;
@@ -17,26 +16,44 @@ static void on_wake(rqd_waiter *w, int status)
     atomic_fetch_sub(&srv->suspended, 1);
 }
 
-int api_suspend_wait(api_req *r, rqd_agent *a, int kind, double target, int k,
-                     int (*after_wake)(api_req *r))
+static void on_wake(rqd_waiter *w, int status)
 {
-    rqd_err err = {0};
-    if (atomic_load(&r->srv->stopping))
-        return api_problem_status(r, 503, "unavailable", "the daemon is shutting down");
+    api_wake(w->ctx, status);
+}
+
+void api_suspend(api_req *r, rqd_agent *a, int (*after_wake)(api_req *r))
+{
     r->agent = a; /* the caller's reference, released in on_completed */
     r->after_wake = after_wake;
-    r->w.cb = on_wake;
-    r->w.ctx = r;
     r->waiting = 1;
     r->woke = 0;
     atomic_fetch_add(&r->srv->suspended, 1);
     MHD_suspend_connection(r->conn);
-    int rc = rqd_agent_wait(a, &r->w, kind, target, k, r->srv->o.sync_timeout, &err);
+}
+
+int api_wait_or_wake(api_req *r, int kind, double target, int k)
+{
+    rqd_err err = {0};
+    r->w.cb = on_wake;
+    r->w.ctx = r;
+    int rc = rqd_agent_wait(r->agent, &r->w, kind, target, k, r->srv->o.sync_timeout, &err);
     if (rc == 1)
-        return MHD_YES;
+        return 1;
     /* Not registered: already satisfied (0) or refused; answer on the resumed call. */
     r->wake_err = err;
-    on_wake(&r->w, rc);
+    api_wake(r, rc);
+    return 1;
+}
+
+int api_suspend_wait(api_req *r, rqd_agent *a, int kind, double target, int k,
+                     int (*after_wake)(api_req *r))
+{
+    if (atomic_load(&r->srv->stopping)) {
+        rqd_agent_put(a);
+        return api_problem_status(r, 503, "unavailable", "the daemon is shutting down");
+    }
+    api_suspend(r, a, after_wake);
+    api_wait_or_wake(r, kind, target, k);
     return MHD_YES;
 }
 
