@@ -62,7 +62,7 @@ ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(F
 
 PY ?= /usr/bin/python3
 
-.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz soak
+.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz soak bench-http
 
 # The daemon in the foreground on 127.0.0.1:8470 with ./redqd-data (Ctrl-C stops it
 # cleanly: every agent is checkpointed).
@@ -141,7 +141,7 @@ test: deps-test
 	  "fuzz corpus and mutations (ASan+UBSan)" "$(BUILD)/san/test_fuzz" \
 	  "learning (Pendulum)" "$(BUILD)/test_learn" \
 	  "Python client and HTTP integration (the real daemon)" \
-	  "REDQD_BIN=$(BUILD)/redqd $(PY) tests/integration/run.py tests/clients/test_client_unit.py $(sort $(wildcard tests/integration/test_*.py)) tests/crash/test_sigkill.py" \
+	  "REDQD_BIN=$(BUILD)/redqd $(PY) tests/integration/run.py tests/clients/test_client_unit.py $(sort $(wildcard tests/integration/test_*.py)) tests/crash/test_sigkill.py tests/load/test_load.py" \
 	  "HTTP integration against the ASan+UBSan daemon" \
 	  "REDQD_BIN=$(BUILD)/san/redqd $(PY) tests/integration/run.py"
 
@@ -164,6 +164,18 @@ test-learn: deps
 bench: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/bench_update
 	$(Q)bench/run_bench.sh
+	$(Q)$(MAKE) --no-print-directory bench-http
+
+# Act requests/s and latency with wrk against a bare libmicrohttpd server on the same
+# machine, and transitions ingested per second (bench/results/http-latest.md).
+bench-http: deps
+	@$(MAKE) --no-print-directory install-pkgs PKGS="wrk curl python3"
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd $(BUILD)/bench/bare_mhd
+	$(Q)BUILD=$(BUILD) REDQD_BIN=$(BUILD)/redqd bench/bench_http.sh
+
+$(BUILD)/bench/bare_mhd: bench/bare_mhd.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) -std=c11 -O2 $(WARN) -pthread -o $@ $< $(shell pkg-config --cflags --libs libmicrohttpd)
 
 # Coverage-guided fuzzing of the request parsers with clang's libFuzzer, bounded in
 # time (FUZZ_SECONDS); new inputs go to build/fuzz-corpus, crashes to build/fuzz-crash-*.
