@@ -21,6 +21,10 @@ typedef struct {
     const char *tls_key;
 } api_opts;
 
+/* Starts the HTTP server: HTTPS only when tls_cert and tls_key are both set (their PEM
+ * files are read now and kept until api_free), plain HTTP when neither is. Refuses with
+ * RQD_EINVAL for one without the other, an unreadable or non-PEM file, or a libmicrohttpd
+ * without TLS; with RQD_EIO when it cannot listen or GnuTLS refuses the pair. */
 int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *err);
 /* New requests answer 503 unavailable from now on. */
 void api_stop_accepting(api_server *s);

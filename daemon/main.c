@@ -11,6 +11,7 @@
  */
 #include <cblas.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,14 @@ static void rqd_shutdown(rqd *d)
     LOG(LOG_NOTICE, "stopped cleanly");
 }
 
+static void on_second_signal(int signum)
+{
+    static const char msg[] = "redqd: second signal: exiting immediately\n";
+    (void)signum;
+    (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+    _exit(1);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     rqd *d = h->data;
@@ -66,6 +75,16 @@ static void on_signal(uv_signal_t *h, int signum)
         _exit(1);
     }
     d->stopping = 1;
+    /* rqd_shutdown runs on this loop thread for seconds: the loop will not see another
+     * signal, so the second one is handled in signal context (write and _exit only;
+     * everything acknowledged is already committed). */
+    uv_signal_stop(&d->sig_term);
+    uv_signal_stop(&d->sig_int);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_second_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     uv_timer_stop(&d->tick);
     uv_timer_stop(&d->progress);
     rqd_shutdown(d);
@@ -136,8 +155,8 @@ int main(int argc, char **argv)
         rqd_registry_free(d.reg);
         return 1;
     }
-    LOG(LOG_NOTICE, "redqd listening on http://%s:%d (data %s, %d agents, %d trainer threads%s)",
-        d.set.bind, d.set.port, db, rqd_registry_count(d.reg), d.set.trainer_threads,
+    LOG(LOG_NOTICE, "redqd listening on %s://%s:%d (data %s, %d agents, %d trainer threads%s)",
+        d.set.tls_cert[0] ? "https" : "http", d.set.bind, d.set.port, db, rqd_registry_count(d.reg), d.set.trainer_threads,
         d.set.token_file[0] ? ", token required" : "");
 
     d.loop = uv_default_loop();

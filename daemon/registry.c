@@ -363,6 +363,22 @@ int rqd_agent_delete(rqd_registry *r, const char *name, rqd_err *err)
     a->waiters = NULL;
     pthread_mutex_unlock(&a->mu);
     rc = rqd_writer_run(r->writer, do_delete, &a->id, err);
+    if (rc < 0) { /* nothing was deleted: the agent comes back as it was (API.md) */
+        rqd_err why = {0};
+        rqd_agent_lock(a);
+        a->deleted = 0;
+        rqd_waiter **tail = &a->waiters;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = w;
+        w = NULL;
+        pthread_mutex_unlock(&a->mu);
+        if (rqd__table_insert(r, a, &why) == RQD_OK)
+            atomic_fetch_add(&a->refs, 1); /* the table's again; ours is put below */
+        else
+            LOG(LOG_ERR, "agent %s: cannot be listed again after a failed delete: %s", name,
+                why.msg);
+    }
     pthread_mutex_unlock(&a->ingest_mu);
     rqd__call_waiters(w, RQD_ECONFLICT);
     if (rc == RQD_OK)

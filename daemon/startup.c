@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 #include "log.h"
@@ -206,6 +207,18 @@ int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *e
     r->max_agents = o->max_agents;
     if ((rc = store_open(o->db_path, STORE_RW, o->sync_full, 1, &s, err)) < 0)
         goto fail;
+    /* --max-db-size: on the one read-write connection, before any write can happen. */
+    if (o->max_db_size > 0) {
+        struct stat st;
+        if ((rc = store_set_max_size(s, o->max_db_size, err)) < 0)
+            goto fail;
+        if (stat(o->db_path, &st) == 0 && (long long)st.st_size >= o->max_db_size)
+            LOG(LOG_WARNING, "%s is already %lld bytes, at or past --max-db-size %lld: writes "
+                "will answer 503 until the cap is raised", o->db_path, (long long)st.st_size,
+                o->max_db_size);
+        else
+            LOG(LOG_INFO, "database size capped at %lld bytes (--max-db-size)", o->max_db_size);
+    }
     if ((rc = store_agent_list(s, &rows, &n, err)) < 0)
         goto fail;
     for (int i = 0; i < n; i++)
@@ -264,13 +277,16 @@ void rqd_registry_free(rqd_registry *r)
     if (r == NULL)
         return;
     rqd__trainers_stop(r);
+    /* Readers first: the connection closed last checkpoints the WAL into redqd.db and
+     * removes it, and only the read-write one can (a read-only connection cannot take
+     * the write lock), so a stopped daemon leaves one self-contained file. */
+    for (int i = 0; i < r->n_readers; i++)
+        store_close(r->readers[i]);
+    free(r->readers);
     rqd_writer_free(r->writer);
     for (int i = 0; i < r->n; i++)
         rqd_agent_put(r->agents[i]);
     free(r->agents);
-    for (int i = 0; i < r->n_readers; i++)
-        store_close(r->readers[i]);
-    free(r->readers);
     free(r->q);
     free(r->trainers);
     free(r->db_path);

@@ -285,8 +285,12 @@ static int inspect(store *s, const char *path, int check, rqd_err *err)
     }
     if (check) {
         rc = query_one(s, "PRAGMA quick_check", NULL, first, sizeof first, &found, err);
+        for (char *p = first; *p; p++) /* its report spans lines; the message is one */
+            if (*p == '\n')
+                *p = ' ';
         if (rc == RQD_OK && (!found || strcmp(first, "ok") != 0))
-            rc = rqd_err_set(err, RQD_EIO, "", "%s: quick_check failed: %s", path, first);
+            rc = rqd_err_set(err, RQD_EIO, "", "%s: damaged, quick_check failed: %s", path,
+                             first);
         else if (rc < 0)
             rc = rqd_err_set(err, RQD_EIO, "", "%s: quick_check failed: %s", path,
                              sqlite3_errmsg(s->db));

@@ -986,6 +986,107 @@ START_TEST(backup_opens_with_the_same_rows)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ size cap */
+
+/* Rows counted by a scan (count_rows keeps at most 64). */
+static int count_cb(void *ctx, int64_t seq, const store_transition *t)
+{
+    (void)seq;
+    (void)t;
+    ++*(int *)ctx;
+    return 0;
+}
+
+static int count_all(store *s, int64_t agent)
+{
+    rqd_err err = {0};
+    int n = 0;
+    ck_assert_int_eq(store_transitions_scan(s, agent, 0, S, A, count_cb, &n, &err), 0);
+    return n;
+}
+
+/* Bytes the database takes now (page_count * page_size, the WAL's pages included). */
+static long long db_bytes(void)
+{
+    return raw_int(path, "PRAGMA page_count") * raw_int(path, "PRAGMA page_size");
+}
+
+static void assert_full(int rc, const rqd_err *err, const char *what)
+{
+    ck_assert_msg(rc == RQD_EIO, "%s: rc %d (%s), want io_error", what, rc, err->msg);
+    ck_assert_msg(strstr(err->msg, "database or disk is full") != NULL,
+                  "%s: message \"%s\" does not say the database is full", what, err->msg);
+}
+
+/* A cap at the current size: what fits in the pages there still goes in, an append that
+ * needs new pages fails as "full" and leaves every earlier row; raising the cap (and
+ * removing it) lets the same append through. The cap is the connection's, not the file's. */
+START_TEST(max_size_refuses_growth_and_raising_it_lets_the_same_append_in)
+{
+    enum { BIG = 2000 }; /* about 200 KiB of rows: many new pages */
+    store *s = open_rw();
+    int64_t id = add_agent(s, "a", S);
+    long long cap;
+    rqd_err err = {0};
+
+    ck_assert_int_eq(store_set_max_size(s, -1, &err), RQD_EINVAL);
+    append_ok(s, id, 1, 5);
+    cap = db_bytes();
+    ck_assert_int_eq(store_set_max_size(s, cap, &err), 0);
+    append_ok(s, id, 6, 1); /* fits in a page the file has */
+    assert_full(append(s, id, 7, BIG, &err), &err, "append past the cap");
+    ck_assert_msg(strstr(err.msg, "append transitions") != NULL, "\"%s\"", err.msg);
+    ck_assert_int_eq(max_seq(s, id), 6);
+    ck_assert_int_eq(count_all(s, id), 6);
+    ck_assert_int_le(db_bytes(), cap);
+
+    /* As the writer runs it: a batch transaction with the append in a savepoint. After
+     * the failure the batch is rolled back whole; nothing of it remains. */
+    ck_assert_int_eq(store_begin(s, &err), 0);
+    ck_assert_int_eq(store_savepoint(s, &err), 0);
+    assert_full(append(s, id, 7, BIG, &err), &err, "append in a batch");
+    store_rollback_to(s);
+    store_rollback(s);
+    ck_assert_int_eq(count_all(s, id), 6);
+
+    /* A checkpoint blob bigger than the room left fails the same way, id not consumed. */
+    {
+        size_t len = 64 * 1024;
+        char *blob = calloc(1, len);
+        store_ckpt_info info = {.updates = 1};
+        int64_t got = 0;
+        char ids[64];
+        ck_assert_ptr_nonnull(blob);
+        assert_full(store_ckpt_insert(s, id, &info, blob, len, 5, &got, &err), &err,
+                    "checkpoint past the cap");
+        free(blob);
+        ckpt_ids(s, id, ids, sizeof ids);
+        ck_assert_str_eq(ids, "");
+    }
+
+    /* Space returns: a larger cap, the same append. */
+    ck_assert_int_eq(store_set_max_size(s, cap + (1 << 20), &err), 0);
+    append_ok(s, id, 7, BIG);
+    ck_assert_int_eq(count_all(s, id), 6 + BIG);
+
+    /* A cap below what the file holds: nothing more grows it; 0 removes the cap. */
+    ck_assert_int_eq(store_set_max_size(s, 4096, &err), 0);
+    assert_full(append(s, id, 7 + BIG, BIG, &err), &err, "append under a cap below the size");
+    ck_assert_int_eq(max_seq(s, id), 6 + BIG);
+    ck_assert_int_eq(store_set_max_size(s, 0, &err), 0);
+    append_ok(s, id, 7 + BIG, BIG);
+    ck_assert_int_eq(store_integrity_check(s, &err), 0);
+    store_close(s);
+
+    /* The cap lived in that connection only: a new one grows the file freely. */
+    s = open_rw();
+    ck_assert_int_eq(count_all(s, id), 6 + 2 * BIG);
+    append_ok(s, id, 7 + 2 * BIG, BIG);
+    ck_assert_int_eq(max_seq(s, id), 6 + 3 * BIG);
+    store_close(s);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ injected faults */
 
 static const int fault_codes[] = {SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM};
@@ -1170,6 +1271,7 @@ Suite *suite_store(void)
         {"stats", stats_range_since_limit_and_nan, 0},
         {"episodes", episodes_put_list_order_and_open, 0},
         {"backup", backup_opens_with_the_same_rows, 0},
+        {"max_size", max_size_refuses_growth_and_raising_it_lets_the_same_append_in, 0},
         {"fault_txn_append", fault_in_transaction_append_leaves_previous_rows, 3},
         {"fault_single_append", fault_in_single_append_applies_nothing, 3},
         {"fault_ckpt", fault_in_ckpt_insert_leaves_nothing_half_applied, 3},
