@@ -12,6 +12,7 @@
  * pool (daemon/pool.c) spreading its ensemble members over the idle cores.
  */
 #include <math.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -213,8 +214,11 @@ static void *trainer_main(void *p)
 {
     rqd_registry *r = p;
     /* Serving comes first: acts and posts must not queue behind training for a core.
-     * Training gets what the HTTP threads leave (nice +5 for this thread only). */
-    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 5) != 0)
+     * Training gets what the HTTP threads leave: SCHED_IDLE for this thread only (with
+     * no requests to serve it still has every core it can use); nice +19 if refused. */
+    struct sched_param sp = {0};
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0 &&
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
         LOG(LOG_DEBUG, "trainer: cannot lower its priority");
     pthread_setname_np(pthread_self(), "redqd-trainer");
     for (;;) {
@@ -259,7 +263,16 @@ int rqd__trainers_start(rqd_registry *r, int n, rqd_err *err)
     r->trainers = calloc((size_t)n, sizeof *r->trainers);
     if (r->trainers == NULL)
         return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
-    if (n > 1 && rqd_pool_new(n, &r->pool) < 0)
+    /* The pool's workers do trainers' work: they take the trainers' low priority, which
+     * new threads inherit from the thread that creates them. */
+    struct sched_param keep_sp, idle_sp = {0};
+    int keep_policy, lowered = 0;
+    if (pthread_getschedparam(pthread_self(), &keep_policy, &keep_sp) == 0)
+        lowered = pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle_sp) == 0;
+    int prc = n > 1 ? rqd_pool_new(n, &r->pool) : 0;
+    if (lowered)
+        pthread_setschedparam(pthread_self(), keep_policy, &keep_sp);
+    if (prc < 0)
         return rqd_err_set(err, RQD_ENOMEM, "", "cannot start the ensemble worker pool");
     for (int i = 0; i < n; i++) {
         if (pthread_create(&r->trainers[i], NULL, trainer_main, r) != 0)

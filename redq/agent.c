@@ -73,7 +73,8 @@ static int agent_alloc(const redq_config *cfg, int S, int A, const float *low,
 
     if (a == NULL)
         return rqd_err_set(err, RQD_ENOMEM, "", "out of memory creating the agent");
-    pthread_mutex_init(&a->policy_mu, NULL);
+    atomic_init(&a->policy, NULL);
+    atomic_init(&a->acquiring, 0);
     a->cfg = *cfg;
     a->S = S;
     a->A = A;
@@ -154,8 +155,7 @@ void redq_agent_free(redq_agent *a)
         return;
     redq__scratch_free(a->scratch, a->N);
     redq__replay_free(&a->replay);
-    redq_policy_release(a->policy);
-    pthread_mutex_destroy(&a->policy_mu);
+    redq_policy_release(atomic_load(&a->policy));
     free(a->low);
     free(a->high);
     free(a->actor);

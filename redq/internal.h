@@ -80,8 +80,12 @@ struct redq_agent {
     redq__scratch *scratch;     /* NULL until the first update */
     double last_actor_loss, last_alpha_loss; /* NaN until the first actor update */
 
-    pthread_mutex_t policy_mu;  /* guards the pointer swap below */
-    redq_policy *policy;        /* the latest published actor (one reference held) */
+    /* The latest published actor (the agent holds one reference). Lock-free, so that an
+     * act never waits for the (possibly low-priority) thread that publishes: an
+     * acquirer counts itself in 'acquiring' around its load and increment, and the
+     * publisher releases the old snapshot only once no acquirer is in that window. */
+    _Atomic(redq_policy *) policy;
+    atomic_int acquiring;
 };
 
 double redq__alpha(const redq_agent *a);

@@ -47,6 +47,11 @@ void redq__col_sum(float *restrict db, const float *restrict dout, int B, int Ou
 void redq__linear_forward(float *out, const float *in, int ldi, const float *w, const float *b,
                           int B, int In, int Out, int relu)
 {
+    if (B == 1) { /* one observation (an act): a matrix-vector product, out = wᵀ in */
+        cblas_sgemv(CblasRowMajor, CblasTrans, In, Out, 1.0f, w, Out, in, 1, 0.0f, out, 1);
+        redq__bias_act(out, b, 1, Out, relu);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, Out, In, 1.0f, in, ldi, w, Out, 0.0f,
                 out, Out);
     redq__bias_act(out, b, B, Out, relu); /* one pass, while the output is still in cache */

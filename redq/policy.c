@@ -5,10 +5,12 @@
  * -------
  * A snapshot is never written after redq__publish_policy() builds it, so any thread may
  * read it. The agent holds one reference to its latest; redq_agent_policy() takes a new
- * reference under policy_mu, which is held only for the pointer copy and the increment.
+ * one without a lock (internal.h says how the swap stays safe), so acting never waits
+ * for the thread that trains.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,20 +43,19 @@ int redq__publish_policy(redq_agent *a)
     memcpy(p->low, a->low, sizeof(float) * (size_t)a->A);
     memcpy(p->high, a->high, sizeof(float) * (size_t)a->A);
 
-    pthread_mutex_lock(&a->policy_mu);
-    redq_policy *old = a->policy;
-    a->policy = p;
-    pthread_mutex_unlock(&a->policy_mu);
+    redq_policy *old = atomic_exchange(&a->policy, p);
+    while (atomic_load(&a->acquiring) > 0) /* a reader may hold 'old' unreferenced */
+        sched_yield();
     redq_policy_release(old);
     return RQD_OK;
 }
 
 redq_policy *redq_agent_policy(redq_agent *a)
 {
-    pthread_mutex_lock(&a->policy_mu);
-    redq_policy *p = a->policy;
+    atomic_fetch_add(&a->acquiring, 1);
+    redq_policy *p = atomic_load(&a->policy);
     atomic_fetch_add(&p->refs, 1);
-    pthread_mutex_unlock(&a->policy_mu);
+    atomic_fetch_sub(&a->acquiring, 1);
     return p;
 }
 
