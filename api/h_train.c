@@ -41,24 +41,33 @@ static int after_train(api_req *r)
     return api_reply_json_take(r, 200, o);
 }
 
+/* A body that is exactly {key: integer in [lo, hi]} (train, restore). */
+static int one_int_body(api_req *r, const char *key, long long lo, long long hi,
+                        long long *out, rqd_err *err)
+{
+    const char *const keys[] = {key, NULL};
+    const cJSON *v;
+    cJSON *body = api_body_json(r, err);
+    int rc = body == NULL || api_json_keys(body, "", keys, err) < 0 ||
+                     (v = api_json_need(body, "", key, err)) == NULL ||
+                     api_json_int(v, key, lo, hi, out, err) < 0
+                 ? RQD_EINVAL
+                 : RQD_OK;
+    cJSON_Delete(body);
+    return rc;
+}
+
 int h_train(api_req *r)
 {
-    static const char *const keys[] = {"updates", NULL};
     rqd_err err = {0};
     long long k;
-    const cJSON *v;
     rqd_agent *a = api_agent(r);
     if (a == NULL)
         return MHD_YES;
-    cJSON *body = api_body_json(r, &err);
-    if (body == NULL || api_json_keys(body, "", keys, &err) < 0 ||
-        (v = api_json_need(body, "", "updates", &err)) == NULL ||
-        api_json_int(v, "updates", 1, RQD_MAX_TRAIN_UPDATES, &k, &err) < 0) {
-        cJSON_Delete(body);
+    if (one_int_body(r, "updates", 1, RQD_MAX_TRAIN_UPDATES, &k, &err) < 0) {
         rqd_agent_put(a);
         return api_problem(r, &err);
     }
-    cJSON_Delete(body);
     return api_suspend_wait(r, a, RQD_WAIT_TRAIN, 0, (int)k, after_train);
 }
 
@@ -256,20 +265,14 @@ int h_ckpt_delete(api_req *r)
 
 int h_restore(api_req *r)
 {
-    static const char *const keys[] = {"checkpoint", NULL};
     rqd_err err = {0};
     long long id;
-    const cJSON *v;
     rqd_agent *a = api_agent(r);
     if (a == NULL)
         return MHD_YES;
-    cJSON *body = api_body_json(r, &err);
-    int rc = body == NULL || api_json_keys(body, "", keys, &err) < 0 ||
-                     (v = api_json_need(body, "", "checkpoint", &err)) == NULL ||
-                     api_json_int(v, "checkpoint", 0, INT64_MAX / 2, &id, &err) < 0
-                 ? RQD_EINVAL
-                 : rqd_ckpt_restore(a, id, &err);
-    cJSON_Delete(body);
+    int rc = one_int_body(r, "checkpoint", 0, INT64_MAX / 2, &id, &err);
+    if (rc == RQD_OK)
+        rc = rqd_ckpt_restore(a, id, &err);
     return api_reply_agent(r, a, 200, rc, &err);
 }
 
