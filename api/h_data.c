@@ -159,36 +159,16 @@ static int parse_row(const cJSON *row, int i, rqd_agent *a, float *mem, store_tr
     if ((rc = api_json_keys(row, path, keys, err)) < 0)
         return rc;
     float *obs = mem, *act = mem + a->S, *next = act + a->A;
-    snprintf(f, sizeof f, "%s.obs", path);
-    if ((v = api_json_need(row, path, "obs", err)) == NULL)
+    /* Each required member: found (else named), then read as its type. */
+#define MEMBER(key) (snprintf(f, sizeof f, "%s." key, path), v = api_json_need(row, path, key, err))
+    if (!MEMBER("obs") || (rc = api_json_floats(v, f, a->S, what, obs, err)) < 0 ||
+        !MEMBER("action") || (rc = api_json_floats(v, f, a->A, what, act, err)) < 0 ||
+        !MEMBER("next_obs") || (rc = api_json_floats(v, f, a->S, what, next, err)) < 0 ||
+        !MEMBER("reward") || (rc = api_json_float(v, f, &t->reward, err)) < 0 ||
+        !MEMBER("terminated") || (rc = api_json_bool(v, f, &term, err)) < 0 ||
+        !MEMBER("truncated") || (rc = api_json_bool(v, f, &trunc, err)) < 0)
         return RQD_EINVAL;
-    if ((rc = api_json_floats(v, f, a->S, what, obs, err)) < 0)
-        return rc;
-    snprintf(f, sizeof f, "%s.action", path);
-    if ((v = api_json_need(row, path, "action", err)) == NULL)
-        return RQD_EINVAL;
-    if ((rc = api_json_floats(v, f, a->A, what, act, err)) < 0)
-        return rc;
-    snprintf(f, sizeof f, "%s.next_obs", path);
-    if ((v = api_json_need(row, path, "next_obs", err)) == NULL)
-        return RQD_EINVAL;
-    if ((rc = api_json_floats(v, f, a->S, what, next, err)) < 0)
-        return rc;
-    snprintf(f, sizeof f, "%s.reward", path);
-    if ((v = api_json_need(row, path, "reward", err)) == NULL)
-        return RQD_EINVAL;
-    if ((rc = api_json_float(v, f, &t->reward, err)) < 0)
-        return rc;
-    snprintf(f, sizeof f, "%s.terminated", path);
-    if ((v = api_json_need(row, path, "terminated", err)) == NULL)
-        return RQD_EINVAL;
-    if ((rc = api_json_bool(v, f, &term, err)) < 0)
-        return rc;
-    snprintf(f, sizeof f, "%s.truncated", path);
-    if ((v = api_json_need(row, path, "truncated", err)) == NULL)
-        return RQD_EINVAL;
-    if ((rc = api_json_bool(v, f, &trunc, err)) < 0)
-        return rc;
+#undef MEMBER
     t->env_id = NULL;
     if ((v = cJSON_GetObjectItemCaseSensitive(row, "env_id")) != NULL) {
         snprintf(f, sizeof f, "%s.env_id", path);

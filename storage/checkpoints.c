@@ -143,12 +143,7 @@ int store_ckpt_list(store *s, int64_t agent, store_ckpt_info **rows, int *n, rqd
         rc = store__fail(s, src, err, "list checkpoints");
 out:
     store__done(st);
-    if (rc < 0 || len == 0) {
-        free(v);
-        v = NULL;
-        len = 0;
-    }
-    *rows = v;
+    *rows = store__list_end(v, &len, rc);
     *n = len;
     return rc;
 }

@@ -78,6 +78,16 @@ int store__grow(void **v, int *cap, int len, size_t size, const char *what, rqd_
     return RQD_OK;
 }
 
+void *store__list_end(void *v, int *len, int rc)
+{
+    if (rc < 0 || *len == 0) {
+        free(v);
+        *len = 0;
+        return NULL;
+    }
+    return v;
+}
+
 int store__stmt(store *s, const char *sql, sqlite3_stmt **out, rqd_err *err)
 {
     sqlite3_stmt *st = NULL;

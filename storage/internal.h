@@ -60,6 +60,9 @@ int store__fail(store *s, int rc, rqd_err *err, const char *what);
 /* Makes room for element len of the array *v (elements of size bytes, *cap allocated,
  * doubling): 0, or RQD_ENOMEM naming what ("list agents: out of memory"). */
 int store__grow(void **v, int *cap, int len, size_t size, const char *what, rqd_err *err);
+/* The end of a list call whose rows own no memory: v, or NULL (freeing v and setting
+ * *len to 0) when the call failed (rc < 0) or found nothing. */
+void *store__list_end(void *v, int *len, int rc);
 
 /* A multi-statement call made atomic by itself: BEGIN IMMEDIATE when no transaction is
  * open, else SAVEPOINT store_call inside the caller's. store__atomic_end commits or

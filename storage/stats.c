@@ -94,12 +94,7 @@ int store_stats_range(store *s, int64_t agent, int64_t since, int limit, store_s
         rc = store__fail(s, src, err, "stats range");
 out:
     store__done(st);
-    if (rc < 0 || len == 0) {
-        free(v);
-        v = NULL;
-        len = 0;
-    }
-    *rows = v;
+    *rows = store__list_end(v, &len, rc);
     *n = len;
     return rc;
 }
