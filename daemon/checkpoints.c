@@ -95,17 +95,22 @@ static void free_ckpt_job(void *arg)
     free(j);
 }
 
-static int do_ckpt_logged(store *s, void *arg, rqd_err *err)
+/* The writer thread, after the batch holding an automatic checkpoint: record it only
+ * once it is committed, so that state.last_checkpoint never names one that is not. */
+static void auto_ckpt_done(void *arg, int rc)
 {
     ckpt_job *j = arg;
-    int rc = do_ckpt(s, arg, err);
     if (rc < 0) {
-        LOG(LOG_ERR, "agent %s: automatic checkpoint failed: %s", j->name, err->msg);
+        LOG(LOG_ERR, "agent %s: automatic checkpoint at update %lld failed", j->name,
+            (long long)j->info.updates);
     } else if (j->a) {
-        atomic_store(&j->a->auto_updates, j->info.updates);
-        atomic_store(&j->a->auto_id, j->id);
+        pthread_mutex_lock(&j->a->ckpt_mu);
+        j->a->auto_ckpt = j->info;
+        j->a->auto_ckpt.id = j->id;
+        j->a->have_auto = 1;
+        pthread_mutex_unlock(&j->a->ckpt_mu);
     }
-    return rc;
+    free_ckpt_job(j);
 }
 
 void rqd__ckpt_auto(rqd_agent *a)
@@ -125,11 +130,8 @@ void rqd__ckpt_auto(rqd_agent *a)
         free_ckpt_job(j);
         return;
     }
-    a->last_auto_ckpt = j->info.updates;
-    a->have_ckpt = 1;
-    a->last_ckpt = j->info;
-    a->last_ckpt.id = -1; /* known once the writer has run; GET shows the stored one */
-    rqd_writer_post(a->reg->writer, do_ckpt_logged, j, free_ckpt_job);
+    a->last_auto_ckpt = j->info.updates; /* the schedule counts it; the state, once written */
+    rqd_writer_post(a->reg->writer, do_ckpt, j, auto_ckpt_done);
 }
 
 int rqd_ckpt_create(rqd_agent *a, int automatic, store_ckpt_info *info, rqd_err *err)

@@ -58,6 +58,7 @@ rqd_agent *rqd__agent_wrap(rqd_registry *r, int64_t id, const char *name, redq_a
     pthread_mutex_init(&a->ingest_mu, NULL);
     pthread_mutex_init(&a->act_mu, NULL);
     pthread_rwlock_init(&a->core_rw, NULL);
+    pthread_mutex_init(&a->ckpt_mu, NULL);
     a->last_row_update = -1;
     a->last_return = NAN;
     a->ups_mark_time = rqd__mono();
@@ -83,6 +84,7 @@ void rqd__agent_destroy(rqd_agent *a)
     pthread_mutex_destroy(&a->ingest_mu);
     pthread_mutex_destroy(&a->act_mu);
     pthread_rwlock_destroy(&a->core_rw);
+    pthread_mutex_destroy(&a->ckpt_mu);
     free(a);
 }
 
@@ -404,10 +406,13 @@ void rqd_agent_state_get(rqd_agent *a, rqd_agent_state *st)
     st->training = redq_agent_config(a->core)->training;
     st->have_ckpt = a->have_ckpt;
     st->last_ckpt = a->last_ckpt;
-    /* An automatic checkpoint queued for the writer gets its id once written. */
-    long long aid = atomic_load(&a->auto_id), aup = atomic_load(&a->auto_updates);
-    if (st->last_ckpt.id < 0 && aid > 0 && aup == st->last_ckpt.updates)
-        st->last_ckpt.id = aid;
+    /* Automatic checkpoints count once committed (the writer records them). */
+    pthread_mutex_lock(&a->ckpt_mu);
+    if (a->have_auto && (!st->have_ckpt || a->auto_ckpt.id > st->last_ckpt.id)) {
+        st->have_ckpt = 1;
+        st->last_ckpt = a->auto_ckpt;
+    }
+    pthread_mutex_unlock(&a->ckpt_mu);
     st->last = a->last;
     st->have_stats = a->have_stats;
     st->ups = a->ups;
@@ -454,8 +459,9 @@ static int do_stats(store *s, void *arg, rqd_err *err)
     return store_stats_append(s, j->agent, j->rows, j->n, err);
 }
 
-static void free_stats_job(void *arg)
+static void free_stats_job(void *arg, int rc)
 {
+    (void)rc; /* rows that could not be written are lost: they are statistics */
     stats_job *j = arg;
     free(j->rows);
     free(j);
@@ -479,7 +485,7 @@ void rqd_registry_flush_stats(rqd_registry *r)
         v[i]->n_rows = v[i]->cap_rows = 0;
         pthread_mutex_unlock(&v[i]->mu);
         if (j->n == 0)
-            free_stats_job(j);
+            free_stats_job(j, 0);
         else
             rqd_writer_post(r->writer, do_stats, j, free_stats_job);
     }

@@ -97,8 +97,10 @@ struct rqd_agent {
     int n_rows, cap_rows;
 
     long long last_auto_ckpt;       /* updates at the last automatic checkpoint */
-    atomic_llong auto_id, auto_updates; /* the newest automatic checkpoint written (the
-                                           writer sets them; it never takes a->mu) */
+    pthread_mutex_t ckpt_mu;        /* auto_ckpt: set by the writer thread after its
+                                       commit (it never takes a->mu) */
+    store_ckpt_info auto_ckpt;      /* the newest automatic checkpoint committed */
+    int have_auto;
     int have_ckpt;
     store_ckpt_info last_ckpt;
     long long policy_lease;         /* policy versions below this may be published */

@@ -10,7 +10,7 @@
 typedef struct job {
     rqd_write_fn fn;
     void *arg;
-    void (*free_arg)(void *);
+    void (*done_fn)(void *arg, int rc);
     int waited;        /* a rqd_writer_run caller waits on 'done' */
     int done;
     int rc;
@@ -109,8 +109,8 @@ static void *writer_main(void *p)
             if (j->waited) {
                 j->done = 1;
             } else {
-                if (j->free_arg)
-                    j->free_arg(j->arg);
+                if (j->done_fn)
+                    j->done_fn(j->arg, j->rc);
                 free(j);
             }
         }
@@ -169,24 +169,24 @@ int rqd_writer_run(rqd_writer *w, rqd_write_fn fn, void *arg, rqd_err *err)
     return j.rc;
 }
 
-int rqd_writer_post(rqd_writer *w, rqd_write_fn fn, void *arg, void (*free_arg)(void *))
+int rqd_writer_post(rqd_writer *w, rqd_write_fn fn, void *arg, void (*done)(void *arg, int rc))
 {
     job *j = calloc(1, sizeof *j);
     int rc;
     if (j == NULL) {
-        if (free_arg)
-            free_arg(arg);
+        if (done)
+            done(arg, RQD_ENOMEM);
         return RQD_ENOMEM;
     }
     j->fn = fn;
     j->arg = arg;
-    j->free_arg = free_arg;
+    j->done_fn = done;
     pthread_mutex_lock(&w->mu);
     rc = enqueue(w, j);
     pthread_mutex_unlock(&w->mu);
     if (rc < 0) {
-        if (free_arg)
-            free_arg(arg);
+        if (done)
+            done(arg, rc);
         free(j);
     }
     return rc;

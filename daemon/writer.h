@@ -23,8 +23,9 @@ int rqd_writer_start(store *s, rqd_writer **out, rqd_err *err);
 /* Runs fn in the writer's next transaction and returns once it is committed (durable):
  * fn's code, or the commit's failure. RQD_EUNAVAIL after stop. */
 int rqd_writer_run(rqd_writer *w, rqd_write_fn fn, void *arg, rqd_err *err);
-/* Queues fn without waiting; free_arg(arg) runs after it (success or not). */
-int rqd_writer_post(rqd_writer *w, rqd_write_fn fn, void *arg, void (*free_arg)(void *));
+/* Queues fn without waiting; done(arg, rc) runs on the writer thread once fn's
+ * transaction has committed (rc 0) or failed (rc < 0), and owns arg from then on. */
+int rqd_writer_post(rqd_writer *w, rqd_write_fn fn, void *arg, void (*done)(void *arg, int rc));
 /* Runs the queued jobs, stops the thread; later calls answer RQD_EUNAVAIL. */
 void rqd_writer_stop(rqd_writer *w);
 void rqd_writer_free(rqd_writer *w);

@@ -292,6 +292,12 @@ class CheckpointsTest(DaemonTestCase):
         self.assertIn(manual["id"], ids)                 # made by request: kept
         self.assertEqual(len(lst), 3, lst)               # + the newest 2 automatic ones
         self.assertEqual(ids, sorted(ids))
+        # state.last_checkpoint names the newest committed one, with its id.
+        newest = max(lst, key=lambda x: x["id"])
+        last = self.wait_until(lambda: (lambda lc: lc if lc and lc["id"] == newest["id"] else None)(
+            self.assertOK(self.c.get("/v1/agents/auto1"))["state"]["last_checkpoint"]),
+            10, "last_checkpoint to name the newest automatic checkpoint")
+        self.assertEqual(last["updates"], newest["updates"])
 
 
 class ImportLimitTest(DaemonTestCase):
