@@ -202,20 +202,27 @@ class Daemon:
                 raise AssertionError("redqd exited with %s during startup\n%s"
                                      % (rc, self.log_tail()))
             try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
-                c.request("GET", "/v1/health")
-                r = c.getresponse()
-                r.read()
-                c.close()
-                if r.status == 200:
+                if self.health_status() == 200:
                     return self
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 pass
             if time.monotonic() > deadline:
                 self.kill()
                 raise AssertionError("redqd did not answer GET /v1/health within %.0f s\n%s"
                                      % (START_TIMEOUT, self.log_tail()))
             time.sleep(0.05)
+
+    def health_status(self):
+        """The readiness probe: GET /v1/health's status (plain HTTP; subclasses may
+        speak otherwise)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
+        try:
+            c.request("GET", "/v1/health")
+            r = c.getresponse()
+            r.read()
+            return r.status
+        finally:
+            c.close()
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None

@@ -29,7 +29,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BIN, START_TIMEOUT, Daemon, DaemonTestCase, _die_with_parent,  # noqa: E402
+from harness import (BIN, Daemon, DaemonTestCase, _die_with_parent,  # noqa: E402
                      agent_body, free_port)
 
 OPENSSL = shutil.which("openssl")
@@ -139,38 +139,8 @@ class TLSDaemon(Daemon):
         super().__init__(extra_args=extra_args)
         self.ctx = ctx
 
-    def start(self, extra_args=None):
-        assert self.proc is None, "already running"
-        if extra_args is not None:
-            self.extra_args = list(extra_args)
-        self.port = free_port()
-        self.starts += 1
-        with open(self.log_path, "ab") as log:
-            log.write(("\n===== start #%d (TLS): port %d =====\n"
-                       % (self.starts, self.port)).encode())
-            log.flush()
-            args = [BIN, "--port", str(self.port), "--data-dir", self.data_dir,
-                    "--log-level", "debug"] + self.extra_args
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self._env(),
-                                         preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                rc = self.proc.returncode
-                self.proc = None
-                raise AssertionError("redqd exited with %s during startup\n%s"
-                                     % (rc, self.log_tail()))
-            try:
-                if health_ok(self.port, self.ctx, timeout=1.0) == 200:
-                    return self
-            except (OSError, http.client.HTTPException):
-                pass
-            if time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError("redqd did not answer GET /v1/health over HTTPS within "
-                                     "%.0f s\n%s" % (START_TIMEOUT, self.log_tail()))
-            time.sleep(0.05)
+    def health_status(self):
+        return health_ok(self.port, self.ctx, timeout=1.0)
 
 
 class TLSTest(DaemonTestCase):
