@@ -152,16 +152,12 @@ int store_agent_list(store *s, store_agent_row **rows, int *n, rqd_err *err)
         rc = store__fail(s, src, err, "list agents");
 out:
     store__done(st);
-    if (rc < 0) {
+    if (rc < 0) { /* the rows own memory: free them before the common end */
         store_agent_rows_free(v, len);
         v = NULL;
         len = 0;
     }
-    if (len == 0) {
-        free(v);
-        v = NULL;
-    }
-    *rows = v;
+    *rows = store__list_end(v, &len, rc);
     *n = len;
     return rc;
 }

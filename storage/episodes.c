@@ -114,16 +114,12 @@ static int read_rows(store *s, const char *sql, int64_t agent, int limit, int ob
         rc = store__fail(s, src, err, "list episodes");
 out:
     store__done(st);
-    if (rc < 0) {
+    if (rc < 0) { /* the rows own memory: free them before the common end */
         store_episode_rows_free(v, len);
         v = NULL;
         len = 0;
     }
-    if (len == 0) {
-        free(v);
-        v = NULL;
-    }
-    *rows = v;
+    *rows = store__list_end(v, &len, rc);
     *n = len;
     return rc;
 }
