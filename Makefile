@@ -62,6 +62,9 @@ ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(F
 
 PY ?= /usr/bin/python3
 
+# A bare `make` builds; only `make run` starts the daemon.
+.DEFAULT_GOAL := all
+
 .PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz soak bench-http
 
 # The daemon in the foreground on 127.0.0.1:8470 with ./redqd-data (Ctrl-C stops it

@@ -8,8 +8,6 @@
 #include "internal.h"
 #include "json_in.h"
 
-#define MAX_ACT_BATCH 4096        /* observations per act (API.md limits) */
-#define MAX_POST 65536            /* transitions per post */
 
 static int parse_mode(const cJSON *body, int *mode, rqd_err *err)
 {
@@ -49,9 +47,10 @@ int h_act(api_req *r)
     }
     batch = cJSON_IsArray(o) && o->child && cJSON_IsArray(o->child);
     n = batch ? cJSON_GetArraySize(o) : 1;
-    if (n > MAX_ACT_BATCH) {
+    int cap = rqd_registry_limits(r->srv->reg)->obs_per_act;
+    if (n > cap) {
         rc = rqd_err_set(&err, RQD_EINVAL, "obs", "obs holds %d observations, over the limit of "
-                         "%d per act", n, MAX_ACT_BATCH);
+                         "%d per act (--max-obs-per-act)", n, cap);
         goto fail;
     }
     obs = malloc(sizeof(float) * (size_t)n * (size_t)a->S);
@@ -236,9 +235,10 @@ int h_transitions(api_req *r)
         rc = rqd_err_set(&err, RQD_EINVAL, "transitions", "transitions must be a non-empty array");
         goto fail;
     }
-    if (n > MAX_POST) {
+    int cap = rqd_registry_limits(r->srv->reg)->transitions_per_post;
+    if (n > cap) {
         rc = rqd_err_set(&err, RQD_EINVAL, "transitions", "%d transitions in one post, over the "
-                         "limit of %d", n, MAX_POST);
+                         "limit of %d (--max-transitions-per-post)", n, cap);
         goto fail;
     }
     size_t per = (size_t)(2 * a->S + a->A);

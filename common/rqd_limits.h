@@ -1,8 +1,10 @@
-/* common/rqd_limits.h: every hard limit of redqd, each with its reason (STYLE R16).
+/* common/rqd_limits.h: every limit of redqd, each with its reason (STYLE R16).
  *
  * docs/operations.md lists them. A request past one is invalid_argument (413 for the
- * body size) and the error names the limit. Raising one is a recompile; those with a
- * flag say so.
+ * body size) and the error names the limit and its flag. The RQD_MAX_* constants are
+ * ceilings: some size arrays on the stack, so raising one is a recompile. An operator
+ * lowers them at run time through rqd_limits (daemon flags --max-obs-dim and so on),
+ * whose defaults are the ceilings.
  */
 #ifndef RQD_LIMITS_H
 #define RQD_LIMITS_H
@@ -49,5 +51,32 @@
 
 /* Longest env_id string. */
 #define RQD_MAX_ENV_ID 128
+
+/* Defaults of the limits that are not array sizes; their flags may raise them. */
+#define RQD_DEFAULT_TRANSITIONS_PER_POST 65536 /* API.md; the body limit bounds it too */
+#define RQD_DEFAULT_OBS_PER_ACT 4096           /* API.md; one act's scratch is this x obs */
+#define RQD_DEFAULT_OPEN_EPISODES 10000        /* API.md; each holds its pending transition */
+
+/* The limits an operator sets (flags of the same names), checked when a request would
+ * create something. Stored agents are reloaded whatever the limits are now. */
+typedef struct rqd_limits {
+    int obs_dim;                /* <= RQD_MAX_OBS_DIM */
+    int act_dim;                /* <= RQD_MAX_ACT_DIM */
+    int hidden_layers;          /* <= RQD_MAX_HIDDEN_LAYERS */
+    int hidden_width;           /* <= RQD_MAX_HIDDEN_WIDTH */
+    int ensemble;               /* <= RQD_MAX_ENSEMBLE */
+    int batch;                  /* <= RQD_MAX_BATCH */
+    long long buffer;           /* <= RQD_MAX_BUFFER */
+    long long agent_bytes;      /* <= RQD_MAX_AGENT_BYTES */
+    int transitions_per_post;
+    int obs_per_act;
+    int open_episodes;
+} rqd_limits;
+
+#define RQD_LIMITS_DEFAULT                                                                  \
+    ((rqd_limits){RQD_MAX_OBS_DIM, RQD_MAX_ACT_DIM, RQD_MAX_HIDDEN_LAYERS,                  \
+                  RQD_MAX_HIDDEN_WIDTH, RQD_MAX_ENSEMBLE, RQD_MAX_BATCH, RQD_MAX_BUFFER,    \
+                  (long long)RQD_MAX_AGENT_BYTES, RQD_DEFAULT_TRANSITIONS_PER_POST,        \
+                  RQD_DEFAULT_OBS_PER_ACT, RQD_DEFAULT_OPEN_EPISODES})
 
 #endif

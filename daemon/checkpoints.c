@@ -356,7 +356,7 @@ int rqd_ckpt_import(rqd_registry *r, const char *name, const void *data, size_t 
         rqd_agent_put(dup);
         return rqd_err_set(err, RQD_EEXIST, "name", "agent '%s' already exists", name);
     }
-    if ((rc = redq_agent_load(data, len, &core, err)) < 0)
+    if ((rc = redq_agent_load_within(data, len, &r->limits, &core, err)) < 0)
         return rc;
     redq_info ri;
     redq_agent_info(core, &ri);

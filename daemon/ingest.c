@@ -226,9 +226,10 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
     memcpy(e->last_obs, obs, sizeof(float) * (size_t)a->S);
     pthread_mutex_lock(&a->ingest_mu);
     rqd_agent_lock(a);
-    rc = a->n_open >= RQD_MAX_OPEN_EPISODES
-             ? rqd_err_set(err, RQD_EINVAL, "obs", "agent '%s' has %d open episodes, the limit",
-                           a->name, RQD_MAX_OPEN_EPISODES)
+    int cap = a->reg->limits.open_episodes;
+    rc = a->n_open >= cap
+             ? rqd_err_set(err, RQD_EINVAL, "obs", "agent '%s' has %d open episodes, the limit "
+                           "(--max-open-episodes)", a->name, cap)
              : RQD_OK;
     pthread_mutex_unlock(&a->mu);
     if (rc == RQD_OK)

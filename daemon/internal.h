@@ -9,6 +9,7 @@ struct rqd_registry {
     rqd_agent **agents;             /* sorted by name (byte order) */
     int n, cap;
     int max_agents;
+    rqd_limits limits;
     char *db_path;
     int sync_full;
     rqd_writer *writer;

@@ -184,6 +184,7 @@ int rqd_registry_count(rqd_registry *r)
 }
 
 rqd_writer *rqd_registry_writer(rqd_registry *r) { return r->writer; }
+const rqd_limits *rqd_registry_limits(const rqd_registry *r) { return &r->limits; }
 
 /* ------------------------------------------------------------------ readers */
 
@@ -262,7 +263,8 @@ int rqd_agent_create(rqd_registry *r, const char *name, int S, int A, const floa
         rqd_agent_put(dup);
         return rqd_err_set(err, RQD_EEXIST, "name", "agent '%s' already exists", name);
     }
-    if ((rc = redq_agent_new(cfg, S, A, low, high, &core, err)) < 0)
+    if ((rc = redq_limits_check(&r->limits, cfg, S, A, err)) < 0 ||
+        (rc = redq_agent_new(cfg, S, A, low, high, &core, err)) < 0)
         return rc;
     if ((text = config_text(cfg)) == NULL) {
         redq_agent_free(core);

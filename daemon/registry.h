@@ -34,7 +34,6 @@
 #define RQD_TRAIN_CHUNK 8        /* updates per lock hold at most ... */
 #define RQD_CHUNK_SECONDS 0.002  /* ... and no more than this (past one update) */
 #define RQD_POLICY_LEASE 1000    /* policy versions reserved in SQLite ahead of use */
-#define RQD_MAX_OPEN_EPISODES 10000
 
 typedef struct rqd_registry rqd_registry;
 typedef struct rqd_agent rqd_agent;
@@ -136,6 +135,7 @@ typedef struct {
     int trainer_threads;
     int max_agents;
     long long max_db_size;    /* bytes; 0 = unlimited */
+    rqd_limits limits;        /* what a request may create; stored agents load regardless */
 } rqd_registry_opts;
 
 /* Opens the database, reloads every agent (config, latest checkpoint, replay buffer,
@@ -144,6 +144,8 @@ int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *e
 /* Stops trainers after their current chunk, checkpoints every agent, stops the writer. */
 void rqd_registry_shutdown(rqd_registry *r);
 void rqd_registry_free(rqd_registry *r);
+/* The limits requests are held to (fixed after open). */
+const rqd_limits *rqd_registry_limits(const rqd_registry *r);
 
 /* Calls the waiters whose deadline passed (status 1), or all of them with status when
  * status != 1. */

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "../common/rqd_err.h"
+#include "../common/rqd_limits.h"
 
 typedef struct {
     char bind[64];
@@ -26,6 +27,7 @@ typedef struct {
     char tls_cert[512];       /* PEM certificate chain; with tls_key: HTTPS */
     char tls_key[512];        /* PEM private key */
     long long max_db_size;    /* bytes the database may grow to; 0 = unlimited */
+    rqd_limits limits;        /* what a request may create (--max-obs-dim, ...) */
 } rqd_settings;
 
 /* Fills s from defaults, then the config file (--config or REDQD_CONFIG), then REDQD_*,

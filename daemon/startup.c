@@ -205,6 +205,7 @@ int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *e
     pthread_cond_init(&r->run_cv, NULL);
     r->sync_full = o->sync_full;
     r->max_agents = o->max_agents;
+    r->limits = o->limits;
     if ((rc = store_open(o->db_path, STORE_RW, o->sync_full, 1, &s, err)) < 0)
         goto fail;
     /* --max-db-size: on the one read-write connection, before any write can happen. */

@@ -38,6 +38,47 @@ size_t redq__agent_bytes(const redq_config *c, int S, int A)
     return floats * sizeof(float);
 }
 
+/* The detail names the field and the flag, so that a client sees what to change and an
+ * operator what to raise. */
+int redq_limits_check(const rqd_limits *l, const redq_config *c, int S, int A, rqd_err *err)
+{
+    if (S > l->obs_dim)
+        return rqd_err_set(err, RQD_EINVAL, "obs_dim", "obs_dim %d is over this server's "
+                           "limit of %d (--max-obs-dim)", S, l->obs_dim);
+    if (A > l->act_dim)
+        return rqd_err_set(err, RQD_EINVAL, "action_low", "action_low has %d values "
+                           "(act_dim), over this server's limit of %d (--max-act-dim)", A,
+                           l->act_dim);
+    if (c->n_hidden > l->hidden_layers)
+        return rqd_err_set(err, RQD_EINVAL, "config.hidden_sizes", "config.hidden_sizes has "
+                           "%d layers, over this server's limit of %d (--max-hidden-layers)",
+                           c->n_hidden, l->hidden_layers);
+    for (int i = 0; i < c->n_hidden; i++)
+        if (c->hidden[i] > l->hidden_width)
+            return rqd_err_set(err, RQD_EINVAL, "config.hidden_sizes", "config.hidden_sizes: "
+                               "width %d is over this server's limit of %d "
+                               "(--max-hidden-width)", c->hidden[i], l->hidden_width);
+    if (c->ensemble_size > l->ensemble)
+        return rqd_err_set(err, RQD_EINVAL, "config.ensemble_size", "config.ensemble_size %d "
+                           "is over this server's limit of %d (--max-ensemble)",
+                           c->ensemble_size, l->ensemble);
+    if (c->batch_size > l->batch)
+        return rqd_err_set(err, RQD_EINVAL, "config.batch_size", "config.batch_size %d is "
+                           "over this server's limit of %d (--max-batch)", c->batch_size,
+                           l->batch);
+    if (c->buffer_size > l->buffer)
+        return rqd_err_set(err, RQD_EINVAL, "config.buffer_size", "config.buffer_size %lld "
+                           "is over this server's limit of %lld (--max-buffer)",
+                           c->buffer_size, l->buffer);
+    size_t bytes = redq__agent_bytes(c, S, A);
+    if ((long long)bytes > l->agent_bytes)
+        return rqd_err_set(err, RQD_EINVAL, "config.hidden_sizes", "config.hidden_sizes: "
+                           "networks of this size need %zu MiB, over this server's limit of "
+                           "%lld MiB per agent (--max-agent-memory)", bytes >> 20,
+                           l->agent_bytes >> 20);
+    return RQD_OK;
+}
+
 static int check_dims(int S, int A, const float *low, const float *high, rqd_err *err)
 {
     if (S < 1 || S > RQD_MAX_OBS_DIM)

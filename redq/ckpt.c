@@ -99,6 +99,12 @@ int redq_agent_save(const redq_agent *a, int with_buffer, rqd_buf *out, rqd_err 
 
 int redq_agent_load(const void *data, size_t len, redq_agent **out, rqd_err *err)
 {
+    return redq_agent_load_within(data, len, NULL, out, err);
+}
+
+int redq_agent_load_within(const void *data, size_t len, const rqd_limits *limits,
+                           redq_agent **out, rqd_err *err)
+{
     const unsigned char *p = data, *end;
     redq_agent *a = NULL;
     redq_config cfg;
@@ -147,7 +153,8 @@ int redq_agent_load(const void *data, size_t len, redq_agent **out, rqd_err *err
         rc = rqd_err_set(err, RQD_EINVAL, "", "checkpoint config is invalid: %s", why);
         goto out;
     }
-    if ((rc = redq__agent_alloc(&cfg, (int)S, (int)A, low, high, &a, err)) < 0)
+    if ((limits && (rc = redq_limits_check(limits, &cfg, (int)S, (int)A, err)) < 0) ||
+        (rc = redq__agent_alloc(&cfg, (int)S, (int)A, low, high, &a, err)) < 0)
         goto out;
     size_t an = a->actor_shape.total, cn = a->critic_floats;
     if (redq__get_i64(&p, end, &a->env_steps) || redq__get_i64(&p, end, &a->updates) ||

@@ -132,6 +132,12 @@ typedef struct {
     void *ctx;
 } redq_exec;
 
+/* RQD_EINVAL naming the field (obs_dim, action_low, config.hidden_sizes, ...) and the
+ * daemon flag when an agent of this shape would be past limits, including the memory
+ * estimate of its networks, optimiser state and scratch; checked before allocating. */
+int redq_limits_check(const rqd_limits *limits, const redq_config *cfg, int obs_dim,
+                      int act_dim, rqd_err *err);
+
 /* Creates an agent for observations of obs_dim floats and actions in [low, high]
  * (act_dim each). Validates cfg and the dimensions, refuses one that would need more
  * than RQD_MAX_AGENT_BYTES. The caller frees with redq_agent_free. */
@@ -183,6 +189,10 @@ int redq_agent_save(const redq_agent *a, int with_buffer, rqd_buf *out, rqd_err 
  * RQD_EINVAL and nothing is allocated. policy_version is the saved one (the caller
  * bumps it where API.md says a load counts as a new policy). */
 int redq_agent_load(const void *data, size_t len, redq_agent **out, rqd_err *err);
+/* redq_agent_load that also refuses, before allocating, a saved agent past the limits
+ * (redq_limits_check); limits NULL checks the ceilings only. */
+int redq_agent_load_within(const void *data, size_t len, const rqd_limits *limits,
+                           redq_agent **out, rqd_err *err);
 
 /* ------------------------------------------------------------------ policy snapshots */
 

@@ -1,6 +1,7 @@
 /* tests/unit/test_ckpt.c: the saved state: a bit-exact round trip, continuing after a
  * load exactly as if never stopped (REDQ.md "Reproducibility"), and refusal of truncated,
  * corrupted and unknown-version blobs. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -127,6 +128,65 @@ START_TEST(truncated_corrupted_and_unknown_version_are_refused)
 }
 END_TEST
 
+/* Each limit refuses one past it and names its field; the defaults are the ceilings,
+ * and a saved agent past a limit is refused by load_within before anything is built. */
+START_TEST(limits_name_field_and_flag)
+{
+    redq_config c = test_config(2);
+    rqd_limits l = RQD_LIMITS_DEFAULT;
+    rqd_err err = {0};
+    static const struct {
+        size_t off;
+        long long at;
+        const char *field, *flag;
+    } cases[] = {
+        {offsetof(rqd_limits, obs_dim), 5, "obs_dim", "--max-obs-dim"},
+        {offsetof(rqd_limits, act_dim), 2, "action_low", "--max-act-dim"},
+        {offsetof(rqd_limits, hidden_layers), 2, "config.hidden_sizes", "--max-hidden-layers"},
+        {offsetof(rqd_limits, hidden_width), 16, "config.hidden_sizes", "--max-hidden-width"},
+        {offsetof(rqd_limits, ensemble), 3, "config.ensemble_size", "--max-ensemble"},
+        {offsetof(rqd_limits, batch), 7, "config.batch_size", "--max-batch"},
+    };
+
+    ck_assert_int_eq(redq_limits_check(&l, &c, 5, 2, &err), RQD_OK);
+    ck_assert_int_eq(l.obs_dim, RQD_MAX_OBS_DIM);
+    ck_assert(l.agent_bytes == (long long)RQD_MAX_AGENT_BYTES);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rqd_limits t = l;
+        int *v = (int *)((char *)&t + cases[i].off);
+        *v = (int)cases[i].at;
+        ck_assert_int_eq(redq_limits_check(&t, &c, 5, 2, &err), RQD_OK); /* at it */
+        *v = (int)cases[i].at - 1;
+        ck_assert_int_eq(redq_limits_check(&t, &c, 5, 2, &err), RQD_EINVAL);
+        ck_assert_str_eq(err.field, cases[i].field);
+        ck_assert_msg(strstr(err.msg, cases[i].flag) != NULL, "%s", err.msg);
+    }
+    rqd_limits t = l;
+    t.buffer = c.buffer_size - 1;
+    ck_assert_int_eq(redq_limits_check(&t, &c, 5, 2, &err), RQD_EINVAL);
+    ck_assert_str_eq(err.field, "config.buffer_size");
+    t = l;
+    t.agent_bytes = (long long)redq__agent_bytes(&c, 5, 2);
+    ck_assert_int_eq(redq_limits_check(&t, &c, 5, 2, &err), RQD_OK);
+    t.agent_bytes--;
+    ck_assert_int_eq(redq_limits_check(&t, &c, 5, 2, &err), RQD_EINVAL);
+    ck_assert_msg(strstr(err.msg, "--max-agent-memory") != NULL, "%s", err.msg);
+
+    redq_agent *a = test_agent(&c, 5, 2), *b = NULL;
+    rqd_buf s;
+    test_save(a, 1, &s);
+    t = l;
+    t.obs_dim = 4;
+    ck_assert_int_eq(redq_agent_load_within(s.data, s.len, &t, &b, &err), RQD_EINVAL);
+    ck_assert_ptr_null(b);
+    ck_assert_str_eq(err.field, "obs_dim");
+    ck_assert_int_eq(redq_agent_load_within(s.data, s.len, &l, &b, &err), RQD_OK);
+    redq_agent_free(b);
+    rqd_buf_free(&s);
+    redq_agent_free(a);
+}
+END_TEST
+
 Suite *suite_ckpt(void)
 {
     Suite *s = suite_create("ckpt");
@@ -135,6 +195,7 @@ Suite *suite_ckpt(void)
     tcase_add_test(tc, continuing_after_a_load_equals_never_stopping);
     tcase_add_test(tc, without_buffer_loads_learner_only);
     tcase_add_test(tc, truncated_corrupted_and_unknown_version_are_refused);
+    tcase_add_test(tc, limits_name_field_and_flag);
     suite_add_tcase(s, tc);
     return s;
 }
