@@ -19,6 +19,9 @@ typedef struct {
     int sync_timeout;
     const char *tls_cert;     /* "" = plain HTTP */
     const char *tls_key;
+    int max_per_ip;           /* connections from one address; 0 = no such limit */
+    int header_timeout;       /* seconds to send a request's line and headers */
+    long long min_upload_rate;/* bytes/s a body must keep coming at; 0 = no such rule */
 } api_opts;
 
 /* Starts the HTTP server: HTTPS only when tls_cert and tls_key are both set (their PEM
@@ -31,6 +34,9 @@ void api_stop_accepting(api_server *s);
 /* Resumes every suspended request (they answer 503) and waits until none is left:
  * MHD forbids stopping the daemon with a suspended connection. */
 void api_resume_all(api_server *s);
+/* Closes the connections past their request deadline (api/deadline.c); returns how
+ * many. Called every second by the main loop. */
+int api_deadline_reap(api_server *s);
 /* Rereads the token file (SIGHUP); on failure the old token stays. */
 int api_reload_token(api_server *s, rqd_err *err);
 void api_free(api_server *s); /* stops the HTTP daemon; NULL is a no-op */

@@ -174,6 +174,11 @@ int h_metrics(api_req *r)
              (double)atomic_load(&s->lat_sum_us[i]) * 1e-6);
         line(&b, "redqd_http_request_duration_seconds_count{route=\"%s\"} %lld\n", label, cum);
     }
+    help(&b, "redqd_http_slow_connections_closed_total", "counter",
+         "Connections closed for not sending their request in time (--request-header-timeout, "
+         "--min-upload-rate).");
+    line(&b, "redqd_http_slow_connections_closed_total %lld\n",
+         (long long)atomic_load(&s->slow_closed));
     long long commits, failures;
     double secs;
     rqd_writer_stats(rqd_registry_writer(s->reg), &commits, &secs, &failures);

@@ -9,11 +9,13 @@
  * neither, only plain HTTP; with one of them it refuses to start. Both PEM files are read
  * once at start (a new certificate needs a restart, unlike the token).
  *
- * Limits on clients come from MHD: --connection-timeout closes a connection that has
- * been silent that long (slow or stalled clients, during the TLS handshake too),
- * --max-connections bounds open connections (past it new ones wait in the kernel's
- * backlog), and MHD's per-connection memory pool (32 KiB) bounds the request line and
- * headers (past it 414 or 431 and the connection is closed).
+ * Limits on clients: --connection-timeout (MHD) closes a connection that has been silent
+ * that long (stalled clients, during the TLS handshake too); api/deadline.c closes one
+ * whose request trickles in past --request-header-timeout / --min-upload-rate;
+ * --max-connections and --max-connections-per-ip (MHD) bound open connections (past the
+ * first new ones wait in the kernel's backlog, past the second they are closed); MHD's
+ * per-connection memory pool (32 KiB) bounds the request line and headers (past it 414
+ * or 431 and the connection is closed).
  *
  * THREADS
  * -------
@@ -51,7 +53,7 @@ typedef struct {
     rqd_buf tls_key;        /* idem; explicit_bzero'd before it is freed */
 } api_http;
 
-static double mono(void)
+double api_mono(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -268,19 +270,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         r->srv = s;
         r->conn = conn;
-        r->t0 = mono();
+        r->t0 = api_mono();
         r->route_index = -1;
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->path, sizeof r->path, "%s", url);
         r->is_head = strcmp(method, "HEAD") == 0;
+        r->dl = api_deadline_of(conn);
+        api_deadline_headers_done(s, r->dl);
         *req_cls = r;
         return (enum MHD_Result)first_call(s, r, url, method);
     }
     if (r->answered) { /* answered early: swallow the rest of the upload */
+        api_deadline_body(s, r->dl, *size);
         *size = 0;
         return MHD_YES;
     }
     if (*size != 0) {
+        api_deadline_body(s, r->dl, *size);
         if (!r->body_error && rqd_buf_append(&r->body, data, *size) < 0) {
             r->body_error = RQD_ETOOBIG;
             rqd_buf_free(&r->body);
@@ -294,6 +300,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->waiting = 0;
         return (enum MHD_Result)r->after_wake(r);
     }
+    api_deadline_clear(s, r->dl);
     /* The body is complete: keep it NUL-terminated for the JSON parser (STYLE trap). */
     if (rqd_buf_append(&r->body, "", 1) == 0)
         r->body.len--;
@@ -309,7 +316,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     (void)toe;
     if (r == NULL)
         return;
-    double dt = mono() - r->t0;
+    double dt = api_mono() - r->t0;
     int idx = r->route_index >= 0 ? r->route_index : API_MAX_ROUTES;
     int cls_i = r->status >= 100 && r->status < 600 ? (int)(r->status / 100) : 0;
     atomic_fetch_add(&s->req_count[idx][cls_i], 1);
@@ -321,6 +328,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     atomic_fetch_add(&s->lat_bucket[idx][b], 1);
     atomic_fetch_add(&s->lat_sum_us[idx], (long long)(dt * 1e6));
     LOG(LOG_DEBUG, "%s %s %u %.2f ms", r->method, r->path, r->status, dt * 1e3);
+    api_deadline_next_request(s, r->dl);
     rqd_agent_put(r->agent);
     if (r->job_free)
         r->job_free(r->job);
@@ -487,7 +495,7 @@ int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *e
     }
     h->s.o = *o;
     h->s.reg = reg;
-    h->s.started = mono();
+    h->s.started = api_mono();
     pthread_mutex_init(&h->s.token_mu, NULL);
     if ((rc = api_reload_token(&h->s, err)) < 0)
         goto out;
@@ -509,8 +517,9 @@ int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *e
                                           h->tls_cert.data};
     tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key.data};
     tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    if (api_offload_start(&h->s) < 0) {
-        rc = rqd_err_set(err, RQD_ENOMEM, "", "cannot start the offload threads");
+    if (api_deadline_init(&h->s, o->header_timeout, o->min_upload_rate) < 0 ||
+        api_offload_start(&h->s) < 0) {
+        rc = rqd_err_set(err, RQD_ENOMEM, "", "cannot start the HTTP server's threads (out of memory)");
         goto out;
     }
     h->s.mhd = MHD_start_daemon(
@@ -521,6 +530,8 @@ int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *e
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)o->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->connection_timeout,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, &h->s,
+        MHD_OPTION_NOTIFY_CONNECTION, api_deadline_on_connection, &h->s,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)o->max_per_ip,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
@@ -570,6 +581,7 @@ void api_free(api_server *s)
     if (h->s.mhd)
         MHD_stop_daemon(h->s.mhd);
     api_offload_stop(&h->s); /* after MHD: no request can queue work any more */
+    api_deadline_free(&h->s);
     pthread_mutex_destroy(&h->s.token_mu);
     explicit_bzero(h->s.token, sizeof h->s.token);
     pem_free(&h->tls_cert);

@@ -11,6 +11,8 @@
 
 typedef struct cJSON cJSON;
 typedef struct api_req api_req;
+typedef struct api_conn api_conn;
+typedef struct api_deadlines api_deadlines;
 
 enum { BODY_NONE = 0, BODY_JSON = 1, BODY_OCTETS = 2 };
 
@@ -36,6 +38,8 @@ struct api_server {
     atomic_int suspended;       /* connections currently suspended */
     struct api_offload *offload; /* threads for work that would block an HTTP thread */
     double started;             /* monotonic seconds */
+    api_deadlines *deadlines;   /* api/deadline.c */
+    atomic_llong slow_closed;   /* connections closed past their deadline */
     /* metrics: requests by route and status class, latency histogram */
     atomic_llong req_count[API_MAX_ROUTES + 1][6];
     atomic_llong lat_bucket[API_MAX_ROUTES + 1][12];
@@ -57,6 +61,7 @@ struct api_req {
     int answered;
     unsigned status;
     double t0;
+    api_conn *dl;               /* the connection's deadline (api/deadline.c) */
 
     /* A suspended request (sync posts, train calls). */
     rqd_waiter w;
@@ -70,6 +75,20 @@ struct api_req {
     void *job;                  /* an offloaded request's parsed input ... */
     void (*job_free)(void *job); /* ... freed in on_completed */
 };
+
+/* ---- request deadlines (api/deadline.c) ---- */
+double api_mono(void); /* CLOCK_MONOTONIC seconds */
+int api_deadline_init(api_server *s, int header_timeout, long long min_rate);
+void api_deadline_free(api_server *s);
+/* MHD_OPTION_NOTIFY_CONNECTION: tracks each connection from accept to close. */
+void api_deadline_on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                                enum MHD_ConnectionNotificationCode code);
+api_conn *api_deadline_of(struct MHD_Connection *conn); /* NULL: untracked */
+/* The request's phases; each takes a NULL conn as a no-op. */
+void api_deadline_headers_done(api_server *s, api_conn *c);
+void api_deadline_body(api_server *s, api_conn *c, size_t n);
+void api_deadline_clear(api_server *s, api_conn *c);        /* body complete */
+void api_deadline_next_request(api_server *s, api_conn *c); /* answer sent */
 
 /* ---- responses: each queues the answer and returns the MHD result ---- */
 int api_reply_json_take(api_req *r, unsigned status, cJSON *obj);      /* takes obj */

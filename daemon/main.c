@@ -96,6 +96,7 @@ static void on_tick(uv_timer_t *t)
     rqd *d = t->data;
     rqd_registry_flush_stats(d->reg);
     rqd_registry_wake_waiters(d->reg, 1, 0.0 + (double)uv_hrtime() * 1e-9);
+    api_deadline_reap(d->api);
     if (d->watchdog_every && ++d->ticks % d->watchdog_every == 0)
         rqd_notify("WATCHDOG=1");
 }
@@ -148,7 +149,8 @@ int main(int argc, char **argv)
     }
     api_opts ao = {d.set.bind, d.set.port, d.set.http_threads, d.set.max_body, d.set.max_import,
                    d.set.token_file, d.set.max_connections, d.set.connection_timeout,
-                   d.set.sync_timeout, d.set.tls_cert, d.set.tls_key};
+                   d.set.sync_timeout, d.set.tls_cert, d.set.tls_key, d.set.max_per_ip,
+                   d.set.header_timeout, d.set.min_upload_rate};
     if (api_start(&ao, d.reg, &d.api, &err) < 0) {
         LOG(LOG_ERR, "%s", err.msg);
         rqd_registry_shutdown(d.reg);

@@ -589,6 +589,162 @@ class SlowClientTest(DaemonTestCase):
         self.assertOK(self.c.get("/v1/health"))
 
 
+# ------------------------------------------------------------------ trickling clients
+
+def trickle(port, head, pieces, every, timeout=10.0):
+    """Sends head, then each of pieces every `every` seconds, on one connection, until the
+    server answers or closes it. Returns (bytes received, seconds from the first byte
+    until the close or the answer, closed by the server)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    t0 = time.monotonic()
+    got = b""
+    try:
+        s.sendall(head)
+        for piece in pieces:
+            s.settimeout(every)
+            try:
+                b = s.recv(65536)
+                if not b:
+                    return got, time.monotonic() - t0, True
+                got += b
+                break  # answered
+            except socket.timeout:
+                pass
+            try:
+                s.sendall(piece)
+            except OSError:  # reset by the server
+                return got, time.monotonic() - t0, True
+        s.settimeout(timeout)
+        while True:
+            try:
+                b = s.recv(65536)
+            except socket.timeout:
+                return got, time.monotonic() - t0, False
+            except ConnectionResetError:
+                return got, time.monotonic() - t0, True
+            if not b:
+                return got, time.monotonic() - t0, True
+            got += b
+            if status_of(got) is not None and b"\r\n\r\n" in got and len(got) > 200:
+                return got, time.monotonic() - t0, False
+    finally:
+        s.close()
+
+
+class TrickleTest(DaemonTestCase):
+    """--request-header-timeout 2 and --min-upload-rate 1000: a client that keeps a
+    connection alive with a byte now and then (never silent for --connection-timeout 8)
+    is still closed once its request is late (the deadline runs from the first byte,
+    seen within the 1 s tick: 2 to 4 s); a slow but steady upload goes through; an idle
+    keep-alive connection is left to the idle timeout."""
+    daemon_args = ("--connection-timeout", "8", "--request-header-timeout", "2",
+                   "--min-upload-rate", "1000")
+
+    def slow_closed(self):
+        m = self.c.get("/metrics").body.decode()
+        for ln in m.splitlines():
+            if ln.startswith("redqd_http_slow_connections_closed_total "):
+                return int(ln.split()[1])
+        self.fail("no redqd_http_slow_connections_closed_total in /metrics")
+
+    def test_headers_a_byte_at_a_time_are_cut(self):
+        before = self.slow_closed()
+        req = b"GET /v1/health HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 200 + b"\r\n\r\n"
+        got, dt, closed = trickle(self.daemon.port, req[:1], [req[i:i + 1] for i in
+                                                            range(1, len(req))], 0.3)
+        self.assertTrue(closed, "a trickled request was still open after %.1f s" % dt)
+        self.assertIsNone(status_of(got), got[:200])
+        self.assertGreater(dt, 1.5)
+        self.assertLess(dt, 5.5, "closed after %.2f s (header deadline 2 s, idle timeout 8 s)"
+                        % dt)
+        self.assertEqual(self.slow_closed(), before + 1)
+        self.assertIn("closed a slow connection from 127.0.0.1: request headers",
+                      open(self.daemon.log_path, encoding="utf-8", errors="replace").read())
+
+    def test_body_below_the_minimum_rate_is_cut(self):
+        self.create("tr", obs_dim=1, act_dim=1)
+        head = (b"POST /v1/agents/tr/transitions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                b"application/json\r\nContent-Length: 100000\r\n\r\n")
+        got, dt, closed = trickle(self.daemon.port, head, [b" " * 20] * 40, 0.3)
+        self.assertTrue(closed, "a trickled body was still open after %.1f s" % dt)
+        self.assertIsNone(status_of(got), got[:200])
+        self.assertLess(dt, 5.5, "closed after %.2f s" % dt)
+        self.assertEqual(self.state("tr")["env_steps"], 0)
+
+    def test_slow_but_steady_upload_goes_through(self):
+        # 48 KiB at about 8 KiB/s: 6 s in all, three times the header deadline, but well
+        # above the minimum rate
+        row = {"obs": [0.0], "action": [0.0], "reward": 0.0, "next_obs": [0.0],
+               "terminated": False, "truncated": False}
+        self.create("steady", obs_dim=1, act_dim=1)
+        body = json.dumps({"transitions": [row] * 3}).encode()
+        body = body[:-1] + b" " * (48 * 1024 - len(body)) + b"}"
+        head = (b"POST /v1/agents/steady/transitions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        pieces = [body[i:i + 4096] for i in range(0, len(body), 4096)]
+        got, dt, _ = trickle(self.daemon.port, head, pieces, 0.5)
+        self.assertEqual(status_of(got), 200, got[:300])
+        self.assertGreater(dt, 4.0)
+        self.assertEqual(self.state("steady")["env_steps"], 3)
+
+    def test_keep_alive_requests_each_get_their_own_deadline(self):
+        s = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10)
+        try:
+            # 4 requests, 3.5 s apart on one connection: idle far past the header
+            # deadline between them, which only counts once a request begins
+            for _ in range(4):
+                s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+                got = b""
+                while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
+                    b = s.recv(65536)
+                    self.assertTrue(b, "closed between keep-alive requests")
+                    got += b
+                self.assertEqual(status_of(got), 200)
+                time.sleep(3.5)
+        finally:
+            s.close()
+
+    def test_waiting_sync_request_is_not_cut(self):
+        # a sync-mode post waits for its updates far longer than the header deadline
+        # without being closed: only receiving the request has a deadline
+        self.create("sy", obs_dim=1, act_dim=1, training="sync", update_per_step=50,
+                    hidden_sizes=[256, 256], ensemble_size=10, batch_size=256,
+                    start_timesteps=0)
+        row = {"obs": [0.1], "action": [0.2], "reward": 1.0, "next_obs": [0.3],
+               "terminated": False, "truncated": False}
+        t0 = time.monotonic()
+        r = self.c.post("/v1/agents/sy/transitions", {"transitions": [row] * 300})
+        dt = time.monotonic() - t0
+        self.assertStatus(r, 200)
+        if dt < 3.0:
+            self.skipTest("the sync post only waited %.1f s on this machine" % dt)
+
+
+class PerAddressLimitTest(DaemonTestCase):
+    """--max-connections-per-ip 4: a fifth connection from 127.0.0.1 is refused while four
+    are open, and served once they go."""
+    daemon_args = ("--max-connections-per-ip", "4")
+
+    def test_fifth_connection_from_one_address(self):
+        self.daemon.client.close()
+        socks = [socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10)
+                 for _ in range(4)]
+        try:
+            for s in socks:  # each answered once, so MHD has surely taken all four
+                s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(status_of(s.recv(65536)), 200)
+            got, _, closed = raw_exchange(self.daemon.port,
+                                          b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n",
+                                          timeout=5)
+            self.assertTrue(closed, "a fifth connection stayed open; it got %r" % got[:200])
+            self.assertIsNone(status_of(got), got[:200])
+        finally:
+            for s in socks:
+                s.close()
+        time.sleep(0.3)
+        self.assertEqual(health_ok(self.daemon.port), 200)
+
+
 # ------------------------------------------------------------------ connection cap
 
 class ConnectionLimitTest(DaemonTestCase):
