@@ -188,6 +188,9 @@ int h_metrics(api_req *r)
     line(&b, "redqd_db_commit_seconds_total %.6f\n", secs);
     help(&b, "redqd_db_write_failures_total", "counter", "Failed write transactions.");
     line(&b, "redqd_db_write_failures_total %lld\n", failures);
+    help(&b, "redqd_stats_rows_dropped_total", "counter", "Stats rows given up because the "
+         "database refused writes for too long (the others are written once it has room).");
+    line(&b, "redqd_stats_rows_dropped_total %lld\n", rqd_registry_stats_dropped(s->reg));
     if (b.data == NULL)
         return api_problem_status(r, 503, "unavailable", "out of memory");
     return api_reply_bytes_take(r, 200, "text/plain; version=0.0.4", b.data, b.len);

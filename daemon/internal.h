@@ -27,10 +27,17 @@ struct rqd_registry {
     int n_trainers;
     int busy;                       /* trainers inside a chunk (under run_mu) */
     struct rqd_pool *pool;          /* splits one agent's ensemble when it trains alone */
+
+    pthread_mutex_t stats_mu;       /* stats rows whose write failed (disk full) */
+    struct stats_job *stats_retry;  /* oldest first, posted again at the next flush */
+    struct stats_job *stats_retry_tail;
+    long long stats_retry_rows;
+    atomic_llong stats_dropped;     /* rows given up past RQD_STATS_RETRY_ROWS */
 };
 
 /* Monotonic seconds, and the current UTC time as RFC 3339 with milliseconds. */
 double rqd__mono(void);
+void rqd__stats_retry_free(rqd_registry *r); /* after the writer stopped */
 void rqd__now_rfc3339(char out[32]);
 
 /* Updates one transition owes (API.md "Updates are owed only once ..."), given env_steps

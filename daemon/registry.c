@@ -449,7 +449,15 @@ void rqd_registry_wake_waiters(rqd_registry *r, int status, double now)
     rqd_agent_list_free(v, n);
 }
 
-typedef struct {
+/* Stats rows whose write failed (the disk full, an I/O error) are kept and written
+ * again at the next flush, before newer ones, so that the stats table has no hole once
+ * space returns. At most this many wait (about 25 MiB); past it the oldest are given up,
+ * counted in redqd_stats_rows_dropped_total and logged. */
+#define RQD_STATS_RETRY_ROWS (1 << 18)
+
+typedef struct stats_job {
+    struct stats_job *next;
+    rqd_registry *reg;
     int64_t agent;
     store_stats_row *rows;
     int n;
@@ -461,18 +469,79 @@ static int do_stats(store *s, void *arg, rqd_err *err)
     return store_stats_append(s, j->agent, j->rows, j->n, err);
 }
 
-static void free_stats_job(void *arg, int rc)
+static void stats_job_free(stats_job *j)
 {
-    (void)rc; /* rows that could not be written are lost: they are statistics */
-    stats_job *j = arg;
     free(j->rows);
     free(j);
+}
+
+/* The writer's callback: a job that failed for want of space or I/O is kept for the next
+ * flush; one refused otherwise (the agent was deleted) goes. */
+static void stats_done(void *arg, int rc)
+{
+    stats_job *j = arg;
+    rqd_registry *r = j->reg;
+    long long dropped = 0;
+
+    if (rc != RQD_EIO) {
+        stats_job_free(j);
+        return;
+    }
+    pthread_mutex_lock(&r->stats_mu);
+    j->next = NULL;
+    if (r->stats_retry_tail)
+        r->stats_retry_tail->next = j;
+    else
+        r->stats_retry = j;
+    r->stats_retry_tail = j;
+    r->stats_retry_rows += j->n;
+    while (r->stats_retry_rows > RQD_STATS_RETRY_ROWS && r->stats_retry != j) {
+        stats_job *old = r->stats_retry;
+        r->stats_retry = old->next;
+        r->stats_retry_rows -= old->n;
+        dropped += old->n;
+        stats_job_free(old);
+    }
+    pthread_mutex_unlock(&r->stats_mu);
+    if (dropped > 0) {
+        atomic_fetch_add(&r->stats_dropped, dropped);
+        LOG(LOG_WARNING, "%lld stats rows given up: the database has refused writes for a "
+            "while (more than %d rows waiting)", dropped, RQD_STATS_RETRY_ROWS);
+    }
+}
+
+void rqd__stats_retry_free(rqd_registry *r)
+{
+    while (r->stats_retry) {
+        stats_job *j = r->stats_retry;
+        r->stats_retry = j->next;
+        stats_job_free(j);
+    }
+    r->stats_retry_tail = NULL;
+    r->stats_retry_rows = 0;
+}
+
+long long rqd_registry_stats_dropped(rqd_registry *r)
+{
+    return atomic_load(&r->stats_dropped);
 }
 
 void rqd_registry_flush_stats(rqd_registry *r)
 {
     rqd_agent **v;
     int n;
+
+    /* The rows that failed before go first (the writer's queue is FIFO). */
+    pthread_mutex_lock(&r->stats_mu);
+    stats_job *retry = r->stats_retry;
+    r->stats_retry = r->stats_retry_tail = NULL;
+    r->stats_retry_rows = 0;
+    pthread_mutex_unlock(&r->stats_mu);
+    while (retry) {
+        stats_job *next = retry->next;
+        rqd_writer_post(r->writer, do_stats, retry, stats_done);
+        retry = next;
+    }
     if (rqd_agent_list(r, &v, &n) < 0)
         return;
     for (int i = 0; i < n; i++) {
@@ -480,6 +549,7 @@ void rqd_registry_flush_stats(rqd_registry *r)
         if (j == NULL)
             break;
         rqd_agent_lock(v[i]);
+        j->reg = r;
         j->agent = v[i]->id;
         j->rows = v[i]->rows;
         j->n = v[i]->n_rows;
@@ -487,9 +557,9 @@ void rqd_registry_flush_stats(rqd_registry *r)
         v[i]->n_rows = v[i]->cap_rows = 0;
         pthread_mutex_unlock(&v[i]->mu);
         if (j->n == 0)
-            free_stats_job(j, 0);
+            stats_job_free(j);
         else
-            rqd_writer_post(r->writer, do_stats, j, free_stats_job);
+            rqd_writer_post(r->writer, do_stats, j, stats_done);
     }
     rqd_agent_list_free(v, n);
 }

@@ -150,12 +150,15 @@ const rqd_limits *rqd_registry_limits(const rqd_registry *r);
 /* Calls the waiters whose deadline passed (status 1), or all of them with status when
  * status != 1. */
 void rqd_registry_wake_waiters(rqd_registry *r, int status, double now);
-/* Hands buffered stats rows to the writer (the loop calls it every second). */
+/* Hands buffered stats rows to the writer (the loop calls it every second), after those
+ * whose write failed before (they are kept, up to a bound, until the disk has room). */
 void rqd_registry_flush_stats(rqd_registry *r);
 /* One progress line per agent that trained since the last call. */
 void rqd_registry_log_progress(rqd_registry *r);
 
 int rqd_registry_count(rqd_registry *r);
+/* Stats rows given up because the database refused writes too long (for /metrics). */
+long long rqd_registry_stats_dropped(rqd_registry *r);
 rqd_writer *rqd_registry_writer(rqd_registry *r);
 
 /* A read-only connection for the calling thread's request; give it back with

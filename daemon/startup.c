@@ -202,6 +202,7 @@ int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *e
     pthread_mutex_init(&r->mu, NULL);
     pthread_mutex_init(&r->rd_mu, NULL);
     pthread_mutex_init(&r->run_mu, NULL);
+    pthread_mutex_init(&r->stats_mu, NULL);
     pthread_cond_init(&r->run_cv, NULL);
     r->sync_full = o->sync_full;
     r->max_agents = o->max_agents;
@@ -295,5 +296,7 @@ void rqd_registry_free(rqd_registry *r)
     pthread_mutex_destroy(&r->rd_mu);
     pthread_mutex_destroy(&r->run_mu);
     pthread_cond_destroy(&r->run_cv);
+    rqd__stats_retry_free(r);
+    pthread_mutex_destroy(&r->stats_mu);
     free(r);
 }

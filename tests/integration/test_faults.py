@@ -92,6 +92,14 @@ def clean_env():
             if not k.startswith("REDQD_") and k != "JOURNAL_STREAM"}
 
 
+def metric(text, name):
+    """The value of an unlabelled series in Prometheus text."""
+    for ln in text.splitlines():
+        if ln.startswith(name + " "):
+            return float(ln.split()[1])
+    raise AssertionError("no %s in /metrics" % name)
+
+
 class FaultCase(DaemonTestCase):
     """Each test makes its own daemons (new_daemon); their logs are printed when the test
     fails, and they are killed and removed after it."""
@@ -305,6 +313,29 @@ class TmpfsFullTest(FaultCase):
         self.assertStopsCleanly(d)
         d.start()
         self.assertEqual(self.env_steps("a"), acked + 10)
+
+    def test_stats_rows_made_while_full_are_written_when_space_returns(self):
+        """Training goes on with the disk full; its stats rows wait in memory and are
+        all written, none missing and in order, once the disk has room again."""
+        d, acked, _ = self.start_full()
+        rows0 = self.assertOK(self.c.get("/v1/agents/a/stats?limit=100000"))["rows"]
+        u0 = self.state("a")["updates"]
+        r = self.assertOK(self.c.post("/v1/agents/a/train", {"updates": 40}))
+        self.assertEqual(r["updates"], u0 + 40)
+        time.sleep(2.5)  # two flushes, both refused
+        m = self.c.get("/metrics").body.decode()
+        self.assertGreater(metric(m, "redqd_db_write_failures_total"), 0)
+        self.assertEqual(metric(m, "redqd_stats_rows_dropped_total"), 0)
+        self.grow()
+        want = list(range(u0 + 2, u0 + 41, 2))  # actor_delay 2: a row every 2 updates
+
+        def written():
+            rows = self.c.get("/v1/agents/a/stats?limit=100000").json()["rows"]
+            return [x["update"] for x in rows[len(rows0):]] == want
+        self.wait_until(written, timeout=10, what="the stats rows made while full")
+        rows = self.c.get("/v1/agents/a/stats?limit=100000").json()["rows"]
+        self.assertEqual([x["row"] for x in rows], sorted(x["row"] for x in rows))
+        self.assertStopsCleanly(d)
 
     def test_sigterm_while_the_disk_is_full(self):
         d, acked, body = self.start_full()
