@@ -110,6 +110,7 @@ int h_metrics(api_req *r)
             {"redqd_agent_alpha", "gauge", "Entropy coefficient."},
             {"redqd_agent_critic_loss", "gauge", "Latest critic loss."},
             {"redqd_agent_actor_loss", "gauge", "Latest actor loss."},
+            {"redqd_agent_alpha_loss", "gauge", "Latest entropy-coefficient loss (auto alpha)."},
             {"redqd_agent_q_mean", "gauge", "Latest mean Q over batch and ensemble."},
             {"redqd_agent_q_std", "gauge", "Latest mean spread of Q across the ensemble."},
             {"redqd_agent_episodes_total", "counter", "Explore episodes ended."},
@@ -117,6 +118,7 @@ int h_metrics(api_req *r)
             {"redqd_agent_policy_version", "gauge", "Published policy version."},
             {"redqd_agent_updates_per_second", "gauge", "Recent training rate."},
             {"redqd_agent_memory_bytes", "gauge", "Memory held by networks, optimisers and buffer."},
+            {"redqd_agent_checkpoint_bytes", "gauge", "Size of the latest checkpoint."},
         };
         rqd_agent_state *st = calloc((size_t)(n ? n : 1), sizeof *st);
         for (int i = 0; st && i < n; i++)
@@ -130,10 +132,12 @@ int h_metrics(api_req *r)
                                 (double)x->info.buffer_len, x->info.alpha,
                                 x->have_stats ? finite_or_nan(x->last.critic_loss) : NAN,
                                 x->have_stats ? finite_or_nan(x->last.actor_loss) : NAN,
+                                x->have_stats ? finite_or_nan(x->last.alpha_loss) : NAN,
                                 x->have_stats ? finite_or_nan(x->last.q_mean) : NAN,
                                 x->have_stats ? finite_or_nan(x->last.q_std) : NAN,
                                 (double)x->episodes_done, x->last_return,
-                                (double)x->info.policy_version, x->ups, (double)x->info.bytes};
+                                (double)x->info.policy_version, x->ups, (double)x->info.bytes,
+                                x->have_ckpt ? (double)x->last_ckpt.bytes : NAN};
                 line(&b, "%s{agent=\"%s\"} %.10g\n", am[m].name, v[i]->name, val[m]);
             }
         }
@@ -179,15 +183,24 @@ int h_metrics(api_req *r)
          "--min-upload-rate).");
     line(&b, "redqd_http_slow_connections_closed_total %lld\n",
          (long long)atomic_load(&s->slow_closed));
-    long long commits, failures;
-    double secs;
-    rqd_writer_stats(rqd_registry_writer(s->reg), &commits, &secs, &failures);
-    help(&b, "redqd_db_commits_total", "counter", "SQLite write transactions (group commits).");
-    line(&b, "redqd_db_commits_total %lld\n", commits);
-    help(&b, "redqd_db_commit_seconds_total", "counter", "Seconds spent in write transactions.");
-    line(&b, "redqd_db_commit_seconds_total %.6f\n", secs);
+    rqd_writer_counts wc;
+    long long cum = 0;
+    rqd_writer_stats(rqd_registry_writer(s->reg), &wc);
+    help(&b, "redqd_db_commit_duration_seconds", "histogram",
+         "SQLite write transactions (group commits) and how long each took.");
+    for (int i = 0; i <= RQD_COMMIT_BUCKETS; i++) {
+        char bound[32];
+        cum += wc.bucket[i];
+        if (i < RQD_COMMIT_BUCKETS)
+            snprintf(bound, sizeof bound, "%g", rqd_commit_bounds[i]);
+        else
+            snprintf(bound, sizeof bound, "+Inf");
+        line(&b, "redqd_db_commit_duration_seconds_bucket{le=\"%s\"} %lld\n", bound, cum);
+    }
+    line(&b, "redqd_db_commit_duration_seconds_sum %.6f\n", wc.seconds);
+    line(&b, "redqd_db_commit_duration_seconds_count %lld\n", wc.commits);
     help(&b, "redqd_db_write_failures_total", "counter", "Failed write transactions.");
-    line(&b, "redqd_db_write_failures_total %lld\n", failures);
+    line(&b, "redqd_db_write_failures_total %lld\n", wc.failures);
     help(&b, "redqd_stats_rows_dropped_total", "counter", "Stats rows given up because the "
          "database refused writes for too long (the others are written once it has room).");
     line(&b, "redqd_stats_rows_dropped_total %lld\n", rqd_registry_stats_dropped(s->reg));

@@ -26,9 +26,11 @@ struct rqd_writer {
     pthread_cond_t done;   /* waiters: some job finished */
     job *head, *tail;
     int stopping, started;
-    long long commits, failures;
-    double seconds;
+    rqd_writer_counts counts;
 };
+
+const double rqd_commit_bounds[RQD_COMMIT_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                      0.025,  0.05,  0.1,    0.5,   2.5};
 
 static double now_s(void)
 {
@@ -101,9 +103,13 @@ static void *writer_main(void *p)
         double dt;
         int failed = run_batch(w, batch, &dt) < 0;
         pthread_mutex_lock(&w->mu);
-        w->commits++;
-        w->failures += failed;
-        w->seconds += dt;
+        int b = 0;
+        while (b < RQD_COMMIT_BUCKETS && dt > rqd_commit_bounds[b])
+            b++;
+        w->counts.commits++;
+        w->counts.failures += failed;
+        w->counts.seconds += dt;
+        w->counts.bucket[b]++;
         for (job *j = batch, *next; j; j = next) {
             next = j->next;
             if (j->waited) {
@@ -216,11 +222,9 @@ void rqd_writer_free(rqd_writer *w)
     free(w);
 }
 
-void rqd_writer_stats(rqd_writer *w, long long *commits, double *seconds, long long *failures)
+void rqd_writer_stats(rqd_writer *w, rqd_writer_counts *out)
 {
     pthread_mutex_lock(&w->mu);
-    *commits = w->commits;
-    *seconds = w->seconds;
-    *failures = w->failures;
+    *out = w->counts;
     pthread_mutex_unlock(&w->mu);
 }

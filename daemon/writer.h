@@ -30,7 +30,16 @@ int rqd_writer_post(rqd_writer *w, rqd_write_fn fn, void *arg, void (*done)(void
 void rqd_writer_stop(rqd_writer *w);
 void rqd_writer_free(rqd_writer *w);
 
-/* Commits so far and the seconds they took (for /metrics). */
-void rqd_writer_stats(rqd_writer *w, long long *commits, double *seconds, long long *failures);
+/* Write transactions so far and their durations (for /metrics): bucket[i] counts those
+ * that took at most rqd_commit_bounds[i] seconds and more than the bound before it;
+ * bucket[RQD_COMMIT_BUCKETS] those past the last bound. */
+#define RQD_COMMIT_BUCKETS 10
+extern const double rqd_commit_bounds[RQD_COMMIT_BUCKETS];
+typedef struct {
+    long long commits, failures;
+    double seconds;
+    long long bucket[RQD_COMMIT_BUCKETS + 1];
+} rqd_writer_counts;
+void rqd_writer_stats(rqd_writer *w, rqd_writer_counts *out);
 
 #endif

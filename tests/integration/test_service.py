@@ -66,6 +66,29 @@ class ServiceTest(DaemonTestCase):
                  if not l.startswith("#") and 'agent="metrics-a"' in l and "env_steps" in l]
         self.assertTrue(steps, text[:2000])
         self.assertEqual(float(steps[0].rsplit(" ", 1)[1]), 3.0)
+        # the series the operations issue asks for, by their Prometheus names
+        for want in ("redqd_agent_env_steps_total", "redqd_agent_updates_total",
+                     "redqd_agent_pending_updates", "redqd_agent_alpha",
+                     "redqd_agent_critic_loss", "redqd_agent_actor_loss",
+                     "redqd_agent_alpha_loss", "redqd_agent_q_mean",
+                     "redqd_agent_episode_return", "redqd_agent_checkpoint_bytes",
+                     "redqd_http_requests_total", "redqd_http_request_duration_seconds_bucket",
+                     "redqd_db_commit_duration_seconds_bucket",
+                     "redqd_db_commit_duration_seconds_count", "redqd_db_write_failures_total"):
+            self.assertIn(want, names)
+        # the commit histogram is cumulative and ends at its count
+        buckets = [float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                   if l.startswith("redqd_db_commit_duration_seconds_bucket")]
+        self.assertEqual(buckets, sorted(buckets))
+        count = [float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                 if l.startswith("redqd_db_commit_duration_seconds_count")][0]
+        self.assertGreaterEqual(count, 2)  # the agent's creation and the post at least
+        self.assertEqual(buckets[-1], count)
+        # the checkpoint size is the latest checkpoint's
+        ck = self.assertOK(self.c.post("/v1/agents/metrics-a/checkpoints", data=b""), 201)
+        size = [float(l.rsplit(" ", 1)[1]) for l in self.c.get("/metrics").body.decode()
+                .splitlines() if l.startswith('redqd_agent_checkpoint_bytes{agent="metrics-a"}')]
+        self.assertEqual(size, [float(ck["bytes"])])
         # a deleted agent leaves the metrics
         self.assertStatus(self.c.delete("/v1/agents/metrics-a"), 204)
         self.assertNotIn('agent="metrics-a"', self.c.get("/metrics").body.decode())
