@@ -134,18 +134,28 @@ api_conn *api_deadline_of(struct MHD_Connection *conn)
     return ci ? ci->socket_context : NULL;
 }
 
-void api_deadline_headers_done(api_server *s, api_conn *c)
+/* Moves c to phase, starting that phase's clock. */
+static void enter(api_server *s, api_conn *c, int phase)
 {
     api_deadlines *d = s->deadlines;
     if (c == NULL)
         return;
     pthread_mutex_lock(&d->mu);
-    c->phase = PHASE_BODY;
-    c->body_from = api_mono();
-    c->body_bytes = 0;
-    c->deadline = c->body_from + d->header_s;
+    double now = api_mono();
+    c->phase = phase;
+    if (phase == PHASE_BODY) {
+        c->body_from = now;
+        c->body_bytes = 0;
+        c->deadline = now + d->header_s;
+    } else if (phase == PHASE_IDLE) {
+        c->idle_from = now;
+    }
     pthread_mutex_unlock(&d->mu);
 }
+
+void api_deadline_headers_done(api_server *s, api_conn *c) { enter(s, c, PHASE_BODY); }
+void api_deadline_clear(api_server *s, api_conn *c) { enter(s, c, PHASE_HANDLING); }
+void api_deadline_next_request(api_server *s, api_conn *c) { enter(s, c, PHASE_IDLE); }
 
 void api_deadline_body(api_server *s, api_conn *c, size_t n)
 {
@@ -158,26 +168,6 @@ void api_deadline_body(api_server *s, api_conn *c, size_t n)
         c->deadline = c->body_from + d->header_s + (double)c->body_bytes / d->min_rate;
     else if (c->phase == PHASE_BODY)
         c->phase = PHASE_HANDLING; /* no rate rule: the body may take its time */
-    pthread_mutex_unlock(&d->mu);
-}
-
-void api_deadline_clear(api_server *s, api_conn *c)
-{
-    if (c == NULL)
-        return;
-    pthread_mutex_lock(&s->deadlines->mu);
-    c->phase = PHASE_HANDLING;
-    pthread_mutex_unlock(&s->deadlines->mu);
-}
-
-void api_deadline_next_request(api_server *s, api_conn *c)
-{
-    api_deadlines *d = s->deadlines;
-    if (c == NULL)
-        return;
-    pthread_mutex_lock(&d->mu);
-    c->phase = PHASE_IDLE;
-    c->idle_from = api_mono();
     pthread_mutex_unlock(&d->mu);
 }
 

@@ -53,20 +53,27 @@ def raw_exchange(port, data, timeout=10.0, half_close=False, ctx=None):
                 s.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the server answered and closed before taking everything: fine
-        t0 = time.monotonic()
-        s.settimeout(timeout)
-        while True:
-            try:
-                b = s.recv(65536)
-            except socket.timeout:
-                return got, time.monotonic() - t0, False
-            except (ConnectionResetError, ssl.SSLError):
-                return got, time.monotonic() - t0, True
-            if not b:
-                return got, time.monotonic() - t0, True
-            got += b
+        return read_to_close(s, got, time.monotonic(), timeout)
     finally:
         s.close()
+
+
+def read_to_close(s, got, t0, timeout, answered=None):
+    """Reads s until the server closes it (closed True), timeout passes, or answered(got)
+    says the answer is complete (closed False). Returns (got, seconds since t0, closed)."""
+    s.settimeout(timeout)
+    while True:
+        try:
+            b = s.recv(65536)
+        except socket.timeout:
+            return got, time.monotonic() - t0, False
+        except (ConnectionResetError, ssl.SSLError):
+            return got, time.monotonic() - t0, True
+        if not b:
+            return got, time.monotonic() - t0, True
+        got += b
+        if answered is not None and answered(got):
+            return got, time.monotonic() - t0, False
 
 
 def status_of(resp):
@@ -614,19 +621,8 @@ def trickle(port, head, pieces, every, timeout=10.0):
                 s.sendall(piece)
             except OSError:  # reset by the server
                 return got, time.monotonic() - t0, True
-        s.settimeout(timeout)
-        while True:
-            try:
-                b = s.recv(65536)
-            except socket.timeout:
-                return got, time.monotonic() - t0, False
-            except ConnectionResetError:
-                return got, time.monotonic() - t0, True
-            if not b:
-                return got, time.monotonic() - t0, True
-            got += b
-            if status_of(got) is not None and b"\r\n\r\n" in got and len(got) > 200:
-                return got, time.monotonic() - t0, False
+        return read_to_close(s, got, t0, timeout, answered=lambda g: status_of(g) is not None
+                             and b"\r\n\r\n" in g and len(g) > 200)
     finally:
         s.close()
 
