@@ -220,10 +220,7 @@ int h_transitions(api_req *r)
         goto fail;
     }
     if (batch_id && cJSON_IsObject(body)) { /* API.md: looked up before any other check */
-        store *rd = rqd_reader_get(r->srv->reg, &err);
-        rc = rd ? store_batch_get(rd, a->id, batch_id, &answer, &err) : RQD_EIO;
-        rqd_reader_put(r->srv->reg, rd);
-        if (rc < 0)
+        if ((rc = rqd_agent_batch_answer(a, batch_id, &answer, &err)) < 0)
             goto fail;
         if (answer)
             goto done;
@@ -402,9 +399,7 @@ int h_episode_list(api_req *r)
                                       "limit must be an integer in [1, 10000]");
         }
     }
-    store *rd = rqd_reader_get(r->srv->reg, &err);
-    int rc = rd ? store_episode_list(rd, a->id, (int)limit, a->S, a->A, &rows, &n, &err) : RQD_EIO;
-    rqd_reader_put(r->srv->reg, rd);
+    int rc = rqd_agent_episodes(a, (int)limit, &rows, &n, &err);
     rqd_agent_put(a);
     if (rc < 0)
         return api_problem(r, &err);

@@ -103,12 +103,8 @@ int h_stats(api_req *r)
         else if (strcmp(q, "json") != 0)
             rqd_err_set(&err, RQD_EINVAL, "format", "format must be json or csv");
     }
-    if (err.code == RQD_OK) {
-        store *rd = rqd_reader_get(r->srv->reg, &err);
-        if (rd)
-            store_stats_range(rd, a->id, since, (int)limit, &rows, &n, &err);
-        rqd_reader_put(r->srv->reg, rd);
-    }
+    if (err.code == RQD_OK)
+        rqd_agent_stats(a, since, (int)limit, &rows, &n, &err);
     rqd_agent_put(a);
     if (err.code)
         return api_problem(r, &err);
@@ -213,9 +209,7 @@ int h_ckpt_list(api_req *r)
     rqd_agent *a = api_agent(r);
     if (a == NULL)
         return MHD_YES;
-    store *rd = rqd_reader_get(r->srv->reg, &err);
-    int rc = rd ? store_ckpt_list(rd, a->id, &rows, &n, &err) : RQD_EIO;
-    rqd_reader_put(r->srv->reg, rd);
+    int rc = rqd_agent_checkpoints(a, &rows, &n, &err);
     rqd_agent_put(a);
     if (rc < 0)
         return api_problem(r, &err);

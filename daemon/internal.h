@@ -37,6 +37,10 @@ struct rqd_registry {
 
 /* Monotonic seconds, and the current UTC time as RFC 3339 with milliseconds. */
 double rqd__mono(void);
+/* A read-only connection for the calling thread; give it back with rqd_reader_put.
+ * NULL on failure (err filled). */
+store *rqd_reader_get(rqd_registry *r, rqd_err *err);
+void rqd_reader_put(rqd_registry *r, store *s);
 void rqd__stats_retry_free(rqd_registry *r); /* after the writer stopped */
 void rqd__now_rfc3339(char out[32]);
 

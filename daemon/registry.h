@@ -161,10 +161,16 @@ int rqd_registry_count(rqd_registry *r);
 long long rqd_registry_stats_dropped(rqd_registry *r);
 rqd_writer *rqd_registry_writer(rqd_registry *r);
 
-/* A read-only connection for the calling thread's request; give it back with
- * rqd_reader_put. NULL on failure (err filled). */
-store *rqd_reader_get(rqd_registry *r, rqd_err *err);
-void rqd_reader_put(rqd_registry *r, store *s);
+/* Reads of what only SQLite holds (daemon/reads.c). The rows are malloc'd for the
+ * caller, freed as storage/store.h says. */
+/* The answer stored under batch_id (NULL when the id is new). */
+int rqd_agent_batch_answer(rqd_agent *a, const char *batch_id, char **answer, rqd_err *err);
+/* Newest first, at most limit (open ones included). */
+int rqd_agent_episodes(rqd_agent *a, int limit, store_episode_row **rows, int *n, rqd_err *err);
+/* Rows with row > since, oldest first, at most limit. */
+int rqd_agent_stats(rqd_agent *a, int64_t since, int limit, store_stats_row **rows, int *n,
+                    rqd_err *err);
+int rqd_agent_checkpoints(rqd_agent *a, store_ckpt_info **rows, int *n, rqd_err *err);
 
 /* ------------------------------------------------------------------ agents */
 
