@@ -201,6 +201,9 @@ check-deps:
 	@! grep -n '#include "\.\./\(api\|daemon\|storage\)/' redq/*.[ch] common/*.[ch] 2>/dev/null
 	@! grep -n '#include "\.\./\(api\|daemon\|redq\)/' storage/*.[ch] common/*.[ch] 2>/dev/null
 	@! grep -n 'microhttpd\|sqlite3\.h' redq/*.[ch] 2>/dev/null
+	@# api/ reaches SQLite only through daemon/: no storage handle, no store_* call but
+	@# the row types' frees
+	@! grep -n 'store \*\|sqlite3\|store_[a-z_]*(' api/*.[ch] 2>/dev/null | grep -v '_rows_free('
 	@echo "check-deps: ok"
 
 # `make install PREFIX=/usr/local` (DESTDIR for packaging): the binary, the systemd unit
