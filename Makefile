@@ -135,7 +135,7 @@ install-pkgs:
 
 # `make test`: every suite; tests/run_suites.sh prints the closing "N passed, N failed".
 test: deps-test
-	$(Q)$(MAKE) --no-print-directory build
+	$(Q)$(MAKE) --no-print-directory build check-deps
 	$(Q)$(MAKE) --no-print-directory SAN=address,undefined $(BUILD)/san/test_unit $(BUILD)/san/test_fuzz \
 	  $(BUILD)/san/redqd
 	$(Q)tests/run_suites.sh \
