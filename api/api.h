@@ -21,7 +21,7 @@ typedef struct {
     const char *tls_key;
     int max_per_ip;           /* connections from one address; 0 = no such limit */
     int header_timeout;       /* seconds to send a request's line and headers */
-    long long min_upload_rate;/* bytes/s a body must keep coming at; 0 = no such rule */
+    long long min_transfer_rate;/* bytes/s of bodies and answers; 0 = no such rule */
 } api_opts;
 
 /* Starts the HTTP server: HTTPS only when tls_cert and tls_key are both set (their PEM

@@ -179,8 +179,8 @@ int h_metrics(api_req *r)
         line(&b, "redqd_http_request_duration_seconds_count{route=\"%s\"} %lld\n", label, cum);
     }
     help(&b, "redqd_http_slow_connections_closed_total", "counter",
-         "Connections closed for not sending their request in time (--request-header-timeout, "
-         "--min-upload-rate).");
+         "Connections closed for not sending their request, or taking the answer, in time "
+         "(--request-header-timeout, --min-transfer-rate).");
     line(&b, "redqd_http_slow_connections_closed_total %lld\n",
          (long long)atomic_load(&s->slow_closed));
     rqd_writer_counts wc;

@@ -11,7 +11,7 @@
  *
  * Limits on clients: --connection-timeout (MHD) closes a connection that has been silent
  * that long (stalled clients, during the TLS handshake too); api/deadline.c closes one
- * whose request trickles in past --request-header-timeout / --min-upload-rate;
+ * whose request trickles in past --request-header-timeout / --min-transfer-rate;
  * --max-connections and --max-connections-per-ip (MHD) bound open connections (past the
  * first new ones wait in the kernel's backlog, past the second they are closed); MHD's
  * per-connection memory pool (32 KiB) bounds the request line and headers (past it 414
@@ -74,6 +74,7 @@ static int queue(api_req *r, unsigned status, struct MHD_Response *resp, const c
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     int ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
+    api_deadline_answer_queued(r->srv, r->dl);
     r->answered = 1;
     r->status = status;
     return ret;
@@ -517,7 +518,7 @@ int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *e
                                           h->tls_cert.data};
     tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key.data};
     tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    if (api_deadline_init(&h->s, o->header_timeout, o->min_upload_rate) < 0 ||
+    if (api_deadline_init(&h->s, o->header_timeout, o->min_transfer_rate) < 0 ||
         api_offload_start(&h->s) < 0) {
         rc = rqd_err_set(err, RQD_ENOMEM, "", "cannot start the HTTP server's threads (out of memory)");
         goto out;

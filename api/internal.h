@@ -88,6 +88,7 @@ api_conn *api_deadline_of(struct MHD_Connection *conn); /* NULL: untracked */
 void api_deadline_headers_done(api_server *s, api_conn *c);
 void api_deadline_body(api_server *s, api_conn *c, size_t n);
 void api_deadline_clear(api_server *s, api_conn *c);        /* body complete */
+void api_deadline_answer_queued(api_server *s, api_conn *c);
 void api_deadline_next_request(api_server *s, api_conn *c); /* answer sent */
 
 /* ---- responses: each queues the answer and returns the MHD result ---- */

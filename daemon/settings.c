@@ -61,9 +61,9 @@ static const setting table[] = {
      0, 100000, "concurrent connections from one IP address (0 = only --max-connections)"},
     {"request_header_timeout", "REDQD_REQUEST_HEADER_TIMEOUT", T_INT, OFF(header_timeout), 0,
      "30", 1, 3600, "seconds a client has to send a request's line and headers (slowloris)"},
-    {"min_upload_rate", "REDQD_MIN_UPLOAD_RATE", T_SIZE, OFF(min_upload_rate), 0, "1K", 0,
-     1LL << 30, "bytes/s a request body must keep arriving at, after a grace of "
-     "--request-header-timeout (0 = no such rule)"},
+    {"min_transfer_rate", "REDQD_MIN_TRANSFER_RATE", T_SIZE, OFF(min_transfer_rate), 0, "1K", 0,
+     1LL << 30, "bytes/s a request body must keep arriving at, and an answer be taken at, "
+     "after a grace of --request-header-timeout (0 = no such rule)"},
     {"sync_timeout", "REDQD_SYNC_TIMEOUT", T_INT, OFF(sync_timeout), 0, "600", 1, 86400,
      "seconds a sync-mode post or a train call may wait for its updates"},
     {"tls_cert", "REDQD_TLS_CERT", T_STR, OFF(tls_cert), CAP(tls_cert), "", 0, 0,

@@ -24,7 +24,7 @@ typedef struct {
     int connection_timeout;   /* seconds of silence before a connection is closed */
     int max_per_ip;           /* connections from one address; 0 = no such limit */
     int header_timeout;       /* seconds to send a request line and headers */
-    long long min_upload_rate;/* bytes/s a body must keep arriving at; 0 = no rule */
+    long long min_transfer_rate;/* bytes/s a body must keep arriving at; 0 = no rule */
     int sync_timeout;         /* seconds a sync/train request may wait for training */
     char config_file[512];
     char tls_cert[512];       /* PEM certificate chain; with tls_key: HTTPS */

@@ -628,13 +628,13 @@ def trickle(port, head, pieces, every, timeout=10.0):
 
 
 class TrickleTest(DaemonTestCase):
-    """--request-header-timeout 2 and --min-upload-rate 1000: a client that keeps a
+    """--request-header-timeout 2 and --min-transfer-rate 1000: a client that keeps a
     connection alive with a byte now and then (never silent for --connection-timeout 8)
     is still closed once its request is late (the deadline runs from the first byte,
     seen within the 1 s tick: 2 to 4 s); a slow but steady upload goes through; an idle
     keep-alive connection is left to the idle timeout."""
     daemon_args = ("--connection-timeout", "8", "--request-header-timeout", "2",
-                   "--min-upload-rate", "1000")
+                   "--min-transfer-rate", "1000")
 
     def slow_closed(self):
         m = self.c.get("/metrics").body.decode()
@@ -655,7 +655,8 @@ class TrickleTest(DaemonTestCase):
                         % dt)
         self.assertEqual(self.slow_closed(), before + 1)
         with open(self.daemon.log_path, encoding="utf-8", errors="replace") as f:
-            self.assertIn("closed a slow connection from 127.0.0.1: request headers", f.read())
+            self.assertIn("closed a slow connection from 127.0.0.1: the request headers",
+                          f.read())
 
     def test_body_below_the_minimum_rate_is_cut(self):
         self.create("tr", obs_dim=1, act_dim=1)
@@ -719,6 +720,69 @@ class TrickleTest(DaemonTestCase):
         self.assertStatus(r, 200)
         if k < 100000:
             self.assertGreater(dt, 3.2, "the call did not outlast the 2 s deadline and a tick")
+
+
+class SlowReadTest(DaemonTestCase):
+    """--min-transfer-rate 100K: a client that takes a large answer (a checkpoint of
+    about 12 MB) a hundred bytes at a time is closed within seconds, while one that
+    reads it at full speed gets all of it."""
+    daemon_args = ("--connection-timeout", "30", "--request-header-timeout", "2",
+                   "--min-transfer-rate", "100K")
+
+    def big_checkpoint(self):
+        self.create("big", obs_dim=17, act_dim=6, hidden_sizes=[256, 256], ensemble_size=10,
+                    batch_size=256)
+        ck = self.assertOK(self.c.post("/v1/agents/big/checkpoints", data=b""), 201)
+        self.assertGreater(ck["bytes"], 8 << 20)
+        return "/v1/agents/big/checkpoints/%d" % ck["id"], ck["bytes"]
+
+    def slow_closed(self):
+        return TrickleTest.slow_closed(self)
+
+    def test_slow_reader_is_closed_and_a_fast_one_is_not(self):
+        path, size = self.big_checkpoint()
+        # at full speed: every byte
+        self.assertEqual(len(self.c.get(path).body), size)
+        before = self.slow_closed()
+        result = {}
+
+        def drip():
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", self.daemon.port))
+            got, t0 = 0, time.monotonic()
+            try:
+                s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.settimeout(5)
+                while time.monotonic() - t0 < 60:
+                    try:
+                        b = s.recv(100)
+                    except ConnectionResetError:
+                        b = b""
+                    if not b:
+                        result["closed"] = True
+                        break
+                    got += len(b)
+                    time.sleep(0.25)
+            finally:
+                s.close()
+                result["got"] = got
+
+        t = threading.Thread(target=drip)
+        t0 = time.monotonic()
+        t.start()
+        # the daemon gives up on it within its deadline (2 s) and two ticks; the client
+        # learns of it once it has read what its own buffer still holds
+        self.wait_until(lambda: self.slow_closed() > before, timeout=10,
+                        what="the slow reader to be closed")
+        self.assertLess(time.monotonic() - t0, 6.0)
+        t.join(70)
+        self.assertTrue(result.get("closed"), "a slow reader was still served: %r" % result)
+        self.assertLess(result["got"], size)
+        with open(self.daemon.log_path, encoding="utf-8", errors="replace") as f:
+            self.assertIn("closed a slow connection from 127.0.0.1: the answer taken", f.read())
+        # and the daemon serves on
+        self.assertEqual(len(self.c.get(path).body), size)
 
 
 class PerAddressLimitTest(DaemonTestCase):
