@@ -39,15 +39,9 @@ static int static_bytes(api_req *r, const char *start, const char *end, const ch
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(
         (size_t)(end - start), (void *)start, MHD_RESPMEM_PERSISTENT);
-    if (resp == NULL)
-        return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-    int ret = MHD_queue_response(r->conn, 200, resp);
-    MHD_destroy_response(resp);
-    r->answered = 1;
-    r->status = 200;
-    return ret;
+    if (resp)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    return api_queue(r, 200, resp, ctype);
 }
 
 int h_openapi(api_req *r)

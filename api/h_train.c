@@ -324,12 +324,9 @@ int h_policy(api_req *r)
         redq_policy_release(p);
         struct MHD_Response *resp =
             MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
-        int ret = MHD_queue_response(r->conn, 304, resp);
-        MHD_destroy_response(resp);
-        r->answered = 1;
-        r->status = 304;
-        return ret;
+        if (resp)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+        return api_queue(r, 304, resp, NULL);
     }
     rqd_buf_init(&b, 0);
     int rc = redq_policy_safetensors(p, &b, &err);
@@ -339,11 +336,10 @@ int h_policy(api_req *r)
         return api_problem(r, &err);
     }
     struct MHD_Response *resp = MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_FREE);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+    if (resp == NULL) {
+        rqd_buf_free(&b);
+        return MHD_NO;
+    }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
-    int ret = MHD_queue_response(r->conn, 200, resp);
-    MHD_destroy_response(resp);
-    r->answered = 1;
-    r->status = 200;
-    return ret;
+    return api_queue(r, 200, resp, "application/octet-stream");
 }

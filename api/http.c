@@ -62,7 +62,7 @@ double api_mono(void)
 
 /* ------------------------------------------------------------------ responses */
 
-static int queue(api_req *r, unsigned status, struct MHD_Response *resp, const char *ctype)
+int api_queue(api_req *r, unsigned status, struct MHD_Response *resp, const char *ctype)
 {
     if (resp == NULL)
         return MHD_NO;
@@ -86,14 +86,14 @@ int api_reply_bytes_take(api_req *r, unsigned status, const char *ctype, void *d
         MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     if (resp == NULL)
         free(data);
-    return queue(r, status, resp, ctype);
+    return api_queue(r, status, resp, ctype);
 }
 
 int api_reply_text(api_req *r, unsigned status, const char *ctype, const char *text)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
-    return queue(r, status, resp, ctype);
+    return api_queue(r, status, resp, ctype);
 }
 
 int api_reply_json_take(api_req *r, unsigned status, cJSON *obj)
@@ -133,7 +133,7 @@ out:
 
 int api_reply_empty(api_req *r, unsigned status)
 {
-    return queue(r, status, MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT),
+    return api_queue(r, status, MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT),
                  NULL);
 }
 
@@ -199,7 +199,7 @@ static int first_call(api_server *s, api_req *r, const char *url, const char *me
             "a request may not carry both Content-Length and Transfer-Encoding");
         if (resp)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-        return queue(r, 400, resp, "application/problem+json");
+        return api_queue(r, 400, resp, "application/problem+json");
     }
     r->route = api_route_match(method, url, r, &known, allow, sizeof allow, &r->route_index);
     if (r->route == NULL) {
@@ -217,7 +217,7 @@ static int first_call(api_server *s, api_req *r, const char *url, const char *me
             problem_response(405, "Method Not Allowed", "method_not_allowed", d);
         if (resp)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-        return queue(r, 405, resp, "application/problem+json");
+        return api_queue(r, 405, resp, "application/problem+json");
     }
     if (s->have_token && !r->route->open &&
         !token_ok(s, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization")))

@@ -92,6 +92,9 @@ void api_deadline_answer_queued(api_server *s, api_conn *c);
 void api_deadline_next_request(api_server *s, api_conn *c); /* answer sent */
 
 /* ---- responses: each queues the answer and returns the MHD result ---- */
+/* Queues resp (its Content-Type ctype unless NULL) and takes it: the one place an
+ * answer is queued (metrics, deadlines). resp NULL is MHD_NO. */
+int api_queue(api_req *r, unsigned status, struct MHD_Response *resp, const char *ctype);
 int api_reply_json_take(api_req *r, unsigned status, cJSON *obj);      /* takes obj */
 int api_reply_text(api_req *r, unsigned status, const char *ctype, const char *text);
 int api_reply_bytes_take(api_req *r, unsigned status, const char *ctype, void *data, size_t len);
