@@ -215,7 +215,13 @@ int redq_agent_act(redq_agent *a, const float *obs, int n, int mode, float *out,
     for (long i = 0; i < (long)n * a->S; i++)
         if (!isfinite(obs[i]))
             return rqd_err_set(err, RQD_EINVAL, "obs", "observations must be finite");
-    if (mode == REDQ_EXPLORE && a->env_steps < c->start_timesteps) {
+    /* Acts run beside adds and PATCHes (the daemon serialises acts only among
+     * themselves): what those change is read atomically. */
+    long long env_steps = __atomic_load_n(&a->env_steps, __ATOMIC_RELAXED);
+    int deterministic = __atomic_load_n(&a->cfg.deterministic_eval, __ATOMIC_RELAXED);
+    double sigma;
+    __atomic_load(&a->cfg.noise_sigma, &sigma, __ATOMIC_RELAXED);
+    if (mode == REDQ_EXPLORE && env_steps < c->start_timesteps) {
         /* REDQ.md: warm-up actions are uniform in [low, high]. */
         for (long i = 0; i < (long)n * A; i++) {
             int j = (int)(i % A);
@@ -224,7 +230,7 @@ int redq_agent_act(redq_agent *a, const float *obs, int n, int mode, float *out,
         return RQD_OK;
     }
     redq_policy *p = redq_agent_policy(a);
-    if (mode == REDQ_EVAL && c->deterministic_eval) {
+    if (mode == REDQ_EVAL && deterministic) {
         rc = redq_policy_eval(p, obs, n, out, err);
         redq_policy_release(p);
         return rc;
@@ -238,9 +244,9 @@ int redq_agent_act(redq_agent *a, const float *obs, int n, int mode, float *out,
     float *eps = head + 2 * (size_t)A * (size_t)n; /* (n, A) noise, then reused for a */
     redq_rng_normals(&a->rng_act, eps, n * A);
     redq__actor_sample(head, eps, n, A, out, A, logp);
-    if (mode == REDQ_EXPLORE && c->noise_sigma > 0) /* explore actions only */
+    if (mode == REDQ_EXPLORE && sigma > 0) /* explore actions only */
         for (long i = 0; i < (long)n * A; i++)
-            out[i] += (float)c->noise_sigma * redq_rng_normal(&a->rng_act);
+            out[i] += (float)sigma * redq_rng_normal(&a->rng_act);
     for (int b = 0; b < n; b++)
         redq__scale_to_env(out + (size_t)b * (size_t)A, out + (size_t)b * (size_t)A, a->low,
                            a->high, A, c->action_scaling, c->bound_clip);
@@ -275,7 +281,7 @@ int redq_agent_add(redq_agent *a, const redq_transition *t, int n, rqd_err *err)
                               err);
         if (rc < 0)
             return rc;
-        a->env_steps++;
+        __atomic_store_n(&a->env_steps, a->env_steps + 1, __ATOMIC_RELAXED); /* acts read it */
     }
     return RQD_OK;
 }
@@ -320,11 +326,25 @@ int redq_agent_set_config(redq_agent *a, const redq_config *cfg, rqd_err *err)
     fixed.lr_total_updates = a->cfg.lr_total_updates;
     if (memcmp(&fixed, &a->cfg, sizeof fixed) != 0)
         return rqd_err_set(err, RQD_EINVAL, "config", "only the settings PATCH may change can differ");
-    a->cfg = *cfg;
+    /* Field by field: an act may be reading the two it uses, atomically. */
+    a->cfg.training = cfg->training;
+    a->cfg.update_per_step = cfg->update_per_step;
+    a->cfg.max_pending_updates = cfg->max_pending_updates;
+    a->cfg.checkpoint_every = cfg->checkpoint_every;
+    a->cfg.keep_checkpoints = cfg->keep_checkpoints;
+    a->cfg.actor_lr = cfg->actor_lr;
+    a->cfg.critic_lr = cfg->critic_lr;
+    a->cfg.alpha_lr = cfg->alpha_lr;
+    a->cfg.lr_total_updates = cfg->lr_total_updates;
+    __atomic_store(&a->cfg.noise_sigma, &cfg->noise_sigma, __ATOMIC_RELAXED);
+    __atomic_store_n(&a->cfg.deterministic_eval, cfg->deterministic_eval, __ATOMIC_RELAXED);
     return RQD_OK;
 }
 
-void redq_agent_set_env_steps(redq_agent *a, long long env_steps) { a->env_steps = env_steps; }
+void redq_agent_set_env_steps(redq_agent *a, long long env_steps)
+{
+    __atomic_store_n(&a->env_steps, env_steps, __ATOMIC_RELAXED);
+}
 
 void redq_agent_set_policy_version(redq_agent *a, long long v)
 {
