@@ -79,6 +79,26 @@ static void help(rqd_buf *b, const char *name, const char *type, const char *tex
 
 static double finite_or_nan(double v) { return isfinite(v) ? v : NAN; }
 
+/* One histogram series: counts[0..nb] per bucket (the last past every bound), label
+ * "" or 'route="..."'. */
+static void histogram(rqd_buf *b, const char *name, const char *label, const double *bounds,
+                      int nb, const long long *counts, double sum)
+{
+    long long cum = 0;
+    for (int i = 0; i <= nb; i++) {
+        char le[32];
+        cum += counts[i];
+        if (i < nb)
+            snprintf(le, sizeof le, "%g", bounds[i]);
+        else
+            snprintf(le, sizeof le, "+Inf");
+        line(b, "%s_bucket{%s%sle=\"%s\"} %lld\n", name, label, label[0] ? "," : "", le, cum);
+    }
+    const char *open = label[0] ? "{" : "", *close = label[0] ? "}" : "";
+    line(b, "%s_sum%s%s%s %.6f\n", name, open, label, close, sum);
+    line(b, "%s_count%s%s%s %lld\n", name, open, label, close, cum);
+}
+
 int h_metrics(api_req *r)
 {
     api_server *s = r->srv;
@@ -150,27 +170,20 @@ int h_metrics(api_req *r)
                      api_route_label(i < api_route_count() ? i : -1), c, k);
         }
     }
-    static const char *const le[12] = {"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
-                                       "0.05",   "0.1",   "0.25",   "1",     "5",    "+Inf"};
     help(&b, "redqd_http_request_duration_seconds", "histogram", "HTTP request latency.");
     for (int i = 0; i <= API_MAX_ROUTES; i++) {
         if (i >= api_route_count() && i != API_MAX_ROUTES)
             continue;
-        long long cum = 0;
-        for (int k = 0; k < 12; k++)
-            cum += atomic_load(&s->lat_bucket[i][k]);
-        if (cum == 0)
+        long long counts[API_LATENCY_BUCKETS + 1], total = 0;
+        for (int k = 0; k <= API_LATENCY_BUCKETS; k++)
+            total += counts[k] = atomic_load(&s->lat_bucket[i][k]);
+        if (total == 0)
             continue;
-        const char *label = api_route_label(i < api_route_count() ? i : -1);
-        long long acc = 0;
-        for (int k = 0; k < 12; k++) {
-            acc += atomic_load(&s->lat_bucket[i][k]);
-            line(&b, "redqd_http_request_duration_seconds_bucket{route=\"%s\",le=\"%s\"} %lld\n",
-                 label, le[k], acc);
-        }
-        line(&b, "redqd_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", label,
-             (double)atomic_load(&s->lat_sum_us[i]) * 1e-6);
-        line(&b, "redqd_http_request_duration_seconds_count{route=\"%s\"} %lld\n", label, cum);
+        char label[160];
+        snprintf(label, sizeof label, "route=\"%s\"",
+                 api_route_label(i < api_route_count() ? i : -1));
+        histogram(&b, "redqd_http_request_duration_seconds", label, api_latency_bounds,
+                  API_LATENCY_BUCKETS, counts, (double)atomic_load(&s->lat_sum_us[i]) * 1e-6);
     }
     help(&b, "redqd_http_slow_connections_closed_total", "counter",
          "Connections closed for not sending their request, or taking the answer, in time "
@@ -178,21 +191,11 @@ int h_metrics(api_req *r)
     line(&b, "redqd_http_slow_connections_closed_total %lld\n",
          (long long)atomic_load(&s->slow_closed));
     rqd_writer_counts wc;
-    long long cum = 0;
     rqd_writer_stats(rqd_registry_writer(s->reg), &wc);
     help(&b, "redqd_db_commit_duration_seconds", "histogram",
          "SQLite write transactions (group commits) and how long each took.");
-    for (int i = 0; i <= RQD_COMMIT_BUCKETS; i++) {
-        char bound[32];
-        cum += wc.bucket[i];
-        if (i < RQD_COMMIT_BUCKETS)
-            snprintf(bound, sizeof bound, "%g", rqd_commit_bounds[i]);
-        else
-            snprintf(bound, sizeof bound, "+Inf");
-        line(&b, "redqd_db_commit_duration_seconds_bucket{le=\"%s\"} %lld\n", bound, cum);
-    }
-    line(&b, "redqd_db_commit_duration_seconds_sum %.6f\n", wc.seconds);
-    line(&b, "redqd_db_commit_duration_seconds_count %lld\n", wc.commits);
+    histogram(&b, "redqd_db_commit_duration_seconds", "", rqd_commit_bounds, RQD_COMMIT_BUCKETS,
+              wc.bucket, wc.seconds);
     help(&b, "redqd_db_write_failures_total", "counter", "Failed write transactions.");
     line(&b, "redqd_db_write_failures_total %lld\n", wc.failures);
     help(&b, "redqd_stats_rows_dropped_total", "counter", "Stats rows given up because the "

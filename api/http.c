@@ -35,6 +35,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "../common/rqd_hist.h"
 #include "../daemon/log.h"
 #include "internal.h"
 #include "json_in.h"
@@ -52,6 +53,10 @@ typedef struct {
     rqd_buf tls_cert;       /* PEM text, NUL-terminated; empty (data NULL) for plain HTTP */
     rqd_buf tls_key;        /* idem; explicit_bzero'd before it is freed */
 } api_http;
+
+const double api_latency_bounds[API_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005,
+                                                        0.01,   0.025, 0.05,   0.1,
+                                                        0.25,   1.0,   5.0};
 
 double api_mono(void)
 {
@@ -321,12 +326,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     int idx = r->route_index >= 0 ? r->route_index : API_MAX_ROUTES;
     int cls_i = r->status >= 100 && r->status < 600 ? (int)(r->status / 100) : 0;
     atomic_fetch_add(&s->req_count[idx][cls_i], 1);
-    static const double bounds[11] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                      0.05,   0.1,   0.25,   1.0,   5.0};
-    int b = 0;
-    while (b < 11 && dt > bounds[b])
-        b++;
-    atomic_fetch_add(&s->lat_bucket[idx][b], 1);
+    atomic_fetch_add(&s->lat_bucket[idx][rqd_hist_bucket(api_latency_bounds,
+                                                         API_LATENCY_BUCKETS, dt)], 1);
     atomic_fetch_add(&s->lat_sum_us[idx], (long long)(dt * 1e6));
     LOG(LOG_DEBUG, "%s %s %u %.2f ms", r->method, r->path, r->status, dt * 1e3);
     api_deadline_next_request(s, r->dl);

@@ -26,6 +26,9 @@ typedef struct {
 
 /* Route index ranges for metrics: one slot per route plus "unmatched". */
 #define API_MAX_ROUTES 32
+/* Request latency histogram bounds, seconds (api/http.c); one more bucket for +Inf. */
+#define API_LATENCY_BUCKETS 11
+extern const double api_latency_bounds[API_LATENCY_BUCKETS];
 
 struct api_server {
     struct MHD_Daemon *mhd;
@@ -42,7 +45,7 @@ struct api_server {
     atomic_llong slow_closed;   /* connections closed past their deadline */
     /* metrics: requests by route and status class, latency histogram */
     atomic_llong req_count[API_MAX_ROUTES + 1][6];
-    atomic_llong lat_bucket[API_MAX_ROUTES + 1][12];
+    atomic_llong lat_bucket[API_MAX_ROUTES + 1][API_LATENCY_BUCKETS + 1];
     atomic_llong lat_sum_us[API_MAX_ROUTES + 1];
 };
 

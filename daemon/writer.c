@@ -1,4 +1,5 @@
 /* daemon/writer.c: the writer thread and its group commit (THREADS in writer.h). */
+#include "../common/rqd_hist.h"
 #include "writer.h"
 
 #include <pthread.h>
@@ -103,9 +104,7 @@ static void *writer_main(void *p)
         double dt;
         int failed = run_batch(w, batch, &dt) < 0;
         pthread_mutex_lock(&w->mu);
-        int b = 0;
-        while (b < RQD_COMMIT_BUCKETS && dt > rqd_commit_bounds[b])
-            b++;
+        int b = rqd_hist_bucket(rqd_commit_bounds, RQD_COMMIT_BUCKETS, dt);
         w->counts.commits++;
         w->counts.failures += failed;
         w->counts.seconds += dt;
