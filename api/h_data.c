@@ -93,11 +93,12 @@ fail:
 
 /* ------------------------------------------------------------------ transitions */
 
-/* The answer of a post once its offloaded ingest is done: the problem if it was refused
- * (nothing stored); else, in sync mode after its updates (or its deadline, or shutdown:
- * its transitions are stored either way, and a restart owes their updates again), 200.
- * Only a deletion while it waited is a conflict (API.md). */
-static int after_post(api_req *r)
+/* The answer of a post once its offloaded ingest is done, and of a sync-mode episode
+ * step once it waited: the problem if it was refused (no answer prepared: nothing
+ * stored); else, in sync mode after its updates (or its deadline, or shutdown: the data
+ * is stored either way, and a restart owes their updates again), 200. Only a deletion
+ * while it waited is a conflict (API.md). */
+static int after_sync(api_req *r)
 {
     if (r->answer == NULL)
         return api_problem(r, &r->wake_err);
@@ -257,7 +258,7 @@ int h_transitions(api_req *r)
     *job = (post_job){body, t, mem, n, batch_id};
     r->job = job;
     r->job_free = post_job_free;
-    return api_offload(r, a, post_work, after_post);
+    return api_offload(r, a, post_work, after_sync);
 done:
     free(t);
     free(mem);
@@ -303,18 +304,6 @@ int h_episode_start(api_req *r)
     cJSON_AddItemToObject(out, "action", api_json_floats_out(act, a->A));
     rqd_agent_put(a);
     return api_reply_json_take(r, 201, out);
-}
-
-static int after_step(api_req *r)
-{
-    if (r->wake_status == RQD_ECONFLICT) { /* as after_post: the step is stored */
-        int p = api_wake_problem(r);
-        if (p >= 0)
-            return p;
-    }
-    char *text = r->answer;
-    r->answer = NULL;
-    return api_reply_bytes_take(r, 200, "application/json", text, strlen(text));
 }
 
 int h_episode_step(api_req *r)
@@ -363,7 +352,7 @@ int h_episode_step(api_req *r)
             rqd_agent_put(a);
             return api_problem_status(r, 503, "unavailable", "out of memory");
         }
-        return api_suspend_wait(r, a, RQD_WAIT_SYNC, target, 0, after_step);
+        return api_suspend_wait(r, a, RQD_WAIT_SYNC, target, 0, after_sync);
     }
     rqd_agent_put(a);
     return api_reply_json_take(r, 200, out);
