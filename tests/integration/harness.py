@@ -56,6 +56,21 @@ def free_port():
 
 # ------------------------------------------------------------------ HTTP
 
+def health_ok(port, ctx=None, timeout=5.0):
+    """GET /v1/health on a fresh connection (HTTPS with ctx); returns the status."""
+    if ctx is None:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    else:
+        c = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
+    try:
+        c.request("GET", "/v1/health")
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status
@@ -215,14 +230,7 @@ class Daemon:
     def health_status(self):
         """The readiness probe: GET /v1/health's status (plain HTTP; subclasses may
         speak otherwise)."""
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
-        try:
-            c.request("GET", "/v1/health")
-            r = c.getresponse()
-            r.read()
-            return r.status
-        finally:
-            c.close()
+        return health_ok(self.port, timeout=1.0)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None

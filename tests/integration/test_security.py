@@ -30,7 +30,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BIN, Daemon, DaemonTestCase, _die_with_parent,  # noqa: E402
-                     agent_body, free_port)
+                     agent_body, free_port, health_ok)
 
 OPENSSL = shutil.which("openssl")
 
@@ -84,21 +84,6 @@ def status_of(resp):
         return int(resp.split(b" ", 2)[1])
     except (IndexError, ValueError):
         return None
-
-
-def health_ok(port, ctx=None, timeout=5.0):
-    """GET /v1/health on a fresh connection; returns the status."""
-    if ctx is None:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    else:
-        c = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
-    try:
-        c.request("GET", "/v1/health")
-        r = c.getresponse()
-        r.read()
-        return r.status
-    finally:
-        c.close()
 
 
 def make_cert(directory, name):
