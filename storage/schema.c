@@ -89,33 +89,31 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
     "PRAGMA user_version = 1;",
 };
 
-int store__migrate(store *s, const char *path, rqd_err *err)
+static int read_version(store *s, sqlite3_int64 *version, rqd_err *err)
 {
     sqlite3_stmt *st = NULL;
+    int rc = store__stmt(s, "PRAGMA user_version", &st, err), src;
+    if (rc == RQD_OK && (src = store__step(s, st)) != SQLITE_ROW)
+        rc = store__fail(s, src, err, "read user_version");
+    if (rc == RQD_OK)
+        *version = sqlite3_column_int64(st, 0);
+    store__done(st);
+    return rc;
+}
+
+int store__migrate(store *s, const char *path, rqd_err *err)
+{
     sqlite3_int64 version = 0;
     rqd_err why = {0};
-    int rc = RQD_OK, src, token = 0;
+    int rc, token = 0;
 
     /* Read once outside a transaction: a current file is opened without writing. */
-    if ((rc = store__stmt(s, "PRAGMA user_version", &st, err)) < 0)
-        goto out;
-    if ((src = store__step(s, st)) != SQLITE_ROW) {
-        rc = store__fail(s, src, err, "read user_version");
-        goto out;
-    }
-    version = sqlite3_column_int64(st, 0);
-    store__done(st);
-    if (version == STORE_SCHEMA_VERSION)
-        goto out;
-    if ((rc = store__atomic_begin(s, &token, err)) < 0)
-        goto out;
+    if ((rc = read_version(s, &version, err)) < 0 || version == STORE_SCHEMA_VERSION)
+        return rc;
     /* Again under the write lock: another process may have migrated meanwhile. */
-    if ((src = store__step(s, st)) != SQLITE_ROW) {
-        rc = store__fail(s, src, err, "read user_version");
+    if ((rc = store__atomic_begin(s, &token, err)) < 0 ||
+        (rc = read_version(s, &version, err)) < 0)
         goto out;
-    }
-    version = sqlite3_column_int64(st, 0);
-    store__done(st);
     if (version < 0 || version > STORE_SCHEMA_VERSION) {
         rc = rqd_err_set(err, RQD_EIO, "",
                          "%s: schema version %lld is newer than this build's %d; upgrade redqd",
@@ -130,6 +128,5 @@ int store__migrate(store *s, const char *path, rqd_err *err)
         }
     }
 out:
-    store__done(st);
     return store__atomic_end(s, token, rc, err);
 }
