@@ -6,7 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "internal.h" /* rqd__now_rfc3339: the one timestamp format */
 
 int rqd_log_level = LOG_INFO;
 static int under_journal;
@@ -38,11 +39,7 @@ void rqd_logf(int level, const char *fmt, ...)
         fprintf(stderr, "<%d>%s\n", level, msg);
         return;
     }
-    struct timespec ts;
-    struct tm tm;
     char when[32];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03ldZ %-7s %s\n", when, ts.tv_nsec / 1000000, names[level], msg);
+    rqd__now_rfc3339(when);
+    fprintf(stderr, "%s %-7s %s\n", when, names[level], msg);
 }
