@@ -56,6 +56,9 @@
 #define RQD_DEFAULT_TRANSITIONS_PER_POST 65536 /* API.md; the body limit bounds it too */
 #define RQD_DEFAULT_OBS_PER_ACT 4096           /* API.md; one act's scratch is this x obs */
 #define RQD_DEFAULT_OPEN_EPISODES 10000        /* API.md; each holds its pending transition */
+/* Largest magnitude of an observation, reward or action bound (API.md --max-abs-value):
+ * with inputs below 1e9, no sum or square an update forms can overflow float32. */
+#define RQD_DEFAULT_MAX_ABS_VALUE 1e9
 
 /* The limits an operator sets (flags of the same names), checked when a request would
  * create something. Stored agents are reloaded whatever the limits are now. */
@@ -71,12 +74,14 @@ typedef struct rqd_limits {
     int transitions_per_post;
     int obs_per_act;
     int open_episodes;
+    double max_abs_value;       /* obs, rewards, action bounds: |x| <= this */
 } rqd_limits;
 
 #define RQD_LIMITS_DEFAULT                                                                  \
     ((rqd_limits){RQD_MAX_OBS_DIM, RQD_MAX_ACT_DIM, RQD_MAX_HIDDEN_LAYERS,                  \
                   RQD_MAX_HIDDEN_WIDTH, RQD_MAX_ENSEMBLE, RQD_MAX_BATCH, RQD_MAX_BUFFER,    \
                   (long long)RQD_MAX_AGENT_BYTES, RQD_DEFAULT_TRANSITIONS_PER_POST,        \
-                  RQD_DEFAULT_OBS_PER_ACT, RQD_DEFAULT_OPEN_EPISODES})
+                  RQD_DEFAULT_OBS_PER_ACT, RQD_DEFAULT_OPEN_EPISODES,                    \
+                  RQD_DEFAULT_MAX_ABS_VALUE})
 
 #endif
