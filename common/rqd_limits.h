@@ -52,6 +52,10 @@
 /* Longest env_id string. */
 #define RQD_MAX_ENV_ID 128
 
+/* Every counter (env_steps, updates, policy_version, ...) stays at or below 2^53 - 1: JSON
+ * numbers are exact only that far (API.md), and no sum of counters can overflow. */
+#define RQD_MAX_COUNTER ((1LL << 53) - 1)
+
 /* Defaults of the limits that are not array sizes; their flags may raise them. */
 #define RQD_DEFAULT_TRANSITIONS_PER_POST 65536 /* API.md; the body limit bounds it too */
 #define RQD_DEFAULT_OBS_PER_ACT 4096           /* API.md; one act's scratch is this x obs */

@@ -17,6 +17,11 @@ int rqd_agent_act(rqd_agent *a, const float *obs, int n, int mode, float *out,
 {
     pthread_mutex_lock(&a->act_mu);
     pthread_rwlock_rdlock(&a->core_rw);
+    if (a->core == NULL) {
+        pthread_rwlock_unlock(&a->core_rw);
+        pthread_mutex_unlock(&a->act_mu);
+        return rqd_agent_usable(a, err);
+    }
     redq_policy *p = redq_agent_policy(a->core);
     *version = redq_policy_version(p);
     int rc = redq_agent_act(a->core, obs, n, mode, out, err);
@@ -29,7 +34,7 @@ int rqd_agent_act(rqd_agent *a, const float *obs, int n, int mode, float *out,
 redq_policy *rqd_agent_policy(rqd_agent *a)
 {
     pthread_rwlock_rdlock(&a->core_rw);
-    redq_policy *p = redq_agent_policy(a->core);
+    redq_policy *p = a->core ? redq_agent_policy(a->core) : NULL;
     pthread_rwlock_unlock(&a->core_rw);
     return p;
 }
@@ -41,10 +46,12 @@ static int admit(rqd_agent *a, int n, double *owed, rqd_err *err)
     redq_info info;
     redq_agent_info(a->core, &info);
     double o = 0.0;
+    if (info.env_steps > RQD_MAX_COUNTER - n) /* API.md: integers stay below 2^53 */
+        return rqd_err_set(err, RQD_EINVAL, "transitions", "agent '%s' has received %lld "
+                           "transitions; %d more would pass 2^53 - 1", a->name,
+                           info.env_steps, n);
     for (int i = 1; i <= n; i++)
         o += rqd__owed(c, info.env_steps + i);
-    if (a->deleted)
-        return rqd_err_set(err, RQD_ENOTFOUND, "name", "agent '%s' was deleted", a->name);
     if (o > c->max_pending_updates)
         return rqd_err_set(err, RQD_EINVAL, "transitions",
                            "%d transitions owe %g updates, more than max_pending_updates %g; "
@@ -123,7 +130,8 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
 
     *answer = NULL;
     *wait_target = -1.0;
-    pthread_mutex_lock(&a->ingest_mu);
+    if ((rc = rqd__write_begin(a, err)) < 0)
+        return rc;
     if (batch_id) { /* API.md: a known batch_id answers as the first post did */
         store *rd = rqd_reader_get(a->reg, err);
         if (rd == NULL) {
@@ -140,6 +148,10 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
     redq_agent_info(a->core, &info);
     rc = admit(a, n, &owed, err);
     double pending_after = a->pending + owed;
+    /* Sync mode answers after its updates (API.md): what is owed then, the fraction of an
+     * update a fractional update_per_step leaves over. A retry answers the same. */
+    if (redq_agent_config(a->core)->training == REDQ_TRAIN_SYNC && owed > 0)
+        pending_after -= floor(pending_after);
     pthread_mutex_unlock(&a->mu);
     if (rc < 0)
         goto out;
@@ -156,7 +168,7 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
     *answer = text;
     text = NULL;
 out:
-    pthread_mutex_unlock(&a->ingest_mu);
+    rqd__write_end(a);
     free(text);
     if (rc == RQD_OK)
         rqd_sched_kick(a);
@@ -224,7 +236,11 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
     new_episode_id(e->id);
     rqd__now_rfc3339(e->started_at);
     memcpy(e->last_obs, obs, sizeof(float) * (size_t)a->S);
-    pthread_mutex_lock(&a->ingest_mu);
+    if ((rc = rqd__write_begin(a, err)) < 0) {
+        free(e->last_obs);
+        free(e);
+        return rc;
+    }
     rqd_agent_lock(a);
     int cap = a->reg->limits.open_episodes;
     rc = a->n_open >= cap
@@ -250,7 +266,7 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
         snprintf(id_out, 40, "%s", e->id);
         e = NULL;
     }
-    pthread_mutex_unlock(&a->ingest_mu);
+    rqd__write_end(a);
     if (e) {
         free(e->last_obs);
         free(e);
@@ -285,7 +301,8 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
     float next_action[RQD_MAX_ACT_DIM];
 
     *wait_target = -1.0;
-    pthread_mutex_lock(&a->ingest_mu);
+    if ((rc = rqd__write_begin(a, err)) < 0)
+        return rc;
     rqd_agent_lock(a);
     rqd_episode **pp = find_episode(a, id), *e = *pp;
     int explore = e && e->mode == STORE_EP_EXPLORE;
@@ -295,7 +312,7 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
         rc = admit(a, 1, &owed, err);
     pthread_mutex_unlock(&a->mu);
     if (e == NULL) {
-        pthread_mutex_unlock(&a->ingest_mu);
+        rqd__write_end(a);
         return missing_episode(a, id, err);
     }
     if (rc < 0)
@@ -345,7 +362,7 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
     }
     pthread_mutex_unlock(&a->mu);
 out:
-    pthread_mutex_unlock(&a->ingest_mu);
+    rqd__write_end(a);
     if (rc == RQD_OK)
         rqd_sched_kick(a);
     return rc;
@@ -355,12 +372,13 @@ int rqd_episode_abandon(rqd_agent *a, const char *id, rqd_err *err)
 {
     char now[32];
     int rc;
-    pthread_mutex_lock(&a->ingest_mu);
+    if ((rc = rqd__write_begin(a, err)) < 0)
+        return rc;
     rqd_agent_lock(a);
     rqd_episode **pp = find_episode(a, id), *e = *pp;
     pthread_mutex_unlock(&a->mu);
     if (e == NULL) {
-        pthread_mutex_unlock(&a->ingest_mu);
+        rqd__write_end(a);
         return missing_episode(a, id, err);
     }
     store_episode_row row;
@@ -375,6 +393,6 @@ int rqd_episode_abandon(rqd_agent *a, const char *id, rqd_err *err)
         free(e->last_obs);
         free(e);
     }
-    pthread_mutex_unlock(&a->ingest_mu);
+    rqd__write_end(a);
     return rc;
 }

@@ -42,6 +42,7 @@ static void rqd_shutdown(rqd *d)
     rqd_notify("STOPPING=1\nSTATUS=Stopping: finishing requests, checkpointing agents");
     LOG(LOG_NOTICE, "shutting down: new requests get 503, checkpointing every agent");
     api_stop_accepting(d->api);        /* new work answers 503 unavailable */
+    rqd_registry_refuse_waits(d->reg); /* and no new wait for training begins */
     api_resume_all(d->api);            /* before MHD_stop_daemon, always */
     rqd_registry_shutdown(d->reg);     /* trainers finish their chunk; checkpoints; writer */
     api_free(d->api);                  /* in-flight requests have finished */
@@ -150,7 +151,7 @@ int main(int argc, char **argv)
     api_opts ao = {d.set.bind, d.set.port, d.set.http_threads, d.set.max_body, d.set.max_import,
                    d.set.token_file, d.set.max_connections, d.set.connection_timeout,
                    d.set.sync_timeout, d.set.tls_cert, d.set.tls_key, d.set.max_per_ip,
-                   d.set.header_timeout, d.set.min_transfer_rate};
+                   d.set.header_timeout, d.set.min_transfer_rate, d.set.max_waiting};
     if (api_start(&ao, d.reg, &d.api, &err) < 0) {
         LOG(LOG_ERR, "%s", err.msg);
         rqd_registry_shutdown(d.reg);

@@ -112,6 +112,8 @@ typedef struct {
     double q_std;      /* mean over the batch of the std across the ensemble */
     double train_time; /* seconds spent in this call's updates */
     int actor_updated; /* this call did at least one actor update */
+    int skipped;       /* updates of this call whose loss or gradients were not finite:
+                          they changed nothing (the train RNG's draws may advance) */
 } redq_stats;
 
 /* Counters and sizes; a plain copy. */

@@ -159,8 +159,12 @@ typedef struct {
     double actor_loss, critic_loss, alpha, alpha_loss, q_mean, q_std, train_time;
 } store_stats_row;
 
+/* Rows with row > 0 keep that number (it must be unused: RQD_EEXIST otherwise); row 0
+ * is numbered by SQLite. */
 int store_stats_append(store *s, int64_t agent, const store_stats_row *rows, int n,
                        rqd_err *err);
+/* A row number above every row ever stored, for a writer that numbers its own rows. */
+int store_stats_next_row(store *s, int64_t *out, rqd_err *err);
 /* Rows with row > since, ascending, at most limit; *rows malloc'd (NULL when n = 0). */
 int store_stats_range(store *s, int64_t agent, int64_t since, int limit, store_stats_row **rows,
                       int *n, rqd_err *err);
