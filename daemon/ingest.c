@@ -63,16 +63,26 @@ static int admit(rqd_agent *a, int n, double *owed, rqd_err *err)
     return RQD_OK;
 }
 
-/* Under a->mu, after the commit: feeds the learner and counts what is owed. */
-static int feed(rqd_agent *a, const store_transition *t, int n, double owed,
+/* The learner's view of n stored rows (pointing into t), malloc'd; NULL out of memory. */
+static redq_transition *learner_rows(const store_transition *t, int n)
+{
+    redq_transition *rt = malloc(sizeof *rt * (size_t)(n > 0 ? n : 1));
+    for (int i = 0; rt && i < n; i++)
+        rt[i] = (redq_transition){t[i].obs, t[i].action, t[i].reward, t[i].next_obs,
+                                  t[i].terminated, t[i].truncated, t[i].env_id};
+    return rt;
+}
+
+/* Under a->mu, after the commit: feeds the learner (room reserved before the commit, so
+ * it cannot fail) and counts what is owed. */
+static int feed(rqd_agent *a, const redq_transition *rt, int n, double owed,
                 double *wait_target, rqd_err *err)
 {
-    for (int i = 0; i < n; i++) {
-        redq_transition tr = {t[i].obs, t[i].action, t[i].reward, t[i].next_obs,
-                              t[i].terminated, t[i].truncated, t[i].env_id};
-        int rc = redq_agent_add(a->core, &tr, 1, err);
-        if (rc < 0) /* stored but not learnt from: a restart replays it */
-            return rc;
+    int rc = redq_agent_add(a->core, rt, n, err);
+    if (NEVER(rc < 0)) { /* stored but not learnt from: the agent is no longer whole */
+        rqd__agent_fail(a, "its learner could not take stored transitions (%s); restart the "
+                        "daemon or restore a checkpoint to rebuild it", err->msg);
+        return rc;
     }
     a->pending += owed;
     a->owed_total += owed;
@@ -126,6 +136,7 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
 {
     double owed = 0;
     char *text = NULL;
+    redq_transition *rt = NULL;
     int rc;
 
     *answer = NULL;
@@ -143,6 +154,10 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
         if (rc < 0 || *answer)
             goto out;
     }
+    if ((rt = learner_rows(t, n)) == NULL) {
+        rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+        goto out;
+    }
     rqd_agent_lock(a);
     redq_info info;
     redq_agent_info(a->core, &info);
@@ -152,6 +167,9 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
      * update a fractional update_per_step leaves over. A retry answers the same. */
     if (redq_agent_config(a->core)->training == REDQ_TRAIN_SYNC && owed > 0)
         pending_after -= floor(pending_after);
+    /* All or nothing: memory for the learner first, then the commit, then the learner. */
+    if (rc == RQD_OK)
+        rc = redq_agent_reserve(a->core, rt, n, err);
     pthread_mutex_unlock(&a->mu);
     if (rc < 0)
         goto out;
@@ -163,13 +181,14 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
     if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) < 0)
         goto out;
     rqd_agent_lock(a);
-    rc = feed(a, t, n, owed, wait_target, err);
+    feed(a, rt, n, owed, wait_target, err); /* the rows are durable: the answer is 200 */
     pthread_mutex_unlock(&a->mu);
     *answer = text;
     text = NULL;
 out:
     rqd__write_end(a);
     free(text);
+    free(rt);
     if (rc == RQD_OK)
         rqd_sched_kick(a);
     return rc;
@@ -325,6 +344,14 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
     char stream[48];
     snprintf(stream, sizeof stream, "ep:%s", e->id);
     store_transition t = {e->last_obs, e->last_action, reward, obs, terminated, truncated, stream};
+    redq_transition rt = {t.obs, t.action, t.reward, t.next_obs, terminated, truncated, stream};
+    if (explore) { /* all or nothing, as a post (rqd_ingest) */
+        rqd_agent_lock(a);
+        rc = redq_agent_reserve(a->core, &rt, 1, err);
+        pthread_mutex_unlock(&a->mu);
+        if (rc < 0)
+            goto out;
+    }
     rqd_episode next = *e;
     float mem[2 * RQD_MAX_OBS_DIM + RQD_MAX_ACT_DIM];
     next.ret += reward;
@@ -341,7 +368,7 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
         goto out;
     rqd_agent_lock(a);
     if (explore)
-        rc = feed(a, &t, 1, owed, wait_target, err);
+        feed(a, &rt, 1, owed, wait_target, err); /* durable: the answer is 200 */
     e->ret = next.ret;
     e->length = next.length;
     memcpy(e->last_obs, next.last_obs, sizeof(float) * (size_t)(a->S));

@@ -286,6 +286,18 @@ int redq_agent_add(redq_agent *a, const redq_transition *t, int n, rqd_err *err)
     return RQD_OK;
 }
 
+int redq_agent_reserve(redq_agent *a, const redq_transition *t, int n, rqd_err *err)
+{
+    const char **ids = malloc(sizeof *ids * (size_t)(n > 0 ? n : 1));
+    if (ids == NULL)
+        return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+    for (int i = 0; i < n; i++)
+        ids[i] = t[i].env_id;
+    int rc = redq__replay_reserve(&a->replay, ids, n);
+    free(ids);
+    return rc < 0 ? rqd_err_set(err, rc, "", "out of memory for %d transitions", n) : RQD_OK;
+}
+
 void redq_agent_info(const redq_agent *a, redq_info *out)
 {
     out->env_steps = a->env_steps;

@@ -154,6 +154,10 @@ int redq_agent_act(redq_agent *a, const float *obs, int n, int mode, float *out,
 
 /* Validates and adds n transitions (all or none on a validation error). */
 int redq_agent_add(redq_agent *a, const redq_transition *t, int n, rqd_err *err);
+/* Allocates now whatever redq_agent_add(a, t, n) will need, so that it cannot then fail
+ * for memory (the daemon reserves before it commits a post, then adds). Only the
+ * env_ids of t are read. RQD_ENOMEM; on failure what was allocated stays for later. */
+int redq_agent_reserve(redq_agent *a, const redq_transition *t, int n, rqd_err *err);
 
 /* Runs k critic updates (and the actor/alpha updates that fall due). ex may be NULL
  * (serial). RQD_ECONFLICT if the buffer holds fewer than batch_size rows. */
