@@ -217,6 +217,15 @@ int h_transitions(api_req *r)
     for (const cJSON *row = rows->child; row; row = row->next, i++)
         if ((rc = parse_row(row, i, a, mem + per * (size_t)i, &t[i], &err)) < 0)
             goto fail;
+    /* A sync post waits after its commit: its place among the waiting is taken first,
+     * since a post refused after the commit would still be stored. */
+    if (rqd_agent_training(a) == REDQ_TRAIN_SYNC && !api_wait_slot(r)) {
+        free(t);
+        free(mem);
+        cJSON_Delete(body);
+        rqd_agent_put(a);
+        return api_wait_busy(r);
+    }
     double target = -1;
     rc = rqd_ingest(a, t, n, batch_id, &answer, &target, &err);
     free(t);
@@ -291,6 +300,10 @@ int h_episode_step(api_req *r)
     rqd_agent *a = api_agent(r);
     if (a == NULL)
         return MHD_YES;
+    if (rqd_agent_training(a) == REDQ_TRAIN_SYNC && !api_wait_slot(r)) { /* as a post */
+        rqd_agent_put(a);
+        return api_wait_busy(r);
+    }
     cJSON *body = api_body_json(r, &err);
     snprintf(what, sizeof what, "agent '%s' expects", a->name);
     if (body == NULL || (rc = api_json_keys(body, "", keys, &err)) < 0 ||

@@ -350,6 +350,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     atomic_fetch_add(&s->lat_sum_us[idx], (long long)(dt * 1e6));
     LOG(LOG_DEBUG, "%s %s %u %.2f ms", r->method, r->path, r->status, dt * 1e3);
     api_deadline_next_request(s, r->dl);
+    api_wait_slot_release(r);
     rqd_agent_put(r->agent);
     if (r->resp)
         MHD_destroy_response(r->resp);

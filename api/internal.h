@@ -40,6 +40,7 @@ struct api_server {
     pthread_mutex_t token_mu;
     atomic_int stopping;
     atomic_int suspended;       /* connections currently suspended */
+    atomic_int training_waits;  /* ... of which waiting for training (capped) */
     struct api_offload *offload; /* threads for work that would block an HTTP thread */
     double started;             /* monotonic seconds */
     api_deadlines *deadlines;   /* api/deadline.c */
@@ -80,6 +81,7 @@ struct api_req {
     int wake_status;            /* the waiter's status (rqd_waiter cb) */
     rqd_err wake_err;           /* why the wait was refused (wake_status < 0) */
     int (*cont)(api_req *r);    /* runs on an offload thread once the waiter fired */
+    int wait_slot;              /* holds one of --max-waiting-requests */
     char *answer;               /* prepared JSON answer (sync posts) */
 };
 
@@ -128,9 +130,16 @@ int api_offload_start(api_server *s);
 void api_offload_stop(api_server *s);
 /* Registers r's waiter on a (taking the caller's reference to a) and returns
  * API_WAITING; cont(r) runs on an offload thread once it fires. When the wait is already
- * over or refused, runs cont(r) at once and returns its result. Offloaded steps only. */
+ * over or refused, runs cont(r) at once and returns its result; past
+ * --max-waiting-requests, answers 429 (a request whose wait follows a commit takes its
+ * slot before: api_wait_slot). Offloaded steps only. */
 int api_wait(api_req *r, rqd_agent *a, int kind, double target, int k,
              int (*cont)(api_req *r));
+/* Takes one of the --max-waiting-requests slots for r (1), or 0 when none is free;
+ * released when the wait ends, or when r completes without waiting. */
+int api_wait_slot(api_req *r);
+void api_wait_slot_release(api_req *r);
+int api_wait_busy(api_req *r); /* the 429 answer when no slot is free */
 
 /* After a wake: answers the problem for a refused, conflicting or cancelled wait and
  * returns its MHD result, or returns -1 when the wait succeeded (0) or timed out (1). */

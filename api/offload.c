@@ -13,9 +13,11 @@
  * the handler's continuation here again, so that a continuation that commits (a train
  * call's stats row) never runs on a trainer thread either.
  *
- * Suspended requests are counted (srv->suspended) and capped (--max-waiting-requests:
- * past it 429 busy); shutdown (api_resume_all) waits for the count to reach zero before
- * MHD_stop_daemon, which libmicrohttpd requires.
+ * Suspended requests are counted (srv->suspended); shutdown (api_resume_all) waits for
+ * the count to reach zero before MHD_stop_daemon, which libmicrohttpd requires. Those in
+ * an offloaded step are bounded by the connections MHD accepts and last one commit;
+ * those waiting for training may wait up to --sync-timeout, and are capped
+ * (api/suspend.c).
  *
  * THREADS
  * -------
@@ -140,16 +142,9 @@ void api_offload_again(api_req *r, int (*step)(api_req *r))
 int api_offload(api_req *r, int (*step)(api_req *r))
 {
     api_server *s = r->srv;
-    int cap = s->o.max_waiting;
     if (atomic_load(&s->stopping) || s->offload == NULL)
         return api_problem_status(r, 503, "unavailable", "the daemon is shutting down");
-    if (atomic_fetch_add(&s->suspended, 1) >= cap) {
-        char d[160];
-        atomic_fetch_sub(&s->suspended, 1);
-        snprintf(d, sizeof d, "%d requests are already waiting for storage or training, the "
-                 "limit (--max-waiting-requests); retry later", cap);
-        return api_problem_status(r, 429, "busy", d);
-    }
+    atomic_fetch_add(&s->suspended, 1);
     r->waiting = 1;
     r->ready = 0;
     MHD_suspend_connection(r->conn);

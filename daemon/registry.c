@@ -140,6 +140,14 @@ static int write_begin(rqd_agent *a, int any, rqd_err *err)
 int rqd__write_begin(rqd_agent *a, rqd_err *err) { return write_begin(a, 0, err); }
 int rqd__write_begin_any(rqd_agent *a, rqd_err *err) { return write_begin(a, 1, err); }
 
+int rqd_agent_training(rqd_agent *a)
+{
+    rqd_agent_lock(a);
+    int t = a->core ? redq_agent_config(a->core)->training : -1;
+    pthread_mutex_unlock(&a->mu);
+    return t;
+}
+
 double rqd_agent_pending(rqd_agent *a)
 {
     rqd_agent_lock(a);

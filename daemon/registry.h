@@ -213,6 +213,8 @@ int rqd_agent_create(rqd_registry *r, const char *name, int S, int A, const floa
 /* RQD_OK when the agent is ok; otherwise RQD_EUNAVAIL with err saying why (its
  * state.error, or "still loading"). */
 int rqd_agent_usable(rqd_agent *a, rqd_err *err);
+/* The training mode (REDQ_TRAIN_*), or -1 for an agent without a learner. */
+int rqd_agent_training(rqd_agent *a);
 /* Updates owed now (state.pending_updates). */
 double rqd_agent_pending(rqd_agent *a);
 /* Applies a validated config (only PATCH-able settings differ), durably. */

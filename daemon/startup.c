@@ -338,6 +338,7 @@ void rqd_registry_free(rqd_registry *r)
     for (int i = 0; i < r->n; i++)
         rqd_agent_put(r->agents[i]);
     free(r->agents);
+    free(r->reserved);
     free(r->q);
     free(r->trainers);
     free(r->db_path);
