@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "../api/api.h"
+#include "datadir.h"
 #include "log.h"
 #include "notify.h"
 #include "registry.h"
@@ -111,13 +112,6 @@ static void on_progress(uv_timer_t *t)
     rqd_notify(status);
 }
 
-static int make_dir(const char *path)
-{
-    if (mkdir(path, 0750) == 0 || errno == EEXIST)
-        return 0;
-    return -1;
-}
-
 int main(int argc, char **argv)
 {
     static rqd d;
@@ -136,8 +130,9 @@ int main(int argc, char **argv)
     /* Trainers call OpenBLAS single-threaded; parallelism comes from agents. */
     openblas_set_num_threads(1);
     LOG(LOG_INFO, "OpenBLAS: %s, %d thread(s)", openblas_get_config(), openblas_get_num_threads());
-    if (make_dir(d.set.data_dir) < 0) {
-        LOG(LOG_ERR, "cannot create the data directory %s: %s", d.set.data_dir, strerror(errno));
+    int lock_fd; /* held until exit: one daemon per data directory */
+    if (rqd_datadir_take(d.set.data_dir, &lock_fd, &err) < 0) {
+        LOG(LOG_ERR, "%s", err.msg);
         return 1;
     }
     snprintf(db, sizeof db, "%s/redqd.db", d.set.data_dir);
