@@ -293,20 +293,22 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
     return rc;
 }
 
-/* Answers 404 for an id never seen and 409 for an ended or abandoned one. */
+/* Answers 404 for an id never seen and 409 for an ended or abandoned one (one row read:
+ * an agent may have ended millions of episodes). */
 static int missing_episode(rqd_agent *a, const char *id, rqd_err *err)
 {
-    store_episode_row *rows = NULL;
-    int n = 0, found = 0;
+    store_episode_row *row = NULL;
+    int rc = RQD_EIO;
     store *rd = rqd_reader_get(a->reg, err);
-    if (rd && store_episode_list(rd, a->id, 1 << 30, a->S, a->A, &rows, &n, err) == RQD_OK)
-        for (int i = 0; i < n && !found; i++)
-            found = strcmp(rows[i].id, id) == 0;
-    store_episode_rows_free(rows, n);
+    if (rd)
+        rc = store_episode_get(rd, a->id, id, a->S, a->A, &row, err);
+    store_episode_rows_free(row, row ? 1 : 0);
     rqd_reader_put(a->reg, rd);
-    if (found)
+    if (rc == RQD_OK)
         return rqd_err_set(err, RQD_ECONFLICT, "episode_id", "episode %s has ended", id);
-    return rqd_err_set(err, RQD_ENOTFOUND, "episode_id", "no episode %s", id);
+    if (rc == RQD_ENOTFOUND)
+        return rqd_err_set(err, RQD_ENOTFOUND, "episode_id", "no episode %s", id);
+    return rc;
 }
 
 int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *obs, int terminated,

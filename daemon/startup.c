@@ -108,17 +108,11 @@ static int load_episodes(store *s, rqd_agent *a, rqd_err *err)
     store_episode_rows_free(rows, n);
     if (rc < 0)
         return rc;
-    /* state.episodes: explore episodes that ended (not abandoned). */
-    if ((rc = store_episode_list(s, a->id, 1 << 30, a->S, a->A, &rows, &n, err)) < 0)
+    /* state.episodes and last_return, counted by SQLite: no row is read into memory. */
+    int64_t ended = 0;
+    if ((rc = store_episode_ended(s, a->id, &ended, &a->last_return, err)) < 0)
         return rc;
-    for (int i = 0; i < n; i++) {
-        if (rows[i].ended_at[0] && !rows[i].abandoned && rows[i].mode == STORE_EP_EXPLORE) {
-            if (a->episodes_done == 0)
-                a->last_return = rows[i].ret; /* newest first */
-            a->episodes_done++;
-        }
-    }
-    store_episode_rows_free(rows, n);
+    a->episodes_done = ended;
     return RQD_OK;
 }
 

@@ -194,6 +194,13 @@ int store_episode_list(store *s, int64_t agent, int limit, int obs_dim, int act_
 /* Every open episode of the agent, with last_obs and last_action. */
 int store_episode_open(store *s, int64_t agent, int obs_dim, int act_dim,
                        store_episode_row **rows, int *n, rqd_err *err);
+/* One episode (*row malloc'd, freed with store_episode_rows_free(*row, 1)); RQD_ENOTFOUND. */
+int store_episode_get(store *s, int64_t agent, const char *id, int obs_dim, int act_dim,
+                      store_episode_row **row, rqd_err *err);
+/* Explore episodes that ended (abandoned ones not counted) and the return of the one
+ * that ended last (NaN when none). */
+int store_episode_ended(store *s, int64_t agent, int64_t *count, double *last_return,
+                        rqd_err *err);
 void store_episode_rows_free(store_episode_row *rows, int n);
 
 #endif
