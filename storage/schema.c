@@ -9,7 +9,13 @@
  *
  * Version 2 (issue 9): a checkpoint's state is stored in checkpoint_parts, rows of at
  * most STORE__PART_BYTES, because one blob may not pass SQLite's length limit (1e9 bytes
- * by default) and a large agent's state does.
+ * by default) and a large agent's state does; and agent ids come from the counter row
+ * meta.next_agent_id, so that an id is never handed out twice (INTEGER PRIMARY KEY
+ * alone reuses the highest id once its row is deleted). AUTOINCREMENT would say the
+ * same, but adding it means rebuilding `agents`, which five tables reference with ON
+ * DELETE CASCADE: SQLite's rebuild procedure needs foreign_keys off, which cannot be
+ * switched inside the migration's transaction, and dropping the old table with it on
+ * would delete every agent's rows. The counter is one row and one UPDATE per create.
  *
  * Every per-agent table references agents(id) ON DELETE CASCADE, so deleting an agent is
  * one DELETE (foreign_keys=ON is set by store_open). Every child table's primary key (or
@@ -101,7 +107,9 @@ static const migration migrations[STORE_SCHEMA_VERSION] = {
     "  PRIMARY KEY (agent, batch_id)"
     ") WITHOUT ROWID;"
     "PRAGMA user_version = 1;", NULL},
-    /* 1 -> 2: checkpoint states in parts (checkpoints.c). */
+    /* 1 -> 2: checkpoint states in parts (checkpoints.c), agent ids from a counter
+     * (agents.c). The ids handed out so far are those of the agents left: v1 reused the
+     * deleted ones above them anyway. */
     {"CREATE TABLE checkpoint_parts ("
      "  agent INTEGER NOT NULL,"
      "  ckpt INTEGER NOT NULL,"
@@ -109,7 +117,13 @@ static const migration migrations[STORE_SCHEMA_VERSION] = {
      "  data BLOB NOT NULL,"                /* at most STORE__PART_BYTES */
      "  PRIMARY KEY (agent, ckpt, part),"
      "  FOREIGN KEY (agent, ckpt) REFERENCES checkpoints (agent, id) ON DELETE CASCADE"
-     ");",
+     ");"
+     "CREATE TABLE meta ("
+     "  key TEXT PRIMARY KEY,"
+     "  value INTEGER NOT NULL"
+     ") WITHOUT ROWID;"
+     "INSERT INTO meta (key, value)"
+     "  SELECT 'next_agent_id', coalesce(max(id), 0) + 1 FROM agents;",
      move_states_into_parts},
 };
 

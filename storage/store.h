@@ -77,7 +77,7 @@ int store_test_create_version(const char *path, int version, rqd_err *err);
 /* ------------------------------------------------------------------ agents */
 
 typedef struct {
-    int64_t id;             /* rowid, stable for the agent's life */
+    int64_t id;             /* stable for the agent's life, never handed out again */
     char name[72];
     int obs_dim, act_dim;
     float *low, *high;      /* act_dim floats each; malloc'd, freed by store_agent_rows_free */
@@ -87,7 +87,8 @@ typedef struct {
     int64_t next_ckpt_id;   /* next checkpoint id to hand out (ids are never reused) */
 } store_agent_row;
 
-/* RQD_EEXIST if the name is taken. */
+/* *id_out gets a new id, never one of an agent that existed before (deleted ones and
+ * across reopens included). RQD_EEXIST if the name is taken. */
 int store_agent_insert(store *s, const char *name, int obs_dim, int act_dim, const float *low,
                        const float *high, const char *config_json, int64_t *id_out,
                        rqd_err *err);

@@ -967,6 +967,37 @@ START_TEST(ckpt_damaged_parts_are_refused)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ agent ids */
+
+/* Deleting the newest agent does not give its id to the next one, in the same session
+ * or after a reopen; a refused insert (duplicate name) changes nothing. */
+START_TEST(agent_ids_are_never_reused)
+{
+    store *s = open_rw();
+    int64_t id = 0;
+    rqd_err err = {0};
+
+    int64_t a = add_agent(s, "a", S), b = add_agent(s, "b", S);
+    ck_assert_int_gt(b, a);
+    ck_assert_int_eq(store_agent_delete(s, b, &err), 0);
+    int64_t c = add_agent(s, "c", S);
+    ck_assert_int_gt(c, b);
+    ck_assert_int_eq(store_agent_insert(s, "c", S, 2, LOW, HIGH, "{}", &id, &err), RQD_EEXIST);
+    store_close(s);
+
+    s = open_rw();
+    ck_assert_int_eq(store_agent_delete(s, c, &err), 0);
+    int64_t d = add_agent(s, "d", S);
+    ck_assert_int_eq(d, c + 1);
+    ck_assert_int_eq(store_agent_delete(s, d, &err), 0);
+    ck_assert_int_eq(store_agent_delete(s, a, &err), 0); /* no agent left at all */
+    store_close(s);
+    s = open_rw();
+    ck_assert_int_eq(add_agent(s, "e", S), d + 1);
+    store_close(s);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ migration */
 
 /* One version-1 checkpoint row, its state in the checkpoints.state column. */
@@ -1058,6 +1089,7 @@ START_TEST(migrate_v1_moves_states_into_parts)
     store_close(s);
 
     s = open_rw(); /* current now: opened without migrating again */
+    ck_assert_int_eq(store_agent_delete(s, 6, &err), 0); /* the newest: its id stays used */
     ck_assert_int_eq(add_agent(s, "seven", S), 7);
     store_close(s);
     for (int i = 0; i < NL; i++)
@@ -1536,6 +1568,7 @@ Suite *suite_store(void)
         {"ckpt_prune", ckpt_prune_keeps_newest_automatic_and_all_manual, 0},
         {"ckpt_parts", ckpt_state_in_parts_round_trips_and_cascades, 0},
         {"ckpt_damaged", ckpt_damaged_parts_are_refused, 0},
+        {"agent_ids", agent_ids_are_never_reused, 0},
         {"migrate_v1", migrate_v1_moves_states_into_parts, 0},
         {"stats", stats_range_since_limit_and_nan, 0},
         {"episodes", episodes_put_list_order_and_open, 0},
