@@ -289,5 +289,7 @@ int rqd_settings_load(rqd_settings *s, int argc, char **argv, rqd_err *err)
         if ((rc = apply(s, t, val, "command line", err)) < 0)
             return rc;
     }
+    /* A new agent's learner state must be importable again (rqd_limits.h). */
+    s->limits.state_bytes = s->max_import;
     return 0;
 }

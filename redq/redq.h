@@ -136,9 +136,16 @@ typedef struct {
 
 /* RQD_EINVAL naming the field (obs_dim, action_low, config.hidden_sizes, ...) and the
  * daemon flag when an agent of this shape would be past limits, including the memory
- * estimate of its networks, optimiser state and scratch; checked before allocating. */
+ * estimate of its networks, optimiser state and scratch, and the size of its learner
+ * state against limits->state_bytes; checked before allocating. */
 int redq_limits_check(const rqd_limits *limits, const redq_config *cfg, int obs_dim,
                       int act_dim, rqd_err *err);
+
+/* The exact size of the learner state of an agent of this shape: what redq_agent_save
+ * without the buffer writes (a checkpoint; its replay buffer, when saved, comes on top).
+ * RQD_ENOMEM when the config cannot be printed. */
+int redq_state_bytes(const redq_config *cfg, int obs_dim, int act_dim, size_t *bytes,
+                     rqd_err *err);
 
 /* Creates an agent for observations of obs_dim floats and actions in [low, high]
  * (act_dim each). Validates cfg and the dimensions, refuses one that would need more
