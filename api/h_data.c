@@ -391,6 +391,12 @@ int h_episode_list(api_req *r)
             cJSON_AddNullToObject(e, "ended_at");
         if (rows[i].abandoned)
             cJSON_AddBoolToObject(e, "abandoned", 1);
+        cJSON_AddStringToObject(e, "source", rows[i].source == STORE_SRC_TRANSITIONS
+                                                 ? "transitions" : "episodes");
+        if (rows[i].source == STORE_SRC_TRANSITIONS && rows[i].env_id[0]) /* else no env_id */
+            cJSON_AddStringToObject(e, "env_id", rows[i].env_id);
+        else
+            cJSON_AddNullToObject(e, "env_id");
         cJSON_AddItemToArray(arr, e);
     }
     store_episode_rows_free(rows, n);

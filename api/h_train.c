@@ -93,12 +93,33 @@ int h_train(api_req *r)
 
 /* ------------------------------------------------------------------ stats */
 
-static void csv_num(rqd_buf *b, double v, int last)
+void api_csv_num(rqd_buf *b, double v, int last)
 {
     char s[40];
     int n = isfinite(v) ? snprintf(s, sizeof s, "%.9g", v) : 0;
     rqd_buf_append(b, s, (size_t)n);
     rqd_buf_append(b, last ? "\n" : ",", 1);
+}
+
+int api_page(api_req *r, long long *since, long long *limit, int *csv, rqd_err *err)
+{
+    const char *q;
+    char *end;
+    *since = 0;
+    *limit = 1000;
+    *csv = 0;
+    if ((q = api_query(r, "since")) &&
+        (*since = strtoll(q, &end, 10), *q == '\0' || *end || *since < 0))
+        return rqd_err_set(err, RQD_EINVAL, "since", "since must be an integer >= 0");
+    if ((q = api_query(r, "limit")) &&
+        (*limit = strtoll(q, &end, 10), *q == '\0' || *end || *limit < 1 || *limit > 100000))
+        return rqd_err_set(err, RQD_EINVAL, "limit", "limit must be an integer in [1, 100000]");
+    if ((q = api_query(r, "format")) && strcmp(q, "json") != 0) {
+        if (strcmp(q, "csv") != 0)
+            return rqd_err_set(err, RQD_EINVAL, "format", "format must be json or csv");
+        *csv = 1;
+    }
+    return RQD_OK;
 }
 
 int h_stats(api_req *r)
@@ -107,23 +128,10 @@ int h_stats(api_req *r)
     store_stats_row *rows = NULL;
     int n = 0, csv = 0;
     long long since = 0, limit = 1000;
-    const char *q;
-    char *end;
     rqd_agent *a = api_agent(r);
     if (a == NULL)
         return MHD_YES;
-    if ((q = api_query(r, "since")) && (since = strtoll(q, &end, 10), *q == '\0' || *end || since < 0))
-        rqd_err_set(&err, RQD_EINVAL, "since", "since must be an integer >= 0");
-    if ((q = api_query(r, "limit")) &&
-        (limit = strtoll(q, &end, 10), *q == '\0' || *end || limit < 1 || limit > 100000))
-        rqd_err_set(&err, RQD_EINVAL, "limit", "limit must be an integer in [1, 100000]");
-    if ((q = api_query(r, "format"))) {
-        if (strcmp(q, "csv") == 0)
-            csv = 1;
-        else if (strcmp(q, "json") != 0)
-            rqd_err_set(&err, RQD_EINVAL, "format", "format must be json or csv");
-    }
-    if (err.code == RQD_OK)
+    if (api_page(r, &since, &limit, &csv, &err) == RQD_OK)
         rqd_agent_stats(a, since, (int)limit, &rows, &n, &err);
     rqd_agent_put(a);
     if (err.code)
@@ -139,13 +147,13 @@ int h_stats(api_req *r)
             int len = snprintf(s, sizeof s, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%.3f,",
                                rows[i].row, rows[i].update, rows[i].env_steps, rows[i].time);
             rqd_buf_append(&b, s, (size_t)len);
-            csv_num(&b, rows[i].actor_loss, 0);
-            csv_num(&b, rows[i].critic_loss, 0);
-            csv_num(&b, rows[i].alpha, 0);
-            csv_num(&b, rows[i].alpha_loss, 0);
-            csv_num(&b, rows[i].q_mean, 0);
-            csv_num(&b, rows[i].q_std, 0);
-            csv_num(&b, rows[i].train_time, 1);
+            api_csv_num(&b, rows[i].actor_loss, 0);
+            api_csv_num(&b, rows[i].critic_loss, 0);
+            api_csv_num(&b, rows[i].alpha, 0);
+            api_csv_num(&b, rows[i].alpha_loss, 0);
+            api_csv_num(&b, rows[i].q_mean, 0);
+            api_csv_num(&b, rows[i].q_std, 0);
+            api_csv_num(&b, rows[i].train_time, 1);
         }
         free(rows);
         if (b.data == NULL)

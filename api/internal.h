@@ -115,6 +115,11 @@ int api_problem_status(api_req *r, unsigned status, const char *code, const char
 /* The body as strict JSON (object unless any_type), or NULL with err filled. */
 cJSON *api_body_json(api_req *r, rqd_err *err);
 const char *api_query(api_req *r, const char *key);
+/* The paging query of stats and evaluations: ?since= (>= 0, default 0), &limit= (1 ...
+ * 100000, default 1000), &format=json|csv. RQD_EINVAL naming the parameter. */
+int api_page(api_req *r, long long *since, long long *limit, int *csv, rqd_err *err);
+/* One CSV field: v, or nothing when it is not finite; then ',' or '\n' when last. */
+void api_csv_num(rqd_buf *b, double v, int last);
 
 /* ---- offloading (api/offload.c) and waits for training (api/suspend.c) ---- */
 /* A step's result when a waiter took the request over (it must not be touched after). */
@@ -175,6 +180,9 @@ int h_ckpt_delete(api_req *r);
 int h_restore(api_req *r);
 int h_import(api_req *r);
 int h_policy(api_req *r);
+int h_agents_put(api_req *r);
+int h_eval_post(api_req *r);
+int h_eval_list(api_req *r);
 
 /* A JSON array of n floats. */
 cJSON *api_json_floats_out(const float *v, int n);

@@ -15,6 +15,7 @@ static const api_route routes[] = {
     {"GET",    "/",                                           h_dashboard,      BODY_NONE, 1, 0},
     {"GET",    "/assets/{id}",                                h_dashboard,      BODY_NONE, 1, 0},
     {"POST",   "/v1/agents",                                  h_agents_create,  BODY_JSON, 0, 1},
+    {"PUT",    "/v1/agents/{name}",                           h_agents_put,     BODY_JSON, 0, 1},
     {"GET",    "/v1/agents",                                  h_agents_list,    BODY_NONE, 0, 0},
     {"GET",    "/v1/agents/{name}",                           h_agents_get,     BODY_NONE, 0, 0},
     {"PATCH",  "/v1/agents/{name}",                           h_agents_patch,   BODY_JSON, 0, 1},
@@ -34,6 +35,8 @@ static const api_route routes[] = {
     {"POST",   "/v1/agents/{name}/restore",                   h_restore,        BODY_JSON, 0, 1},
     {"PUT",    "/v1/agents/{name}/checkpoint",                h_import,         BODY_OCTETS, 0, 1},
     {"GET",    "/v1/agents/{name}/policy",                    h_policy,         BODY_NONE, 0, 0},
+    {"POST",   "/v1/agents/{name}/evaluations",               h_eval_post,      BODY_JSON, 0, 1},
+    {"GET",    "/v1/agents/{name}/evaluations",               h_eval_list,      BODY_NONE, 0, 0},
     {NULL, NULL, NULL, 0, 0, 0},
 };
 

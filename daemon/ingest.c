@@ -104,6 +104,8 @@ typedef struct {
     const char *batch_id;
     const char *answer;
     const store_episode_row *episode; /* also written, when not NULL */
+    const rqd_returns_plan *plan;     /* the post's episodes from transitions, or NULL */
+    const rqd_eval *eval;             /* an eval episode that ended, or NULL */
 } ingest_job;
 
 static int do_ingest(store *s, void *arg, rqd_err *err)
@@ -116,7 +118,21 @@ static int do_ingest(store *s, void *arg, rqd_err *err)
         rc = store_batch_put(s, j->agent, j->batch_id, j->answer, err);
     if (rc == RQD_OK && j->episode)
         rc = store_episode_put(s, j->agent, j->episode, j->S, j->A, err);
+    if (rc == RQD_OK && j->plan)
+        rc = rqd_returns_write(s, j->agent, j->plan, err);
+    if (rc == RQD_OK && j->eval)
+        rc = rqd__eval_write(s, j->agent, j->eval, err);
     return rc;
+}
+
+/* Under a->mu, after the commit: the episodes that ended count in the state. */
+static void count_ended(rqd_agent *a, const store_episode_row *ended, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (ended[i].mode == STORE_EP_EXPLORE) {
+            a->episodes_done++;
+            a->last_return = ended[i].ret;
+        }
 }
 
 static char *answer_json(int n, long long env_steps, double pending)
@@ -135,9 +151,10 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
                char **answer, double *wait_target, rqd_err *err)
 {
     double owed = 0;
-    char *text = NULL;
+    char *text = NULL, now[32];
     redq_transition *rt = NULL;
-    int rc;
+    rqd_returns_plan plan;
+    int rc, planned = 0;
 
     *answer = NULL;
     *wait_target = -1.0;
@@ -177,15 +194,25 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
         rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
         goto out;
     }
-    ingest_job j = {a->id, info.env_steps + 1, t, n, a->S, a->A, batch_id, text, NULL};
+    rqd__now_rfc3339(now);
+    if ((rc = rqd_returns_prepare(&a->returns, t, n, now, &plan, err)) < 0)
+        goto out;
+    planned = 1;
+    ingest_job j = {a->id, info.env_steps + 1, t, n, a->S, a->A, batch_id, text, NULL, &plan,
+                    NULL};
     if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) < 0)
         goto out;
     rqd_agent_lock(a);
     feed(a, rt, n, owed, wait_target, err); /* the rows are durable: the answer is 200 */
+    count_ended(a, plan.ended, plan.n_ended);
+    rqd_returns_apply(&a->returns, &plan); /* frees the plan */
+    planned = 0;
     pthread_mutex_unlock(&a->mu);
     *answer = text;
     text = NULL;
 out:
+    if (planned)
+        rqd_returns_plan_free(&plan);
     rqd__write_end(a);
     free(text);
     free(rt);
@@ -272,7 +299,7 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
     if (rc == RQD_OK) {
         store_episode_row row;
         episode_row(a, e, NULL, 0, &row);
-        ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row};
+        ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row, NULL, NULL};
         rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err);
     }
     if (rc == RQD_OK) {
@@ -365,7 +392,17 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
     store_episode_row row;
     rqd__now_rfc3339(now);
     episode_row(a, &next, *done ? now : NULL, 0, &row);
-    ingest_job j = {a->id, info.env_steps + 1, &t, explore, a->S, a->A, NULL, NULL, &row};
+    /* An eval episode that ends records its evaluation (API.md), with its last row. */
+    double eval_ret = next.ret;
+    int64_t eval_len = next.length;
+    rqd_eval ev;
+    if (*done && !explore) {
+        rqd_agent_lock(a);
+        rqd__eval_one(a, &eval_ret, &eval_len, &ev);
+        pthread_mutex_unlock(&a->mu);
+    }
+    ingest_job j = {a->id, info.env_steps + 1, &t, explore, a->S, a->A, NULL, NULL, &row, NULL,
+                    *done && !explore ? &ev : NULL};
     if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) < 0)
         goto out;
     rqd_agent_lock(a);
@@ -413,7 +450,7 @@ int rqd_episode_abandon(rqd_agent *a, const char *id, rqd_err *err)
     store_episode_row row;
     rqd__now_rfc3339(now);
     episode_row(a, e, now, 1, &row);
-    ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row};
+    ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row, NULL, NULL};
     if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) == RQD_OK) {
         rqd_agent_lock(a);
         *pp = e->next;

@@ -76,6 +76,18 @@ int rqd__write_begin(rqd_agent *a, rqd_err *err);
 int rqd__write_begin_any(rqd_agent *a, rqd_err *err);
 static inline void rqd__write_end(rqd_agent *a) { pthread_mutex_unlock(&a->ingest_mu); }
 
+/* An evaluation on its way to SQLite (daemon/evaluations.c): the row and what was
+ * posted (borrowed). */
+typedef struct rqd_eval {
+    store_eval_row row;
+    const double *returns;
+    const int64_t *lengths;   /* NULL without lengths */
+} rqd_eval;
+/* Under a->mu: the row of one eval episode that ended (return, length). */
+void rqd__eval_one(rqd_agent *a, const double *ret, const int64_t *length, rqd_eval *e);
+/* In a writer job: stores e, its row number into e->row.row. */
+int rqd__eval_write(store *s, int64_t agent, const rqd_eval *e, rqd_err *err);
+
 /* Under a->mu: makes the agent unavailable with the reason (state.error). */
 void rqd__agent_fail(rqd_agent *a, const char *fmt, ...) RQD_PRINTF(2, 3);
 

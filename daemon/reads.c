@@ -40,3 +40,12 @@ int rqd_agent_checkpoints(rqd_agent *a, store_ckpt_info **rows, int *n, rqd_err 
     rqd_reader_put(a->reg, s);
     return rc;
 }
+
+int rqd_agent_evaluations(rqd_agent *a, int64_t since, int limit, store_eval_row **rows, int *n,
+                          rqd_err *err)
+{
+    store *s = rqd_reader_get(a->reg, err);
+    int rc = s ? store_eval_range(s, a->id, since, limit, rows, n, err) : err->code;
+    rqd_reader_put(a->reg, s);
+    return rc;
+}

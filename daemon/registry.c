@@ -92,6 +92,7 @@ void rqd__agent_destroy(rqd_agent *a)
         free(e);
     }
     redq_agent_free(a->core);
+    rqd_returns_free(&a->returns);
     free(a->rows);
     free(a->low); /* high is in the same block */
     free(a->config_json);

@@ -29,6 +29,7 @@
 #include "../common/rqd_err.h"
 #include "../redq/redq.h"
 #include "../storage/store.h"
+#include "returns.h"
 #include "writer.h"
 
 #define RQD_TRAIN_CHUNK 8        /* updates per lock hold at most ... */
@@ -123,6 +124,8 @@ struct rqd_agent {
     rqd_episode *episodes;          /* open episodes */
     int n_open;
     long long episodes_done;        /* explore episodes that ended */
+    rqd_returns returns;            /* transitions streams adding up their episode
+                                       (returns.h; under ingest_mu) */
     double last_return;             /* return of the latest ended explore episode (NaN) */
 
     double ups;                     /* updates per second, smoothed, for logs and metrics */
@@ -198,6 +201,13 @@ int rqd_agent_stats(rqd_agent *a, int64_t since, int limit, store_stats_row **ro
  * before the call is committed. */
 int rqd_agent_stats_sync(rqd_agent *a, rqd_err *err);
 int rqd_agent_checkpoints(rqd_agent *a, store_ckpt_info **rows, int *n, rqd_err *err);
+/* Evaluation rows with row > since, oldest first, at most limit. */
+int rqd_agent_evaluations(rqd_agent *a, int64_t since, int limit, store_eval_row **rows, int *n,
+                          rqd_err *err);
+/* Records an evaluation of n returns (lengths may be NULL) against the agent's counters
+ * now, durably; *out is the row as stored. */
+int rqd_agent_evaluate(rqd_agent *a, const double *returns, const int64_t *lengths, int n,
+                       store_eval_row *out, rqd_err *err);
 
 /* ------------------------------------------------------------------ agents */
 

@@ -176,7 +176,8 @@ static int load_agent(rqd_registry *r, store *s, const store_agent_row *row, rqd
     long long v = row->policy_version > info.policy_version ? row->policy_version : info.policy_version;
     redq_agent_set_policy_version(core, v);
     a->policy_lease = row->policy_version;
-    if ((rc = load_episodes(s, a, err)) < 0) {
+    if ((rc = load_episodes(s, a, err)) < 0 ||
+        (rc = rqd_returns_load(&a->returns, s, a->id, err)) < 0) {
         rqd__agent_destroy(a);
         return rc;
     }

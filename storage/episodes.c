@@ -13,15 +13,16 @@
 
 static const char SQL_PUT[] =
     "INSERT INTO episodes (agent, id, seq, mode, ret, length, started_at, ended_at,"
-    " abandoned, last_obs, last_action) VALUES (?1, ?2,"
+    " abandoned, last_obs, last_action, source, env_id) VALUES (?1, ?2,"
     " (SELECT coalesce(max(seq), 0) + 1 FROM episodes WHERE agent = ?1),"
-    " ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    " ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
     " ON CONFLICT (agent, id) DO UPDATE SET mode = excluded.mode, ret = excluded.ret,"
     " length = excluded.length, started_at = excluded.started_at,"
     " ended_at = excluded.ended_at, abandoned = excluded.abandoned,"
     " last_obs = excluded.last_obs, last_action = excluded.last_action";
 #define SQL_COLUMNS                                                                        \
-    "SELECT id, mode, ret, length, started_at, ended_at, abandoned, last_obs, last_action" \
+    "SELECT id, mode, ret, length, started_at, ended_at, abandoned, last_obs, last_action," \
+    " source, env_id" \
     " FROM episodes WHERE agent = ?1"
 /* A negative LIMIT is no limit in SQLite. */
 static const char SQL_LIST[] = SQL_COLUMNS " ORDER BY started_at DESC, seq DESC LIMIT ?2";
@@ -64,6 +65,11 @@ int store_episode_put(store *s, int64_t agent, const store_episode_row *e, int o
         rc = rqd_err_set(err, RQD_ENOMEM, "", "put episode: %s", sqlite3_errstr(src));
         goto out;
     }
+    sqlite3_bind_int(st, 11, e->source);
+    if (e->source == STORE_SRC_TRANSITIONS)
+        sqlite3_bind_text(st, 12, e->env_id, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 12);
     if ((src = store__step(s, st)) != SQLITE_DONE) {
         rc = store__fail(s, src, err, "put episode");
         if (rc == RQD_ENOTFOUND)
@@ -114,6 +120,8 @@ static int read_rows(store *s, const char *sql, int64_t agent, int limit, const 
         store__column_text(st, 4, r->started_at, sizeof r->started_at);
         store__column_text(st, 5, r->ended_at, sizeof r->ended_at);
         r->abandoned = sqlite3_column_int(st, 6);
+        r->source = sqlite3_column_int(st, 9);
+        store__column_text(st, 10, r->env_id, sizeof r->env_id);
         if ((rc = store__column_floats(st, 7, obs_dim, &r->last_obs, "episode last_obs",
                                        err)) < 0 ||
             (rc = store__column_floats(st, 8, act_dim, &r->last_action,
