@@ -22,7 +22,7 @@ OPT     ?= -O2
 # Python 3 (the integration tests and clients are stdlib only) and Chromium (the
 # dashboard is checked in a real headless browser): `deps-test`.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libsqlite3-dev \
-            libopenblas-dev libuv1-dev check zlib1g-dev
+            libopenblas-dev libuv1-dev check zlib1g-dev libmujoco-dev libcurl4-openssl-dev
 DEB_TEST_PKGS := python3 chromium
 PC_PKGS  := libcjson openblas zlib sqlite3 libmicrohttpd libuv
 
@@ -48,6 +48,12 @@ UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c
 LEARN_SRC  := tests/learn/test_pendulum.c tests/env/pendulum.c
 BENCH_SRC  := bench/bench_update.c daemon/pool.c
 FUZZ_SRC   := tests/fuzz/fuzz_request.c api/json_in.c
+# The MuJoCo client (clients/mujoco/): its models are linked in like EMBED; its tests
+# (tests/mujoco/) check the environments without a daemon.
+MJ_MODELS  := clients/mujoco/models/hopper.xml clients/mujoco/models/halfcheetah.xml
+MJ_ENV_SRC := clients/mujoco/env.c common/rqd_err.c
+MJ_SRC     := $(MJ_ENV_SRC) clients/mujoco/http.c clients/mujoco/main.c
+MJ_TEST_SRC := tests/mujoco/test_envs.c $(MJ_ENV_SRC)
 
 obj = $(patsubst %.c,$(OBJDIR)/%.o,$(1))
 CORE_OBJ  := $(call obj,$(CORE_SRC))
@@ -57,8 +63,10 @@ BENCH_OBJ := $(call obj,$(BENCH_SRC))
 FUZZ_OBJ  := $(call obj,$(FUZZ_SRC) tests/fuzz/test_fuzz.c)
 DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 EMBED_OBJ := $(patsubst %,$(OBJDIR)/embed/%.o,$(EMBED))
+MJ_OBJ    := $(call obj,$(MJ_SRC)) $(patsubst %,$(OBJDIR)/embed/%.o,$(MJ_MODELS))
+MJ_TEST_OBJ := $(call obj,$(MJ_TEST_SRC)) $(patsubst %,$(OBJDIR)/embed/%.o,$(MJ_MODELS))
 ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(FUZZ_OBJ) \
-             $(OBJDIR)/daemon/main.o
+             $(OBJDIR)/daemon/main.o $(MJ_OBJ) $(MJ_TEST_OBJ)
 
 PY ?= /usr/bin/python3
 
@@ -75,7 +83,8 @@ run: deps
 
 all: build
 
-build: $(BINDIR)/redqd $(BINDIR)/test_unit $(BINDIR)/test_learn $(BINDIR)/bench_update
+build: $(BINDIR)/redqd $(BINDIR)/test_unit $(BINDIR)/test_learn $(BINDIR)/bench_update \
+       $(BINDIR)/redq-mujoco $(BINDIR)/test_mujoco_envs
 
 # The learning core's loops want the vectoriser at full strength.
 $(OBJDIR)/redq/%.o: OPT := -O3
@@ -113,6 +122,18 @@ $(BINDIR)/bench_update: $(BENCH_OBJ) $(BINDIR)/libredq.a
 	@$(if $(Q),echo "  LD      $@",true)
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm
 
+# The MuJoCo client links libcurl (HTTP) and MuJoCo; Debian's MuJoCo 2.2.2 ships no
+# pkg-config file (headers <mujoco/mujoco.h>, library -lmujoco).
+$(OBJDIR)/clients/mujoco/http.o: PC_CFLAGS += $(shell pkg-config --cflags libcurl 2>/dev/null)
+
+$(BINDIR)/redq-mujoco: $(MJ_OBJ)
+	@$(if $(Q),echo "  LD      $@",true)
+	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ -lmujoco $(shell pkg-config --libs libcurl libcjson 2>/dev/null) -lm
+
+$(BINDIR)/test_mujoco_envs: $(MJ_TEST_OBJ)
+	@$(if $(Q),echo "  LD      $@",true)
+	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ -lmujoco $(CHECK_LIBS) -lm
+
 -include $(ALL_OBJ:.o=.d)
 
 # Installs the missing Debian packages; a no-op when all are there.
@@ -143,6 +164,7 @@ test: deps-test
 	  "unit (ASan+UBSan)" "$(BUILD)/san/test_unit" \
 	  "fuzz corpus and mutations (ASan+UBSan)" "$(BUILD)/san/test_fuzz" \
 	  "learning (Pendulum)" "$(BUILD)/test_learn" \
+	  "MuJoCo environments (clients/mujoco)" "$(BUILD)/test_mujoco_envs" \
 	  "Python client and HTTP integration (the real daemon)" \
 	  "REDQD_BIN=$(BUILD)/redqd $(PY) tests/integration/run.py tests/clients/test_client_unit.py $(sort $(wildcard tests/integration/test_*.py)) tests/crash/test_sigkill.py tests/load/test_load.py" \
 	  "HTTP integration against the ASan+UBSan daemon" \
