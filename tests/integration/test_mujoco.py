@@ -1,4 +1,5 @@
-"""The C MuJoCo client (build/redq-mujoco, clients/mujoco/) against the real daemon.
+"""The C MuJoCo client (build/redq-mujoco, clients/mujoco/) against the real daemon,
+and against a scripted one for the routes the daemon may not have yet.
 
 Plumbing, not learning: a few hundred steps of each task with a small network in sync
 mode. The client must create the agent, have every step acknowledged (the agent's
@@ -8,15 +9,23 @@ must also reuse an agent of the same settings, refuse one of other settings, rid
 daemon killed and restarted under it (every transition stored once), and wait out 429
 back-pressure.
 
+FakeDaemonTest runs the client against a scripted server that has PUT /v1/agents/{name}
+and POST .../evaluations (API.md "(added)"), and checks what the client sends: the PUT
+body, batch ids unique per post and repeated after a 429, one env_id per environment,
+the evaluation bodies; and that a 409 from PUT stops the client.
+
 REDQ_MUJOCO_BIN names another client binary (default build/redq-mujoco).
 """
 import csv
+import http.server
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -213,6 +222,152 @@ class MujocoClientTest(DaemonTestCase):
             with self.subTest(args=args[1:]):
                 p = subprocess.run(args, capture_output=True, text=True, timeout=30)
                 self.assertEqual(p.returncode, code, p.stderr)
+
+
+class FakeDaemon(http.server.ThreadingHTTPServer):
+    """Just enough of API.md for the client, with the added routes; records requests.
+    put_status: what PUT /v1/agents/{name} answers (201, 200 or 409)."""
+
+    def __init__(self, put_status=201):
+        super().__init__(("127.0.0.1", 0), FakeHandler)
+        self.put_status = put_status
+        self.requests = []          # (method, path, body or None)
+        self.env_steps = 0
+        self.busy_once = True       # the second transitions post gets one 429 first
+        self.evaluations = 0
+        self.lock = threading.Lock()
+
+
+class FakeHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"   # keep-alive, as the client expects
+
+    def setup(self):
+        super().setup()
+        # Headers and body go out in two writes: without this, Nagle and the client's
+        # delayed ACK hold every answer 40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, doc, headers=()):
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/problem+json" if status >= 400
+                         else "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def agent(self):
+        return {"name": "fake", "obs_dim": 11, "act_dim": 3, "action_low": [-1.0] * 3,
+                "action_high": [1.0] * 3, "config": {},
+                "state": {"env_steps": self.server.env_steps, "updates": 0,
+                          "policy_version": 0, "pending_updates": 0}}
+
+    def handle_one(self, method):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(n)) if n else None
+        srv = self.server
+        with srv.lock:
+            srv.requests.append((method, self.path, body))
+            if method == "PUT" and self.path == "/v1/agents/fake":
+                if srv.put_status == 409:
+                    return self.answer(409, {"status": 409, "code": "already_exists",
+                                             "detail": "config.ensemble_size is 5, not 10"})
+                return self.answer(srv.put_status, self.agent())
+            if method == "GET" and self.path == "/v1/agents/fake":
+                return self.answer(200, self.agent())
+            if self.path == "/v1/agents/fake/act":
+                return self.answer(200, {"action": [[0.0] * 3 for _ in body["obs"]],
+                                         "policy_version": 0})
+            if self.path == "/v1/agents/fake/transitions":
+                posts = sum(1 for r in srv.requests if r[1] == self.path)
+                if posts == 2 and srv.busy_once:
+                    srv.busy_once = False
+                    return self.answer(429, {"status": 429, "code": "busy", "detail": "busy"},
+                                       [("Retry-After", "1")])
+                srv.env_steps += len(body["transitions"])
+                return self.answer(200, {"accepted": len(body["transitions"]),
+                                         "env_steps": srv.env_steps, "pending_updates": 0})
+            if self.path == "/v1/agents/fake/evaluations":
+                srv.evaluations += 1
+                return self.answer(201, {"row": 100 + srv.evaluations,
+                                         "env_steps": srv.env_steps})
+            return self.answer(404, {"status": 404, "code": "not_found", "detail": "no route"})
+
+    def do_GET(self):
+        self.handle_one("GET")
+
+    def do_POST(self):
+        self.handle_one("POST")
+
+    def do_PUT(self):
+        self.handle_one("PUT")
+
+
+class FakeDaemonTest(unittest.TestCase):
+
+    def run_against(self, put_status):
+        srv = FakeDaemon(put_status)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            p = subprocess.run([CLIENT, "--url", "http://127.0.0.1:%d" % srv.server_address[1],
+                                "--env", "hopper", "--agent", "fake", "--steps", "6",
+                                "--envs", "2", "--seed", "3", "--eval-every", "0",
+                                "--eval-episodes", "2"],
+                               capture_output=True, text=True, timeout=TIMEOUT)
+        finally:
+            srv.shutdown()
+            srv.server_close()
+        return p, srv.requests
+
+    def test_put_transitions_and_evaluations(self):
+        p, reqs = self.run_against(201)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        method, path, body = reqs[0]
+        self.assertEqual((method, path), ("PUT", "/v1/agents/fake"))
+        self.assertEqual(body, {"obs_dim": 11, "action_low": [-1, -1, -1],
+                                "action_high": [1, 1, 1],
+                                "config": {"training": "sync", "seed": 3}})
+        self.assertIn("created agent 'fake'", p.stderr)
+
+        posts = [b for m, pth, b in reqs if pth.endswith("/transitions")]
+        self.assertEqual(len(posts), 4)                    # 3 posts of 2, one sent twice
+        ids = [b["batch_id"] for b in posts]
+        self.assertEqual(ids[1], ids[2])                   # the 429 repeat
+        self.assertEqual(len(set(ids)), 3)
+        self.assertEqual(posts[1], posts[2])
+        for b in posts:
+            self.assertEqual(len(b["transitions"]), 2)
+            streams = [t["env_id"] for t in b["transitions"]]
+            self.assertEqual(len(set(streams)), 2)
+            self.assertTrue(streams[0].endswith("-0") and streams[1].endswith("-1"), streams)
+            self.assertEqual(streams[0][:-2], ids[0].rsplit("-", 1)[0])  # one run id
+        self.assertRegex(p.stderr, r"1 after 429 busy")
+
+        evals = [b for m, pth, b in reqs if pth.endswith("/evaluations")]
+        self.assertEqual(len(evals), 2)                    # untrained, and at the end
+        for b in evals:
+            self.assertEqual(len(b["returns"]), 2)
+            self.assertTrue(all(isinstance(n, int) and n > 0 for n in b["lengths"]))
+        rows = list(csv.DictReader(io.StringIO(p.stdout)))
+        self.assertEqual([r["eval_row"] for r in rows], ["101", "102"])
+        self.assertEqual([r["env_steps"] for r in rows], ["0", "6"])
+
+    def test_put_conflict_stops_the_client(self):
+        p, reqs = self.run_against(409)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("config.ensemble_size is 5, not 10", p.stderr)
+        self.assertEqual([(m, pth) for m, pth, _ in reqs], [("PUT", "/v1/agents/fake")])
+
+    def test_put_existing_agent_is_reused(self):
+        p, reqs = self.run_against(200)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("reusing agent 'fake'", p.stderr)
+        self.assertNotIn("POST", [m for m, pth, _ in reqs if pth == "/v1/agents"])
 
 
 if __name__ == "__main__":
