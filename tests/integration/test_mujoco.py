@@ -16,11 +16,13 @@ the evaluation bodies; and that a 409 from PUT stops the client.
 
 REDQ_MUJOCO_BIN names another client binary (default build/redq-mujoco).
 """
+import contextlib
 import csv
 import http.server
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -57,9 +59,19 @@ class MujocoClientTest(DaemonTestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.tmp = tempfile.mkdtemp(prefix="redq-mujoco-it-")
-        cls.config = os.path.join(cls.tmp, "small.json")
-        with open(cls.config, "w", encoding="utf-8") as f:
-            json.dump(SMALL, f)
+        cls.config = cls.config_file("small", SMALL)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        super().tearDownClass()
+
+    @classmethod
+    def config_file(cls, name, cfg):
+        path = os.path.join(cls.tmp, name + ".json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(cfg, f)
+        return path
 
     def url(self):
         return "http://127.0.0.1:%d" % self.daemon.port
@@ -74,6 +86,23 @@ class MujocoClientTest(DaemonTestCase):
         p = subprocess.run(self.client_args(*args, **kw), capture_output=True, text=True,
                            timeout=TIMEOUT)
         return p.returncode, p.stdout, p.stderr
+
+    @contextlib.contextmanager
+    def client_in_background(self, *args, **kw):
+        """The client runs while the test acts on the daemon; yields finish(), which
+        waits for it and returns (exit code, stdout, stderr)."""
+        p = subprocess.Popen(self.client_args(*args, **kw), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+
+        def finish():
+            out, err = p.communicate(timeout=TIMEOUT)
+            return p.returncode, out, err
+        try:
+            yield finish
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
 
     def curve(self, out):
         rows = list(csv.DictReader(io.StringIO(out)))
@@ -143,9 +172,7 @@ class MujocoClientTest(DaemonTestCase):
         self.assertEqual(self.state(name)["env_steps"], 360)
         self.assertEqual(self.state(name)["updates"], owed(360, SMALL))
 
-        other = os.path.join(self.tmp, "other.json")
-        with open(other, "w", encoding="utf-8") as f:
-            json.dump(dict(SMALL, hidden_sizes=[16, 16]), f)
+        other = self.config_file("other", dict(SMALL, hidden_sizes=[16, 16]))
         rc, out, err = self.run_client("hopper", name, 400, config=other)
         self.assertEqual(rc, 1, err)
         self.assertIn("hidden_sizes", err)
@@ -156,12 +183,8 @@ class MujocoClientTest(DaemonTestCase):
         (the same batch ids) and every transition is stored once."""
         name = "mj-crash"
         cfg = dict(SMALL, update_per_step=4)
-        path = os.path.join(self.tmp, "crash.json")
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(cfg, f)
-        p = subprocess.Popen(self.client_args("hopper", name, 2000, config=path),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
+        with self.client_in_background("hopper", name, 2000,
+                                       config=self.config_file("crash", cfg)) as finish:
             self.wait_until(lambda: self.env_steps(name) >= 300, timeout=60,
                             what="300 steps before the kill")
             port = self.daemon.port
@@ -173,12 +196,8 @@ class MujocoClientTest(DaemonTestCase):
                 self.daemon.start()
             finally:
                 harness.free_port = real_free_port
-            out, err = p.communicate(timeout=TIMEOUT)
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-        self.assertEqual(p.returncode, 0, err)
+            rc, out, err = finish()
+        self.assertEqual(rc, 0, err)
         self.assertRegex(err, r"[1-9]\d* after a lost connection")
         st = self.state(name)
         self.assertEqual(st["env_steps"], 2000)
@@ -193,24 +212,16 @@ class MujocoClientTest(DaemonTestCase):
         name = "mj-busy"
         cfg = dict(SMALL, training="paused", start_timesteps=20, batch_size=16,
                    max_pending_updates=4)
-        path = os.path.join(self.tmp, "busy.json")
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(cfg, f)
-        p = subprocess.Popen(self.client_args("hopper", name, 40, config=path),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
+        with self.client_in_background("hopper", name, 40,
+                                       config=self.config_file("busy", cfg)) as finish:
             # Transition 20 owes 2 updates; the next post (4 more) is past the cap.
             self.wait_until(lambda: self.env_steps(name) == 20, timeout=30,
                             what="the first 20 steps")
             time.sleep(1.5)  # at least one 429 and its Retry-After
             self.assertEqual(self.state(name)["env_steps"], 20)
             self.assertOK(self.c.patch("/v1/agents/" + name, {"training": "sync"}))
-            out, err = p.communicate(timeout=TIMEOUT)
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-        self.assertEqual(p.returncode, 0, err)
+            rc, out, err = finish()
+        self.assertEqual(rc, 0, err)
         self.assertRegex(err, r"[1-9]\d* after 429 busy")
         self.assertEqual(self.state(name)["env_steps"], 40)
         self.assertEqual(int(self.curve(out)[-1]["env_steps"]), 40)
