@@ -5,6 +5,7 @@
 #   make run        build and start the daemon on 127.0.0.1:8470 (data in ./redqd-data)
 #   make test       unit tests, the same under ASan+UBSan, the learning test
 #   make bench      performance against PyTorch and the sgemm peak (docs/BENCHMARKS.md)
+#   make bench-learn  REDQ against SAC on MuJoCo through the daemon (hours; resumable)
 #   make clean      remove build/
 #
 # Objects live under $(BUILD)/obj (or obj-san for SAN=...), with -MMD -MP header tracking.
@@ -73,7 +74,7 @@ PY ?= /usr/bin/python3
 # A bare `make` builds; only `make run` starts the daemon.
 .DEFAULT_GOAL := all
 
-.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz soak bench-http
+.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz soak bench-http bench-learn
 
 # The daemon in the foreground on 127.0.0.1:8470 with ./redqd-data (Ctrl-C stops it
 # cleanly: every agent is checkpointed).
@@ -197,6 +198,21 @@ bench-http: deps
 	@$(MAKE) --no-print-directory install-pkgs PKGS="wrk curl python3"
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd $(BUILD)/bench/bare_mhd
 	$(Q)BUILD=$(BUILD) REDQD_BIN=$(BUILD)/redqd bench/bench_http.sh
+
+# REDQ (the daemon's defaults) against SAC (N 2, UTD 1) on Hopper and HalfCheetah,
+# trained through the daemon by build/redq-mujoco: LEARN_STEPS environment steps for
+# each of the LEARN_SEEDS, one run at a time (the ensemble split over both cores).
+# Hours; not part of `make test`. Interrupted, it resumes where it stopped when run
+# again (runs and the daemon's data under LEARN_OUT). LEARN_QUICK=1: the pipeline check
+# (minutes). Report: bench/results/learn-latest.{md,png,csv} (learn-quick.* for the check).
+LEARN_STEPS ?= 100000
+LEARN_SEEDS ?= 0,1,2
+LEARN_OUT   ?= $(BUILD)/bench-learn$(if $(filter 1,$(LEARN_QUICK)),-quick)
+bench-learn: deps
+	@$(MAKE) --no-print-directory install-pkgs PKGS="python3 python3-matplotlib"
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd $(BUILD)/redq-mujoco
+	$(Q)$(PY) bench/bench_learn.py --redqd $(BUILD)/redqd --client $(BUILD)/redq-mujoco \
+	  --out $(LEARN_OUT) $(if $(filter 1,$(LEARN_QUICK)),--quick,--steps $(LEARN_STEPS) --seeds $(LEARN_SEEDS))
 
 $(BUILD)/bench/bare_mhd: bench/bare_mhd.c
 	@mkdir -p $(@D)
