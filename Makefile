@@ -201,18 +201,21 @@ bench-http: deps
 
 # REDQ (the daemon's defaults) against SAC (N 2, UTD 1) on Hopper and HalfCheetah,
 # trained through the daemon by build/redq-mujoco: LEARN_STEPS environment steps for
-# each of the LEARN_SEEDS, one run at a time (the ensemble split over both cores).
-# Hours; not part of `make test`. Interrupted, it resumes where it stopped when run
+# each of the LEARN_SEEDS, one run at a time (the ensemble split over both cores);
+# LEARN_ARGS adds options of bench/bench_learn.py (e.g. --tasks hopper). Hours; not part
+# of `make test`. Interrupted, it resumes where it stopped when run
 # again (runs and the daemon's data under LEARN_OUT). LEARN_QUICK=1: the pipeline check
 # (minutes). Report: bench/results/learn-latest.{md,png,csv} (learn-quick.* for the check).
-LEARN_STEPS ?= 100000
+LEARN_STEPS ?= 50000
 LEARN_SEEDS ?= 0,1,2
+LEARN_ARGS  ?=
 LEARN_OUT   ?= $(BUILD)/bench-learn$(if $(filter 1,$(LEARN_QUICK)),-quick)
 bench-learn: deps
 	@$(MAKE) --no-print-directory install-pkgs PKGS="python3 python3-matplotlib"
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd $(BUILD)/redq-mujoco
 	$(Q)$(PY) bench/bench_learn.py --redqd $(BUILD)/redqd --client $(BUILD)/redq-mujoco \
-	  --out $(LEARN_OUT) $(if $(filter 1,$(LEARN_QUICK)),--quick,--steps $(LEARN_STEPS) --seeds $(LEARN_SEEDS))
+	  --out $(LEARN_OUT) $(if $(filter 1,$(LEARN_QUICK)),--quick,--steps $(LEARN_STEPS) --seeds $(LEARN_SEEDS)) \
+	  $(LEARN_ARGS)
 
 $(BUILD)/bench/bare_mhd: bench/bare_mhd.c
 	@mkdir -p $(@D)

@@ -60,12 +60,12 @@ START_TIMESTEPS = 5000  # the daemon's default; the quick check lowers it
 QUICK = {"steps": 1250, "seeds": "0", "eval_every": 250, "eval_episodes": 3,
          "start_timesteps": 1000}
 
-# The REDQ paper's own Hopper figures (Chen et al., ICLR 2021, arXiv:2101.05982,
-# Figure 1: Hopper-v2, 125k environment steps, REDQ N=10 M=2 G=20 against SAC G=1;
-# evaluation return, mean over 5 seeds), keyed by environment steps:
-# {steps: (redq, sac)}. Not transcribed: this machine had no access to the paper when the
-# bench was written (see docs/BENCHMARKS.md); fill these in from the paper, the report
-# prints them beside ours at the same steps.
+# The REDQ paper's own Hopper figures (Chen et al., ICLR 2021, arXiv:2101.05982: Hopper-v2,
+# 125k environment steps, REDQ N=10 M=2 UTD 20 against SAC UTD 1; mean evaluation
+# return over its seeds), keyed by environment steps: {steps: (redq, sac)}. Not
+# transcribed: the machine that wrote this bench had no access to the paper's results
+# (docs/BENCHMARKS.md). Filled in from the paper, they are printed beside ours at the
+# same steps and marked on the plot.
 PAPER_HOPPER = {}
 
 
@@ -262,10 +262,12 @@ def cumulative_wall(curve, meta):
 
 
 def load(args):
+    """Every run under --out/runs, whatever this invocation's --tasks and --seeds: a
+    report after extending one task's seed 0 still shows all the others."""
     runs = []
-    for task in args.tasks:
-        for method in args.methods:
-            for seed in args.seeds:
+    for task in TARGET_ENTROPY:
+        for method in METHODS:
+            for seed in range(1000):
                 base = os.path.join(args.out, "runs", run_name(task, method, seed))
                 curve, meta = read_curve(base + ".csv"), read_meta(base + ".json")
                 if curve:
@@ -333,15 +335,14 @@ def rates(run):
     return wall, train, after, warm
 
 
-def plot(runs, args, png):
+def plot(runs, tasks, args, png):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     colors = {"redq": "tab:red", "sac": "tab:blue"}
-    fig, axes = plt.subplots(1, len(args.tasks), figsize=(6 * len(args.tasks), 4.2),
-                             squeeze=False)
-    for ax, task in zip(axes[0], args.tasks):
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
         for method, rs in sorted(by_method(runs, task).items()):
             for r in rs:
                 ax.plot([p["env_steps"] for p in r["curve"]], [p["eval_mean"] for p in r["curve"]],
@@ -392,10 +393,10 @@ def revision():
         return "unknown"
 
 
-def estimate(runs, args, steps, seeds):
+def estimate(runs, tasks, steps, seeds):
     """Hours for the plan (steps, seeds) at the seconds per env step measured here."""
     total, lines = 0.0, []
-    for task in args.tasks:
+    for task in tasks:
         for method, rs in sorted(by_method(runs, task).items()):
             after = [rates(r)[2] for r in rs if rates(r)[2]]
             warm = [rates(r)[3] for r in rs if rates(r)[3]]
@@ -413,6 +414,8 @@ def report(args):
     runs = load(args)
     if not runs:
         raise SystemExit("no runs under %s/runs" % args.out)
+    tasks = [t for t in TARGET_ENTROPY if any(r["task"] == t for r in runs)]
+    methods = [m for m in METHODS if any(r["method"] == m for r in runs)]
     stem = args.report
     os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
     cols = ["task", "method", "seed"] + list(runs[0]["curve"][0].keys())
@@ -423,7 +426,7 @@ def report(args):
             for row in r["curve"]:
                 w.writerow([r["task"], r["method"], r["seed"]] +
                            ["" if row[k] is None else ("%g" % row[k]) for k in cols[3:]])
-    plot(runs, args, stem + ".png")
+    plot(runs, tasks, args, stem + ".png")
 
     md = []
     add = md.append
@@ -451,7 +454,7 @@ def report(args):
         "N 10, M 2, UTD 20, actor_delay 20, batch 256, lr 3e-4, tau 0.005, gamma 0.99, "
         "start_timesteps %d, buffer 1M):" % START_TIMESTEPS)
     add("")
-    for method in args.methods:
+    for method in methods:
         add("- %s: `%s`" % (LABELS[method], json.dumps(config_for("hopper", method, 0,
                                                                     args.quick))))
     add("  (target_entropy -1 for Hopper, -3 for HalfCheetah; seed = the run's seed)")
@@ -461,7 +464,7 @@ def report(args):
     add("")
     add("Mean ± std over seeds (number of seeds) of the evaluation return (mean of %d eval "
         "episodes, eval policy: the mean action)." % args.eval_episodes)
-    for task in args.tasks:
+    for task in tasks:
         groups = by_method(runs, task)
         if not groups:
             continue
@@ -499,7 +502,7 @@ def report(args):
     add("")
     add("| task | threshold | method | per seed | median of those that reached it |")
     add("|---|---:|---|---|---:|")
-    for task in args.tasks:
+    for task in tasks:
         for thr in THRESHOLDS[task]:
             for m, rs in sorted(by_method(runs, task).items()):
                 hits = [first_reaching(r, thr) for r in rs]
@@ -537,12 +540,12 @@ def report(args):
     add("## Estimated duration of the full run")
     add("")
     for steps, seeds in ((args.plan_steps, args.plan_seeds),):
-        hours, lines = estimate(runs, args, steps, seeds)
+        hours, lines = estimate(runs, tasks, steps, seeds)
         add("`make bench-learn LEARN_STEPS=%d LEARN_SEEDS=%s` (%d seeds x %d tasks x %d "
             "methods, %d environment steps each), at the seconds per environment step "
-            "measured here: about **%.1f h**." % (steps, ",".join(str(i) for i in range(seeds)),
-                                                  seeds, len(args.tasks), len(args.methods),
-                                                  steps, hours))
+            "measured here (on a machine as loaded as in the table above): about **%.1f h**."
+            % (steps, ",".join(str(i) for i in range(seeds)), seeds, len(tasks),
+               len(methods), steps, hours))
         add("")
         add("| task | method | s per env step | hours for all seeds |")
         add("|---|---|---:|---:|")
@@ -557,7 +560,7 @@ def report(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, help="environment steps per run (default 100000)")
+    ap.add_argument("--steps", type=int, help="environment steps per run (default 50000)")
     ap.add_argument("--seeds", help="comma-separated seeds (default 0,1,2)")
     ap.add_argument("--tasks", default="hopper,halfcheetah")
     ap.add_argument("--methods", default="redq,sac")
@@ -571,16 +574,20 @@ def main():
     ap.add_argument("--report", help="report path without extension (default "
                     "bench/results/learn-latest, or learn-quick with --quick)")
     ap.add_argument("--report-only", action="store_true")
-    ap.add_argument("--plan-steps", type=int, default=100000,
-                    help="the full run the duration estimate is for")
-    ap.add_argument("--plan-seeds", type=int, default=3)
+    ap.add_argument("--plan-steps", type=int,
+                    help="steps per run of the run the duration estimate is for (default: "
+                    "--steps, or 50000 with --quick)")
+    ap.add_argument("--plan-seeds", type=int, help="its seeds (default: as many as --seeds, "
+                    "or 3 with --quick)")
     ap.add_argument("--redqd", default=os.path.join(ROOT, "build", "redqd"))
     ap.add_argument("--client", default=os.path.join(ROOT, "build", "redq-mujoco"))
     args = ap.parse_args()
     args.argv = sys.argv[1:]
     q = args.quick
-    args.steps = args.steps or (QUICK["steps"] if q else 100000)
+    args.steps = args.steps or (QUICK["steps"] if q else 50000)
     args.seeds = [int(s) for s in (args.seeds or (QUICK["seeds"] if q else "0,1,2")).split(",")]
+    args.plan_steps = args.plan_steps or (50000 if q else args.steps)
+    args.plan_seeds = args.plan_seeds or (3 if q else len(args.seeds))
     args.tasks = args.tasks.split(",")
     args.methods = args.methods.split(",")
     args.eval_every = args.eval_every or (QUICK["eval_every"] if q else 2500)
