@@ -205,6 +205,15 @@ static int all_finite(const double *v, int n)
     return 1;
 }
 
+/* The mean of the newest training returns (NAN before the first episode ends). */
+static double recent_mean(const run *r)
+{
+    double sum = 0;
+    for (int i = 0; i < r->n_recent; i++)
+        sum += r->recent[i];
+    return r->n_recent ? sum / r->n_recent : NAN;
+}
+
 /* ---- evaluation ---- */
 
 /* M eval episodes stepped together, one batched eval act per step, then the record:
@@ -256,14 +265,11 @@ static int evaluate(run *r, rqd_err *err)
     }
     if ((rc = rq_agent_get(r->c, r->o->agent, &agent, err)) < 0)
         return rc;
-    double recent = 0;
-    for (int i = 0; i < r->n_recent; i++)
-        recent += r->recent[i] / r->n_recent;
     printf("%.0f,%.0f,%.0f,%.1f,%.2f,%.2f,%.2f,%.2f,%d,%.1f,", state_number(agent, "env_steps"),
            state_number(agent, "updates"), state_number(agent, "policy_version"),
            now_s() - r->t0, mean, sqrt(var), lo, hi, M, mlen);
     if (r->n_recent > 0)
-        printf("%.2f", recent);
+        printf("%.2f", recent_mean(r));
     printf(",");
     if (row >= 0)
         printf("%lld", (long long)row);
@@ -325,20 +331,18 @@ static void progress(run *r, int64_t t, double *last_t, int64_t *last_steps, dou
 {
     cJSON *agent = NULL;
     rqd_err err = {0};
-    double now = now_s(), updates = NAN, pending = NAN, recent = 0;
+    double now = now_s(), updates = NAN, pending = NAN;
 
     if (rq_agent_get(r->c, r->o->agent, &agent, &err) == RQD_OK) {
         updates = state_number(agent, "updates");
         pending = state_number(agent, "pending_updates");
     }
-    for (int i = 0; i < r->n_recent; i++)
-        recent += r->recent[i] / r->n_recent;
     fprintf(stderr,
             "steps %8lld  env steps/s %7.1f  updates %9.0f  updates/s %7.1f  pending %6.0f  "
             "train return %8.1f (last %d)\n",
             (long long)t, (t - *last_steps) / fmax(now - *last_t, 1e-9), updates,
             (updates - *last_updates) / fmax(now - *last_t, 1e-9), pending,
-            r->n_recent ? recent : NAN, r->n_recent);
+            recent_mean(r), r->n_recent);
     *last_t = now;
     *last_steps = t;
     *last_updates = updates;
