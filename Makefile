@@ -46,6 +46,9 @@ DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard api/
 # Files linked into the binary as they are (ld -r -b binary): served by api/h_service.c.
 EMBED      := docs/openapi.json api/assets/dashboard.html
 UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c
+# The daemon's registry without HTTP (build/test_daemon), with allocation failures
+# injected through the linker (-Wl,--wrap: tests/daemon/fail_alloc.c).
+DTEST_SRC  := $(wildcard tests/daemon/*.c)
 LEARN_SRC  := tests/learn/test_pendulum.c tests/env/pendulum.c
 BENCH_SRC  := bench/bench_update.c daemon/pool.c
 FUZZ_SRC   := tests/fuzz/fuzz_request.c api/json_in.c
@@ -59,6 +62,7 @@ MJ_TEST_SRC := tests/mujoco/test_envs.c $(MJ_ENV_SRC)
 obj = $(patsubst %.c,$(OBJDIR)/%.o,$(1))
 CORE_OBJ  := $(call obj,$(CORE_SRC))
 UNIT_OBJ  := $(call obj,$(UNIT_SRC))
+DTEST_OBJ := $(call obj,$(DTEST_SRC) $(filter-out daemon/main.c,$(wildcard daemon/*.c)))
 LEARN_OBJ := $(call obj,$(LEARN_SRC))
 BENCH_OBJ := $(call obj,$(BENCH_SRC))
 FUZZ_OBJ  := $(call obj,$(FUZZ_SRC) tests/fuzz/test_fuzz.c)
@@ -66,7 +70,7 @@ DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 EMBED_OBJ := $(patsubst %,$(OBJDIR)/embed/%.o,$(EMBED))
 MJ_OBJ    := $(call obj,$(MJ_SRC)) $(patsubst %,$(OBJDIR)/embed/%.o,$(MJ_MODELS))
 MJ_TEST_OBJ := $(call obj,$(MJ_TEST_SRC)) $(patsubst %,$(OBJDIR)/embed/%.o,$(MJ_MODELS))
-ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(FUZZ_OBJ) \
+ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(DTEST_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(FUZZ_OBJ) \
              $(OBJDIR)/daemon/main.o $(MJ_OBJ) $(MJ_TEST_OBJ)
 
 PY ?= /usr/bin/python3
@@ -84,8 +88,8 @@ run: deps
 
 all: build
 
-build: $(BINDIR)/redqd $(BINDIR)/test_unit $(BINDIR)/test_learn $(BINDIR)/bench_update \
-       $(BINDIR)/redq-mujoco $(BINDIR)/test_mujoco_envs
+build: $(BINDIR)/redqd $(BINDIR)/test_unit $(BINDIR)/test_daemon $(BINDIR)/test_learn \
+       $(BINDIR)/bench_update $(BINDIR)/redq-mujoco $(BINDIR)/test_mujoco_envs
 
 # The learning core's loops want the vectoriser at full strength.
 $(OBJDIR)/redq/%.o: OPT := -O3
@@ -110,6 +114,11 @@ $(BINDIR)/redqd: $(OBJDIR)/daemon/main.o $(DAEMON_OBJ) $(EMBED_OBJ) $(BINDIR)/li
 $(BINDIR)/test_unit: $(UNIT_OBJ) $(BINDIR)/libredq.a
 	@$(if $(Q),echo "  LD      $@",true)
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) $(CHECK_LIBS) -lm
+
+$(BINDIR)/test_daemon: $(DTEST_OBJ) $(BINDIR)/libredq.a
+	@$(if $(Q),echo "  LD      $@",true)
+	$(Q)$(CC) $(FINAL_LDFLAGS) -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc -o $@ $^ \
+	  $(PC_LIBS) $(CHECK_LIBS) -lm
 
 $(BINDIR)/test_learn: $(LEARN_OBJ) $(BINDIR)/libredq.a
 	@$(if $(Q),echo "  LD      $@",true)
@@ -159,10 +168,12 @@ install-pkgs:
 test: deps-test
 	$(Q)$(MAKE) --no-print-directory build check-deps
 	$(Q)$(MAKE) --no-print-directory SAN=address,undefined $(BUILD)/san/test_unit $(BUILD)/san/test_fuzz \
-	  $(BUILD)/san/redqd
+	  $(BUILD)/san/test_daemon $(BUILD)/san/redqd
 	$(Q)tests/run_suites.sh \
 	  "unit" "$(BUILD)/test_unit" \
 	  "unit (ASan+UBSan)" "$(BUILD)/san/test_unit" \
+	  "daemon registry" "$(BUILD)/test_daemon" \
+	  "daemon registry (ASan+UBSan)" "$(BUILD)/san/test_daemon" \
 	  "fuzz corpus and mutations (ASan+UBSan)" "$(BUILD)/san/test_fuzz" \
 	  "learning (Pendulum)" "$(BUILD)/test_learn" \
 	  "MuJoCo environments (clients/mujoco)" "$(BUILD)/test_mujoco_envs" \

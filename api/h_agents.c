@@ -10,9 +10,18 @@
 
 static const char *const training_names[] = {"async", "sync", "manual", "paused"};
 
+/* Routes an agent that is not ok still answers (API.md): reads of what is stored, DELETE,
+ * and restore, which brings it back. The rest need its learner. */
+static int any_status(const api_req *r)
+{
+    return strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0 ||
+           strcmp(r->method, "DELETE") == 0 || r->route->handler == h_restore;
+}
+
 rqd_agent *api_agent(api_req *r)
 {
     char d[200];
+    rqd_err err = {0};
     if (!api_valid_name(r->name)) {
         api_problem_status(r, 400, "invalid_argument",
                            "name must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$");
@@ -22,6 +31,10 @@ rqd_agent *api_agent(api_req *r)
     if (a == NULL) {
         snprintf(d, sizeof d, "no agent named '%s'", r->name);
         api_problem_status(r, 404, "not_found", d);
+    } else if (!any_status(r) && rqd_agent_usable(a, &err) < 0) {
+        rqd_agent_put(a);
+        api_problem(r, &err);
+        a = NULL;
     }
     return a;
 }
@@ -53,38 +66,38 @@ int api_reply_agent(api_req *r, rqd_agent *a, unsigned status, int rc, const rqd
     return api_reply_json_take(r, status, o);
 }
 
+static const char *const status_names[] = {"ok", "loading", "unavailable"};
+
 cJSON *api_agent_json(rqd_agent *a)
 {
     rqd_agent_state st;
-    redq_config cfg;
     cJSON *o = cJSON_CreateObject(), *s;
 
     rqd_agent_state_get(a, &st);
-    rqd_agent_config(a, &cfg);
-    const float *low, *high;
-    rqd_agent_lock(a);
-    low = redq_agent_low(a->core);
-    high = redq_agent_high(a->core);
-    cJSON *jl = api_json_floats_out(low, a->A), *jh = api_json_floats_out(high, a->A);
-    pthread_mutex_unlock(&a->mu);
     cJSON_AddStringToObject(o, "name", a->name);
     cJSON_AddNumberToObject(o, "obs_dim", a->S);
     cJSON_AddNumberToObject(o, "act_dim", a->A);
-    cJSON_AddItemToObject(o, "action_low", jl);
-    cJSON_AddItemToObject(o, "action_high", jh);
+    cJSON_AddItemToObject(o, "action_low", api_json_floats_out(a->low, a->A));
+    cJSON_AddItemToObject(o, "action_high", api_json_floats_out(a->high, a->A));
     cJSON_AddStringToObject(o, "created_at", a->created_at);
-    cJSON_AddItemToObject(o, "config", redq_config_to_json(&cfg));
+    cJSON_AddItemToObject(o, "config", rqd_agent_config_json(a));
     s = cJSON_AddObjectToObject(o, "state");
+    cJSON_AddStringToObject(s, "status", status_names[st.status % 3]);
+    if (st.status == RQD_AGENT_OK)
+        cJSON_AddNullToObject(s, "error");
+    else
+        cJSON_AddStringToObject(s, "error", st.error);
     cJSON_AddStringToObject(s, "training", training_names[st.training & 3]);
     cJSON_AddNumberToObject(s, "env_steps", (double)st.info.env_steps);
     cJSON_AddNumberToObject(s, "updates", (double)st.info.updates);
     cJSON_AddNumberToObject(s, "actor_updates", (double)st.info.actor_updates);
     cJSON_AddNumberToObject(s, "buffer_len", (double)st.info.buffer_len);
     cJSON_AddNumberToObject(s, "pending_updates", st.pending);
-    cJSON_AddNumberToObject(s, "alpha", st.info.alpha);
+    api_json_num_or_null(s, "alpha", st.status == RQD_AGENT_OK ? st.info.alpha : NAN);
     cJSON_AddNumberToObject(s, "episodes", (double)st.episodes_done);
     cJSON_AddNumberToObject(s, "open_episodes", st.n_open);
     cJSON_AddNumberToObject(s, "policy_version", (double)st.info.policy_version);
+    cJSON_AddNumberToObject(s, "skipped_updates", (double)st.skipped);
     cJSON_AddNumberToObject(s, "updates_per_s", st.ups);
     api_json_num_or_null(s, "last_return", st.last_return);
     api_json_num_or_null(s, "critic_loss", st.have_stats ? st.last.critic_loss : NAN);
@@ -180,6 +193,7 @@ int h_agents_list(api_req *r)
         cJSON_AddNumberToObject(e, "env_steps", (double)st.info.env_steps);
         cJSON_AddNumberToObject(e, "updates", (double)st.info.updates);
         cJSON_AddStringToObject(e, "training", training_names[st.training & 3]);
+        cJSON_AddStringToObject(e, "status", status_names[st.status % 3]);
         cJSON_AddItemToArray(arr, e);
     }
     rqd_agent_list_free(v, n);
@@ -203,10 +217,8 @@ int h_agents_patch(api_req *r)
         return MHD_YES;
     cJSON *body = api_body_json(r, &err);
     int rc = body ? RQD_OK : RQD_EINVAL;
-    if (rc == RQD_OK) {
-        rqd_agent_config(a, &cfg);
+    if (rc == RQD_OK && (rc = rqd_agent_config(a, &cfg, &err)) == RQD_OK)
         rc = redq_config_patch(body, "", &cfg, &err);
-    }
     if (rc == RQD_OK)
         rc = rqd_agent_patch(a, &cfg, &err);
     cJSON_Delete(body);

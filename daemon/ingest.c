@@ -17,6 +17,11 @@ int rqd_agent_act(rqd_agent *a, const float *obs, int n, int mode, float *out,
 {
     pthread_mutex_lock(&a->act_mu);
     pthread_rwlock_rdlock(&a->core_rw);
+    if (a->core == NULL) {
+        pthread_rwlock_unlock(&a->core_rw);
+        pthread_mutex_unlock(&a->act_mu);
+        return rqd_agent_usable(a, err);
+    }
     redq_policy *p = redq_agent_policy(a->core);
     *version = redq_policy_version(p);
     int rc = redq_agent_act(a->core, obs, n, mode, out, err);
@@ -29,7 +34,7 @@ int rqd_agent_act(rqd_agent *a, const float *obs, int n, int mode, float *out,
 redq_policy *rqd_agent_policy(rqd_agent *a)
 {
     pthread_rwlock_rdlock(&a->core_rw);
-    redq_policy *p = redq_agent_policy(a->core);
+    redq_policy *p = a->core ? redq_agent_policy(a->core) : NULL;
     pthread_rwlock_unlock(&a->core_rw);
     return p;
 }
@@ -41,10 +46,12 @@ static int admit(rqd_agent *a, int n, double *owed, rqd_err *err)
     redq_info info;
     redq_agent_info(a->core, &info);
     double o = 0.0;
+    if (info.env_steps > RQD_MAX_COUNTER - n) /* API.md: integers stay below 2^53 */
+        return rqd_err_set(err, RQD_EINVAL, "transitions", "agent '%s' has received %lld "
+                           "transitions; %d more would pass 2^53 - 1", a->name,
+                           info.env_steps, n);
     for (int i = 1; i <= n; i++)
         o += rqd__owed(c, info.env_steps + i);
-    if (a->deleted)
-        return rqd_err_set(err, RQD_ENOTFOUND, "name", "agent '%s' was deleted", a->name);
     if (o > c->max_pending_updates)
         return rqd_err_set(err, RQD_EINVAL, "transitions",
                            "%d transitions owe %g updates, more than max_pending_updates %g; "
@@ -56,16 +63,26 @@ static int admit(rqd_agent *a, int n, double *owed, rqd_err *err)
     return RQD_OK;
 }
 
-/* Under a->mu, after the commit: feeds the learner and counts what is owed. */
-static int feed(rqd_agent *a, const store_transition *t, int n, double owed,
+/* The learner's view of n stored rows (pointing into t), malloc'd; NULL out of memory. */
+static redq_transition *learner_rows(const store_transition *t, int n)
+{
+    redq_transition *rt = malloc(sizeof *rt * (size_t)(n > 0 ? n : 1));
+    for (int i = 0; rt && i < n; i++)
+        rt[i] = (redq_transition){t[i].obs, t[i].action, t[i].reward, t[i].next_obs,
+                                  t[i].terminated, t[i].truncated, t[i].env_id};
+    return rt;
+}
+
+/* Under a->mu, after the commit: feeds the learner (room reserved before the commit, so
+ * it cannot fail) and counts what is owed. */
+static int feed(rqd_agent *a, const redq_transition *rt, int n, double owed,
                 double *wait_target, rqd_err *err)
 {
-    for (int i = 0; i < n; i++) {
-        redq_transition tr = {t[i].obs, t[i].action, t[i].reward, t[i].next_obs,
-                              t[i].terminated, t[i].truncated, t[i].env_id};
-        int rc = redq_agent_add(a->core, &tr, 1, err);
-        if (rc < 0) /* stored but not learnt from: a restart replays it */
-            return rc;
+    int rc = redq_agent_add(a->core, rt, n, err);
+    if (NEVER(rc < 0)) { /* stored but not learnt from: the agent is no longer whole */
+        rqd__agent_fail(a, "its learner could not take stored transitions (%s); restart the "
+                        "daemon or restore a checkpoint to rebuild it", err->msg);
+        return rc;
     }
     a->pending += owed;
     a->owed_total += owed;
@@ -119,11 +136,13 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
 {
     double owed = 0;
     char *text = NULL;
+    redq_transition *rt = NULL;
     int rc;
 
     *answer = NULL;
     *wait_target = -1.0;
-    pthread_mutex_lock(&a->ingest_mu);
+    if ((rc = rqd__write_begin(a, err)) < 0)
+        return rc;
     if (batch_id) { /* API.md: a known batch_id answers as the first post did */
         store *rd = rqd_reader_get(a->reg, err);
         if (rd == NULL) {
@@ -135,11 +154,22 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
         if (rc < 0 || *answer)
             goto out;
     }
+    if ((rt = learner_rows(t, n)) == NULL) {
+        rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+        goto out;
+    }
     rqd_agent_lock(a);
     redq_info info;
     redq_agent_info(a->core, &info);
     rc = admit(a, n, &owed, err);
     double pending_after = a->pending + owed;
+    /* Sync mode answers after its updates (API.md): what is owed then, the fraction of an
+     * update a fractional update_per_step leaves over. A retry answers the same. */
+    if (redq_agent_config(a->core)->training == REDQ_TRAIN_SYNC && owed > 0)
+        pending_after -= floor(pending_after);
+    /* All or nothing: memory for the learner first, then the commit, then the learner. */
+    if (rc == RQD_OK)
+        rc = redq_agent_reserve(a->core, rt, n, err);
     pthread_mutex_unlock(&a->mu);
     if (rc < 0)
         goto out;
@@ -151,13 +181,14 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
     if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) < 0)
         goto out;
     rqd_agent_lock(a);
-    rc = feed(a, t, n, owed, wait_target, err);
+    feed(a, rt, n, owed, wait_target, err); /* the rows are durable: the answer is 200 */
     pthread_mutex_unlock(&a->mu);
     *answer = text;
     text = NULL;
 out:
-    pthread_mutex_unlock(&a->ingest_mu);
+    rqd__write_end(a);
     free(text);
+    free(rt);
     if (rc == RQD_OK)
         rqd_sched_kick(a);
     return rc;
@@ -224,7 +255,11 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
     new_episode_id(e->id);
     rqd__now_rfc3339(e->started_at);
     memcpy(e->last_obs, obs, sizeof(float) * (size_t)a->S);
-    pthread_mutex_lock(&a->ingest_mu);
+    if ((rc = rqd__write_begin(a, err)) < 0) {
+        free(e->last_obs);
+        free(e);
+        return rc;
+    }
     rqd_agent_lock(a);
     int cap = a->reg->limits.open_episodes;
     rc = a->n_open >= cap
@@ -250,7 +285,7 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
         snprintf(id_out, 40, "%s", e->id);
         e = NULL;
     }
-    pthread_mutex_unlock(&a->ingest_mu);
+    rqd__write_end(a);
     if (e) {
         free(e->last_obs);
         free(e);
@@ -258,20 +293,22 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
     return rc;
 }
 
-/* Answers 404 for an id never seen and 409 for an ended or abandoned one. */
+/* Answers 404 for an id never seen and 409 for an ended or abandoned one (one row read:
+ * an agent may have ended millions of episodes). */
 static int missing_episode(rqd_agent *a, const char *id, rqd_err *err)
 {
-    store_episode_row *rows = NULL;
-    int n = 0, found = 0;
+    store_episode_row *row = NULL;
+    int rc = RQD_EIO;
     store *rd = rqd_reader_get(a->reg, err);
-    if (rd && store_episode_list(rd, a->id, 1 << 30, a->S, a->A, &rows, &n, err) == RQD_OK)
-        for (int i = 0; i < n && !found; i++)
-            found = strcmp(rows[i].id, id) == 0;
-    store_episode_rows_free(rows, n);
+    if (rd)
+        rc = store_episode_get(rd, a->id, id, a->S, a->A, &row, err);
+    store_episode_rows_free(row, row ? 1 : 0);
     rqd_reader_put(a->reg, rd);
-    if (found)
+    if (rc == RQD_OK)
         return rqd_err_set(err, RQD_ECONFLICT, "episode_id", "episode %s has ended", id);
-    return rqd_err_set(err, RQD_ENOTFOUND, "episode_id", "no episode %s", id);
+    if (rc == RQD_ENOTFOUND)
+        return rqd_err_set(err, RQD_ENOTFOUND, "episode_id", "no episode %s", id);
+    return rc;
 }
 
 int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *obs, int terminated,
@@ -285,7 +322,8 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
     float next_action[RQD_MAX_ACT_DIM];
 
     *wait_target = -1.0;
-    pthread_mutex_lock(&a->ingest_mu);
+    if ((rc = rqd__write_begin(a, err)) < 0)
+        return rc;
     rqd_agent_lock(a);
     rqd_episode **pp = find_episode(a, id), *e = *pp;
     int explore = e && e->mode == STORE_EP_EXPLORE;
@@ -295,7 +333,7 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
         rc = admit(a, 1, &owed, err);
     pthread_mutex_unlock(&a->mu);
     if (e == NULL) {
-        pthread_mutex_unlock(&a->ingest_mu);
+        rqd__write_end(a);
         return missing_episode(a, id, err);
     }
     if (rc < 0)
@@ -308,6 +346,14 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
     char stream[48];
     snprintf(stream, sizeof stream, "ep:%s", e->id);
     store_transition t = {e->last_obs, e->last_action, reward, obs, terminated, truncated, stream};
+    redq_transition rt = {t.obs, t.action, t.reward, t.next_obs, terminated, truncated, stream};
+    if (explore) { /* all or nothing, as a post (rqd_ingest) */
+        rqd_agent_lock(a);
+        rc = redq_agent_reserve(a->core, &rt, 1, err);
+        pthread_mutex_unlock(&a->mu);
+        if (rc < 0)
+            goto out;
+    }
     rqd_episode next = *e;
     float mem[2 * RQD_MAX_OBS_DIM + RQD_MAX_ACT_DIM];
     next.ret += reward;
@@ -324,7 +370,7 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
         goto out;
     rqd_agent_lock(a);
     if (explore)
-        rc = feed(a, &t, 1, owed, wait_target, err);
+        feed(a, &rt, 1, owed, wait_target, err); /* durable: the answer is 200 */
     e->ret = next.ret;
     e->length = next.length;
     memcpy(e->last_obs, next.last_obs, sizeof(float) * (size_t)(a->S));
@@ -345,7 +391,7 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
     }
     pthread_mutex_unlock(&a->mu);
 out:
-    pthread_mutex_unlock(&a->ingest_mu);
+    rqd__write_end(a);
     if (rc == RQD_OK)
         rqd_sched_kick(a);
     return rc;
@@ -355,12 +401,13 @@ int rqd_episode_abandon(rqd_agent *a, const char *id, rqd_err *err)
 {
     char now[32];
     int rc;
-    pthread_mutex_lock(&a->ingest_mu);
+    if ((rc = rqd__write_begin(a, err)) < 0)
+        return rc;
     rqd_agent_lock(a);
     rqd_episode **pp = find_episode(a, id), *e = *pp;
     pthread_mutex_unlock(&a->mu);
     if (e == NULL) {
-        pthread_mutex_unlock(&a->ingest_mu);
+        rqd__write_end(a);
         return missing_episode(a, id, err);
     }
     store_episode_row row;
@@ -375,6 +422,6 @@ int rqd_episode_abandon(rqd_agent *a, const char *id, rqd_err *err)
         free(e->last_obs);
         free(e);
     }
-    pthread_mutex_unlock(&a->ingest_mu);
+    rqd__write_end(a);
     return rc;
 }
