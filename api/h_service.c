@@ -32,6 +32,7 @@ int h_health(api_req *r)
     cJSON_AddStringToObject(o, "version", REDQD_VERSION);
     cJSON_AddNumberToObject(o, "uptime_s", floor(mono() - r->srv->started));
     cJSON_AddNumberToObject(o, "agents", rqd_registry_count(r->srv->reg));
+    cJSON_AddNumberToObject(o, "agents_loading", rqd_registry_loading(r->srv->reg));
     return api_reply_json_take(r, 200, o);
 }
 

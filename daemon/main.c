@@ -103,12 +103,27 @@ static void on_tick(uv_timer_t *t)
         rqd_notify("WATCHDOG=1");
 }
 
+/* The loader thread, once every agent is loaded. */
+static void on_loaded(void *arg, int n)
+{
+    (void)arg;
+    (void)n;
+    rqd_notify("READY=1\nSTATUS=Serving");
+}
+
 static void on_progress(uv_timer_t *t)
 {
     rqd *d = t->data;
-    char status[96];
+    char status[160];
+    int loading = rqd_registry_loading(d->reg), n = rqd_registry_count(d->reg);
     rqd_registry_log_progress(d->reg);
-    snprintf(status, sizeof status, "STATUS=Serving %d agents", rqd_registry_count(d->reg));
+    if (loading > 0) { /* READY=1 waits for them: keep TimeoutStartSec from running out */
+        snprintf(status, sizeof status, "STATUS=Serving; loading agents (%d of %d left)\n"
+                 "EXTEND_TIMEOUT_USEC=30000000", loading, n);
+        LOG(LOG_INFO, "loading agents: %d of %d left", loading, n);
+    } else {
+        snprintf(status, sizeof status, "STATUS=Serving %d agents", n);
+    }
     rqd_notify(status);
 }
 
@@ -136,7 +151,7 @@ int main(int argc, char **argv)
         return 1;
     }
     snprintf(db, sizeof db, "%s/redqd.db", d.set.data_dir);
-    rqd_notify("STATUS=Checking the database and reloading agents");
+    rqd_notify("STATUS=Checking the database and listing agents");
     rqd_registry_opts ro = {db, d.set.sqlite_full, d.set.trainer_threads, d.set.max_agents,
                             d.set.max_db_size, d.set.limits};
     if (rqd_registry_open(&ro, &d.reg, &err) < 0) {
@@ -174,7 +189,13 @@ int main(int argc, char **argv)
         d.watchdog_every = (int)(wd / 2000000ULL) > 0 ? (int)(wd / 2000000ULL) : 1;
     uv_timer_start(&d.tick, on_tick, 1000, 1000);
     uv_timer_start(&d.progress, on_progress, 10000, 10000);
-    rqd_notify("READY=1\nSTATUS=Serving");
+    /* The agents load while the daemon serves (those not loaded yet answer 503 "loading");
+     * systemd hears READY=1 once all have. */
+    if (rqd_registry_load(d.reg, on_loaded, &d, &err) < 0) {
+        LOG(LOG_ERR, "%s", err.msg);
+        rqd_shutdown(&d);
+        return 1;
+    }
     uv_run(d.loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&d.sig_term, NULL);
     uv_close((uv_handle_t *)&d.sig_int, NULL);
