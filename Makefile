@@ -24,7 +24,7 @@ OPT     ?= -O2
 # dashboard is checked in a real headless browser): `deps-test`.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libsqlite3-dev \
             libopenblas-dev libuv1-dev check zlib1g-dev libmujoco-dev libcurl4-openssl-dev
-DEB_TEST_PKGS := python3 chromium
+DEB_TEST_PKGS := python3 chromium sqlite3
 PC_PKGS  := libcjson openblas zlib sqlite3 libmicrohttpd libuv
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wwrite-strings -Wno-unused-parameter
