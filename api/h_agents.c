@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/rqd_json.h"
 #include "internal.h"
 #include "json_in.h"
 
@@ -68,36 +69,36 @@ cJSON *api_agent_json(rqd_agent *a)
     cJSON *jl = api_json_floats_out(low, a->A), *jh = api_json_floats_out(high, a->A);
     pthread_mutex_unlock(&a->mu);
     cJSON_AddStringToObject(o, "name", a->name);
-    cJSON_AddNumberToObject(o, "obs_dim", a->S);
-    cJSON_AddNumberToObject(o, "act_dim", a->A);
+    rqd_json_add_int(o, "obs_dim", a->S);
+    rqd_json_add_int(o, "act_dim", a->A);
     cJSON_AddItemToObject(o, "action_low", jl);
     cJSON_AddItemToObject(o, "action_high", jh);
     cJSON_AddStringToObject(o, "created_at", a->created_at);
     cJSON_AddItemToObject(o, "config", redq_config_to_json(&cfg));
     s = cJSON_AddObjectToObject(o, "state");
     cJSON_AddStringToObject(s, "training", training_names[st.training & 3]);
-    cJSON_AddNumberToObject(s, "env_steps", (double)st.info.env_steps);
-    cJSON_AddNumberToObject(s, "updates", (double)st.info.updates);
-    cJSON_AddNumberToObject(s, "actor_updates", (double)st.info.actor_updates);
-    cJSON_AddNumberToObject(s, "buffer_len", (double)st.info.buffer_len);
-    cJSON_AddNumberToObject(s, "pending_updates", st.pending);
+    rqd_json_add_int(s, "env_steps", st.info.env_steps);
+    rqd_json_add_int(s, "updates", st.info.updates);
+    rqd_json_add_int(s, "actor_updates", st.info.actor_updates);
+    rqd_json_add_int(s, "buffer_len", st.info.buffer_len);
+    rqd_json_add_number(s, "pending_updates", st.pending);
     cJSON_AddNumberToObject(s, "alpha", st.info.alpha);
-    cJSON_AddNumberToObject(s, "episodes", (double)st.episodes_done);
-    cJSON_AddNumberToObject(s, "open_episodes", st.n_open);
-    cJSON_AddNumberToObject(s, "policy_version", (double)st.info.policy_version);
+    rqd_json_add_int(s, "episodes", st.episodes_done);
+    rqd_json_add_int(s, "open_episodes", st.n_open);
+    rqd_json_add_int(s, "policy_version", st.info.policy_version);
     cJSON_AddNumberToObject(s, "updates_per_s", st.ups);
     api_json_num_or_null(s, "last_return", st.last_return);
     api_json_num_or_null(s, "critic_loss", st.have_stats ? st.last.critic_loss : NAN);
     api_json_num_or_null(s, "actor_loss", st.have_stats ? st.last.actor_loss : NAN);
     api_json_num_or_null(s, "q_mean", st.have_stats ? st.last.q_mean : NAN);
-    cJSON_AddNumberToObject(s, "memory_bytes", (double)st.info.bytes);
+    rqd_json_add_int(s, "memory_bytes", st.info.bytes);
     if (st.have_ckpt) {
         cJSON *c = cJSON_AddObjectToObject(s, "last_checkpoint");
         if (st.last_ckpt.id >= 0)
-            cJSON_AddNumberToObject(c, "id", (double)st.last_ckpt.id);
+            rqd_json_add_int(c, "id", st.last_ckpt.id);
         else
             cJSON_AddNullToObject(c, "id"); /* an automatic one still being written */
-        cJSON_AddNumberToObject(c, "updates", (double)st.last_ckpt.updates);
+        rqd_json_add_int(c, "updates", st.last_ckpt.updates);
         cJSON_AddStringToObject(c, "created_at", st.last_ckpt.created_at);
     } else {
         cJSON_AddNullToObject(s, "last_checkpoint");
@@ -175,10 +176,10 @@ int h_agents_list(api_req *r)
         rqd_agent_state_get(v[i], &st);
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "name", v[i]->name);
-        cJSON_AddNumberToObject(e, "obs_dim", v[i]->S);
-        cJSON_AddNumberToObject(e, "act_dim", v[i]->A);
-        cJSON_AddNumberToObject(e, "env_steps", (double)st.info.env_steps);
-        cJSON_AddNumberToObject(e, "updates", (double)st.info.updates);
+        rqd_json_add_int(e, "obs_dim", v[i]->S);
+        rqd_json_add_int(e, "act_dim", v[i]->A);
+        rqd_json_add_int(e, "env_steps", st.info.env_steps);
+        rqd_json_add_int(e, "updates", st.info.updates);
         cJSON_AddStringToObject(e, "training", training_names[st.training & 3]);
         cJSON_AddItemToArray(arr, e);
     }

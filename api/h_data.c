@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../storage/store.h"
+#include "../common/rqd_json.h"
 #include "internal.h"
 #include "json_in.h"
 
@@ -80,7 +81,7 @@ int h_act(api_req *r)
         for (int i = 0; i < n; i++)
             cJSON_AddItemToArray(arr, api_json_floats_out(act + (size_t)i * (size_t)a->A, a->A));
     }
-    cJSON_AddNumberToObject(out, "policy_version", (double)version);
+    rqd_json_add_int(out, "policy_version", version);
 fail:
     free(obs);
     free(act);
@@ -341,7 +342,7 @@ int h_episode_step(api_req *r)
     if (done) {
         cJSON_AddBoolToObject(out, "done", 1);
         cJSON_AddNumberToObject(out, "return", ret);
-        cJSON_AddNumberToObject(out, "length", (double)length);
+        rqd_json_add_int(out, "length", length);
     } else {
         cJSON_AddItemToObject(out, "action", api_json_floats_out(act, a->A));
     }
@@ -397,7 +398,7 @@ int h_episode_list(api_req *r)
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "id", rows[i].id);
         cJSON_AddNumberToObject(e, "return", rows[i].ret);
-        cJSON_AddNumberToObject(e, "length", (double)rows[i].length);
+        rqd_json_add_int(e, "length", rows[i].length);
         cJSON_AddStringToObject(e, "mode", rows[i].mode == STORE_EP_EVAL ? "eval" : "explore");
         cJSON_AddStringToObject(e, "started_at", rows[i].started_at);
         if (rows[i].ended_at[0])

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "../storage/store.h"
+#include "../common/rqd_json.h"
 #include "internal.h"
 #include "json_in.h"
 
@@ -23,13 +24,13 @@ static int after_train(api_req *r)
     cJSON *o = cJSON_CreateObject(), *s;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    cJSON_AddNumberToObject(o, "updates", (double)r->w.updates);
+    rqd_json_add_int(o, "updates", r->w.updates);
     /* The keys of a stats row (API.md). The row's number is given by SQLite when the
      * row is flushed (within a second), so it is not known yet: null. */
     s = cJSON_AddObjectToObject(o, "stats");
     cJSON_AddNullToObject(s, "row");
-    cJSON_AddNumberToObject(s, "update", (double)r->w.updates);
-    cJSON_AddNumberToObject(s, "env_steps", (double)r->w.env_steps);
+    rqd_json_add_int(s, "update", r->w.updates);
+    rqd_json_add_int(s, "env_steps", r->w.env_steps);
     cJSON_AddNumberToObject(s, "time", (double)now.tv_sec + 1e-9 * (double)now.tv_nsec);
     api_json_num_or_null(s, "actor_loss", r->w.stats.actor_loss);
     api_json_num_or_null(s, "critic_loss", r->w.stats.critic_loss);
@@ -135,9 +136,9 @@ int h_stats(api_req *r)
     cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "rows");
     for (int i = 0; i < n; i++) {
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddNumberToObject(e, "row", (double)rows[i].row);
-        cJSON_AddNumberToObject(e, "update", (double)rows[i].update);
-        cJSON_AddNumberToObject(e, "env_steps", (double)rows[i].env_steps);
+        rqd_json_add_int(e, "row", rows[i].row);
+        rqd_json_add_int(e, "update", rows[i].update);
+        rqd_json_add_int(e, "env_steps", rows[i].env_steps);
         cJSON_AddNumberToObject(e, "time", rows[i].time);
         api_json_num_or_null(e, "actor_loss", rows[i].actor_loss);
         api_json_num_or_null(e, "critic_loss", rows[i].critic_loss);
@@ -157,13 +158,13 @@ int h_stats(api_req *r)
 static cJSON *ckpt_json(const store_ckpt_info *c)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)c->id);
-    cJSON_AddNumberToObject(o, "updates", (double)c->updates);
-    cJSON_AddNumberToObject(o, "env_steps", (double)c->env_steps);
+    rqd_json_add_int(o, "id", c->id);
+    rqd_json_add_int(o, "updates", c->updates);
+    rqd_json_add_int(o, "env_steps", c->env_steps);
     cJSON_AddStringToObject(o, "created_at", c->created_at);
-    cJSON_AddNumberToObject(o, "bytes", (double)c->bytes);
+    rqd_json_add_int(o, "bytes", c->bytes);
     cJSON_AddBoolToObject(o, "automatic", c->automatic);
-    cJSON_AddNumberToObject(o, "policy_version", (double)c->policy_version);
+    rqd_json_add_int(o, "policy_version", c->policy_version);
     return o;
 }
 
