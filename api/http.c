@@ -151,7 +151,14 @@ const char *api_query(api_req *r, const char *key)
 
 cJSON *api_body_json(api_req *r, rqd_err *err)
 {
-    return api_json_parse(r->body.len ? (const char *)r->body.data : "", r->body.len, err);
+    return api_body_json_bounded(r, NULL, 0, NULL, err);
+}
+
+cJSON *api_body_json_bounded(api_req *r, const api_json_bound *b, int nb, api_json_span *each,
+                             rqd_err *err)
+{
+    return api_json_parse_bounded(r->body.len ? (const char *)r->body.data : "", r->body.len,
+                                  b, nb, each, err);
 }
 
 /* "application/json" in any case, parameters such as charset allowed. */
