@@ -141,8 +141,9 @@ int h_agents_create(api_req *r)
         goto fail;
     }
     const cJSON *jh = api_json_need(body, "", "action_high", &err);
-    if (jh == NULL || api_json_floats(jl, "action_low", A, "act_dim is", low, &err) < 0 ||
-        api_json_floats(jh, "action_high", A, "action_low has", high, &err) < 0)
+    double max_abs = rqd_registry_limits(r->srv->reg)->max_abs_value;
+    if (jh == NULL || api_json_values(jl, "action_low", A, "act_dim is", max_abs, low, &err) < 0 ||
+        api_json_values(jh, "action_high", A, "action_low has", max_abs, high, &err) < 0)
         goto fail;
     for (int j = 0; j < A; j++)
         if (!(low[j] < high[j])) {
