@@ -168,6 +168,15 @@ static const api_json_bound *bound_of(const scan *s, int n, char first)
     return NULL;
 }
 
+/* The closing quote of the string whose opening quote is at p, or end. */
+static const char *string_end(const char *p, const char *end)
+{
+    for (p++; p < end && *p != '"'; p++)
+        if (*p == '\\' && p + 1 < end)
+            p++;
+    return p;
+}
+
 /* Skips the value that starts at p in text the scan has passed: returns where it ends.
  * Iterative, so that no nesting takes stack. */
 static const char *skip(const char *p, const char *end)
@@ -182,9 +191,7 @@ static const char *skip(const char *p, const char *end)
     for (; p < end; p++) {
         char c = *p;
         if (c == '"') {
-            for (p++; p < end && *p != '"'; p++)
-                if (*p == '\\' && p + 1 < end)
-                    p++;
+            p = string_end(p, end);
             if (depth == 0)
                 return p < end ? p + 1 : end;
         } else if (c == '[' || c == '{') {
@@ -206,9 +213,7 @@ static long long count_rest(const char *p, const char *end, int *complete)
     for (; p < end; p++) {
         char c = *p;
         if (c == '"') {
-            for (p++; p < end && *p != '"'; p++)
-                if (*p == '\\' && p + 1 < end)
-                    p++;
+            p = string_end(p, end);
         } else if (c == '[' || c == '{') {
             depth++;
         } else if (c == ']' || c == '}') {
@@ -241,17 +246,39 @@ static int too_long(scan *s, int n, const api_json_bound *b, long long most)
                        b->noun, b->why);
 }
 
+/* Enters the array or object at s->p: 1 when it is empty (and read), else 0. */
+static int enter(scan *s, char close)
+{
+    s->p++;
+    ws(s);
+    if (peek(s) != close)
+        return 0;
+    s->p++;
+    return 1;
+}
+
+/* After an element of a container: 1 at its end (read), 0 after a ',', or the error. */
+static int after(scan *s, char close)
+{
+    ws(s);
+    if (peek(s) == close) {
+        s->p++;
+        return 1;
+    }
+    if (peek(s) != ',')
+        return syntax(s, close == ']' ? "expected ',' or ']'" : "expected ',' or '}'");
+    s->p++;
+    ws(s);
+    return 0;
+}
+
 static int array(scan *s, int n)
 {
-    s->p++; /* '[' */
-    ws(s);
+    if (enter(s, ']'))
+        return RQD_OK;
     const api_json_bound *b = bound_of(s, n, peek(s));
     long long most = b ? b->most : RQD_MAX_JSON_ARRAY;
     int each = b && b->each && n == 1 && s->path[1].key != NULL;
-    if (peek(s) == ']') {
-        s->p++;
-        return RQD_OK;
-    }
     if (each)
         s->each |= 1ULL << s->member;
     for (long long i = 0;; i++) {
@@ -269,17 +296,8 @@ static int array(scan *s, int n)
             s->values = outer;
             s->tree = outer_tree;
         }
-        if (rc < 0)
-            return rc;
-        ws(s);
-        if (peek(s) == ']') {
-            s->p++;
-            return RQD_OK;
-        }
-        if (peek(s) != ',')
-            return syntax(s, "expected ',' or ']'");
-        s->p++;
-        ws(s);
+        if (rc < 0 || (rc = after(s, ']')) != 0)
+            return rc < 0 ? rc : RQD_OK;
     }
 }
 
@@ -288,12 +306,8 @@ static int string(scan *s, int n, int is_key);
 static int object(scan *s, int n)
 {
     char field[160];
-    s->p++; /* '{' */
-    ws(s);
-    if (peek(s) == '}') {
-        s->p++;
+    if (enter(s, '}'))
         return RQD_OK;
-    }
     for (int m = 0;; m++) {
         int rc;
         if (m == RQD_MAX_JSON_MEMBERS) {
@@ -314,17 +328,8 @@ static int object(scan *s, int n)
         ws(s);
         if (n == 0)
             s->member = m;
-        if ((rc = value(s, n + 1)) < 0)
-            return rc;
-        ws(s);
-        if (peek(s) == '}') {
-            s->p++;
-            return RQD_OK;
-        }
-        if (peek(s) != ',')
-            return syntax(s, "expected ',' or '}'");
-        s->p++;
-        ws(s);
+        if ((rc = value(s, n + 1)) < 0 || (rc = after(s, '}')) != 0)
+            return rc < 0 ? rc : RQD_OK;
     }
 }
 
