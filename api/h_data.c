@@ -120,33 +120,23 @@ fail:
 
 /* ------------------------------------------------------------------ transitions */
 
-/* The answer of a post once its offloaded ingest is done, and of a sync-mode episode
- * step once it waited: the problem if it was refused (no answer prepared: nothing
- * stored); else, in sync mode after its updates (or its deadline, or shutdown: the data
- * is stored either way, and a restart owes their updates again), 200. Only a deletion
- * while it waited is a conflict (API.md). */
+/* The answer of a sync-mode post or episode step once its updates are done (or its
+ * deadline passed, or shutdown: the data is stored either way, and a restart owes their
+ * updates again): 200 with what is owed now. Only a deletion while it waited is a
+ * conflict (API.md). */
 static int after_sync(api_req *r)
 {
-    if (r->answer == NULL)
-        return api_problem(r, &r->wake_err);
     if (r->wake_status == RQD_ECONFLICT) {
         int p = api_wake_problem(r);
         if (p >= 0)
             return p;
     }
-    char *text = r->answer;
-    r->answer = NULL;
-    return api_reply_bytes_take(r, 200, "application/json", text, strlen(text));
+    cJSON *o = cJSON_Parse(r->answer);
+    if (o && cJSON_GetObjectItemCaseSensitive(o, "pending_updates")) /* posts; not steps */
+        cJSON_ReplaceItemInObjectCaseSensitive(o, "pending_updates",
+                                               rqd_json_number(rqd_agent_pending(r->agent)));
+    return api_reply_json_take(r, 200, o);
 }
-
-/* A post's parsed input, owned by its request while the ingest runs offloaded. */
-typedef struct {
-    cJSON *body;             /* the top-level object (the rows are read one at a time) */
-    store_transition *t;     /* env_id strings malloc'd: rows_free */
-    float *mem;
-    int n;
-    const char *batch_id;    /* in body, or NULL */
-} post_job;
 
 /* Frees n parsed rows and the env_id copies they own. */
 static void rows_free(store_transition *t, int n)
@@ -154,29 +144,6 @@ static void rows_free(store_transition *t, int n)
     for (int i = 0; t && i < n; i++)
         free((char *)t[i].env_id);
     free(t);
-}
-
-static void post_job_free(void *p)
-{
-    post_job *j = p;
-    if (j == NULL)
-        return;
-    cJSON_Delete(j->body);
-    rows_free(j->t, j->n);
-    free(j->mem);
-    free(j);
-}
-
-/* On an offload thread: store and learn from the rows (api/offload.c says why). */
-static int post_work(api_req *r)
-{
-    post_job *j = r->job;
-    double target = -1;
-    int rc = rqd_ingest(r->agent, j->t, j->n, j->batch_id, &r->answer, &target, &r->wake_err);
-    r->wake_status = rc < 0 ? rc : 0;
-    if (rc == RQD_OK && target >= 0) /* sync mode: answer once its updates are done */
-        return api_wait_or_wake(r, RQD_WAIT_SYNC, target, 0);
-    return 0;
 }
 
 /* Parses row i into t (pointing into mem; env_id a malloc'd copy) or fails naming the
@@ -309,15 +276,29 @@ int h_transitions(api_req *r)
     if ((rc = parse_rows(rows_text, n, a, lim->max_abs_value, mem, t, &err)) < 0)
         goto fail;
     rqd_buf_free(&r->body); /* parsed: the text need not be held while the rows commit */
-    post_job *job = calloc(1, sizeof *job);
-    if (job == NULL) {
-        rc = rqd_err_set(&err, RQD_ENOMEM, "", "out of memory");
-        goto fail;
+    /* A sync post waits after its commit: its place among the waiting is taken first,
+     * since a post refused after the commit would still be stored. */
+    if (rqd_agent_training(a) == REDQ_TRAIN_SYNC && !api_wait_slot(r)) {
+        rows_free(t, n);
+        free(mem);
+        cJSON_Delete(body);
+        rqd_agent_put(a);
+        return api_wait_busy(r);
     }
-    *job = (post_job){body, t, mem, n, batch_id};
-    r->job = job;
-    r->job_free = post_job_free;
-    return api_offload(r, a, post_work, after_sync);
+    double target = -1;
+    rc = rqd_ingest(a, t, n, batch_id, &answer, &target, &err);
+    rows_free(t, n);
+    free(mem);
+    t = NULL;
+    mem = NULL;
+    cJSON_Delete(body); /* batch_id pointed into it */
+    body = NULL;
+    if (rc < 0)
+        goto fail;
+    if (target >= 0) { /* sync mode: answer once its updates are done */
+        r->answer = answer;
+        return api_wait(r, a, RQD_WAIT_SYNC, target, 0, after_sync);
+    }
 done:
     rows_free(t, n);
     free(mem);
@@ -382,6 +363,10 @@ int h_episode_step(api_req *r)
     rqd_agent *a = api_agent(r);
     if (a == NULL)
         return MHD_YES;
+    if (rqd_agent_training(a) == REDQ_TRAIN_SYNC && !api_wait_slot(r)) { /* as a post */
+        rqd_agent_put(a);
+        return api_wait_busy(r);
+    }
     const rqd_limits *lim = rqd_registry_limits(r->srv->reg);
     int nb = obs_bounds(a, lim, 0, bounds, bwhat, sizeof bwhat, per_act, sizeof per_act);
     cJSON *body = api_body_json_bounded(r, bounds, nb, NULL, &err);
@@ -417,7 +402,7 @@ int h_episode_step(api_req *r)
             rqd_agent_put(a);
             return api_problem_status(r, 503, "unavailable", "out of memory");
         }
-        return api_suspend_wait(r, a, RQD_WAIT_SYNC, target, 0, after_sync);
+        return api_wait(r, a, RQD_WAIT_SYNC, target, 0, after_sync);
     }
     rqd_agent_put(a);
     return api_reply_json_take(r, 200, out);
@@ -471,6 +456,12 @@ int h_episode_list(api_req *r)
             cJSON_AddNullToObject(e, "ended_at");
         if (rows[i].abandoned)
             cJSON_AddBoolToObject(e, "abandoned", 1);
+        cJSON_AddStringToObject(e, "source", rows[i].source == STORE_SRC_TRANSITIONS
+                                                 ? "transitions" : "episodes");
+        if (rows[i].source == STORE_SRC_TRANSITIONS && rows[i].env_id[0]) /* else no env_id */
+            cJSON_AddStringToObject(e, "env_id", rows[i].env_id);
+        else
+            cJSON_AddNullToObject(e, "env_id");
         cJSON_AddItemToArray(arr, e);
     }
     store_episode_rows_free(rows, n);

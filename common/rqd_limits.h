@@ -75,10 +75,20 @@
  * more than three, so past 64 the request is refused (414) before MHD stores any. */
 #define RQD_MAX_QUERY_PARAMS 64
 
+/* Every counter (env_steps, updates, policy_version, ...) stays at or below 2^53 - 1: JSON
+ * numbers are exact only that far (API.md), and no sum of counters can overflow. */
+#define RQD_MAX_COUNTER ((1LL << 53) - 1)
+
 /* Defaults of the limits that are not array sizes; their flags may raise them. */
 #define RQD_DEFAULT_TRANSITIONS_PER_POST 65536 /* API.md; the body limit bounds it too */
 #define RQD_DEFAULT_OBS_PER_ACT 4096           /* API.md; one act's scratch is this x obs */
 #define RQD_DEFAULT_OPEN_EPISODES 10000        /* API.md; each holds its pending transition */
+/* Bytes a new agent's learner state (a checkpoint without the buffer) may have: the
+ * default of --max-import, which sets it, since a state past what an import takes could
+ * be checkpointed but never imported again. hidden_sizes [2048, 2048, 2048] with 10
+ * critics is 1379 MiB, past it; REDQ's defaults are 11 MiB. */
+#define RQD_DEFAULT_STATE_BYTES (1LL << 30)
+
 /* Largest magnitude of an observation, reward or action bound (API.md --max-abs-value):
  * with inputs below 1e9, no sum or square an update forms can overflow float32. */
 #define RQD_DEFAULT_MAX_ABS_VALUE 1e9
@@ -98,6 +108,7 @@ typedef struct rqd_limits {
     int obs_per_act;
     int open_episodes;
     double max_abs_value;       /* obs, rewards, action bounds: |x| <= this */
+    long long state_bytes;      /* learner state (redq_state_bytes) <= this (--max-import) */
 } rqd_limits;
 
 #define RQD_LIMITS_DEFAULT                                                                  \
@@ -105,6 +116,6 @@ typedef struct rqd_limits {
                   RQD_MAX_HIDDEN_WIDTH, RQD_MAX_ENSEMBLE, RQD_MAX_BATCH, RQD_MAX_BUFFER,    \
                   (long long)RQD_MAX_AGENT_BYTES, RQD_DEFAULT_TRANSITIONS_PER_POST,        \
                   RQD_DEFAULT_OBS_PER_ACT, RQD_DEFAULT_OPEN_EPISODES,                    \
-                  RQD_DEFAULT_MAX_ABS_VALUE})
+                  RQD_DEFAULT_MAX_ABS_VALUE, RQD_DEFAULT_STATE_BYTES})
 
 #endif

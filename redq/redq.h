@@ -112,6 +112,8 @@ typedef struct {
     double q_std;      /* mean over the batch of the std across the ensemble */
     double train_time; /* seconds spent in this call's updates */
     int actor_updated; /* this call did at least one actor update */
+    int skipped;       /* updates of this call whose loss or gradients were not finite:
+                          they changed nothing (the train RNG's draws may advance) */
 } redq_stats;
 
 /* Counters and sizes; a plain copy. */
@@ -134,9 +136,16 @@ typedef struct {
 
 /* RQD_EINVAL naming the field (obs_dim, action_low, config.hidden_sizes, ...) and the
  * daemon flag when an agent of this shape would be past limits, including the memory
- * estimate of its networks, optimiser state and scratch; checked before allocating. */
+ * estimate of its networks, optimiser state and scratch, and the size of its learner
+ * state against limits->state_bytes; checked before allocating. */
 int redq_limits_check(const rqd_limits *limits, const redq_config *cfg, int obs_dim,
                       int act_dim, rqd_err *err);
+
+/* The exact size of the learner state of an agent of this shape: what redq_agent_save
+ * without the buffer writes (a checkpoint; its replay buffer, when saved, comes on top).
+ * RQD_ENOMEM when the config cannot be printed. */
+int redq_state_bytes(const redq_config *cfg, int obs_dim, int act_dim, size_t *bytes,
+                     rqd_err *err);
 
 /* Creates an agent for observations of obs_dim floats and actions in [low, high]
  * (act_dim each). Validates cfg and the dimensions, refuses one that would need more
@@ -152,6 +161,10 @@ int redq_agent_act(redq_agent *a, const float *obs, int n, int mode, float *out,
 
 /* Validates and adds n transitions (all or none on a validation error). */
 int redq_agent_add(redq_agent *a, const redq_transition *t, int n, rqd_err *err);
+/* Allocates now whatever redq_agent_add(a, t, n) will need, so that it cannot then fail
+ * for memory (the daemon reserves before it commits a post, then adds). Only the
+ * env_ids of t are read. RQD_ENOMEM; on failure what was allocated stays for later. */
+int redq_agent_reserve(redq_agent *a, const redq_transition *t, int n, rqd_err *err);
 
 /* Runs k critic updates (and the actor/alpha updates that fall due). ex may be NULL
  * (serial). RQD_ECONFLICT if the buffer holds fewer than batch_size rows. */

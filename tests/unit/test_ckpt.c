@@ -2,6 +2,7 @@
  * load exactly as if never stopped (REDQ.md "Reproducibility"), and refusal of truncated,
  * corrupted and unknown-version blobs. */
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -187,6 +188,70 @@ START_TEST(limits_name_field_and_flag)
 }
 END_TEST
 
+/* redq_state_bytes is the size redq_agent_save writes without the buffer, for shapes of
+ * one to three layers, ensembles of 1 to 5, several obs and act dims, before and after
+ * work (counters, Adam and buffer change no size); the limit refuses a state one byte
+ * past it, naming config.hidden_sizes and --max-import. The defaults refuse REDQ with
+ * three layers of 2048 and 10 critics (1379 MiB), computed without allocating. */
+START_TEST(state_bytes_is_what_save_writes_and_is_limited)
+{
+    static const struct {
+        int S, A, n_hidden, hidden[3], ensemble;
+    } shapes[] = {
+        {3, 2, 2, {16, 8}, 3}, {1, 1, 1, {4}, 1}, {11, 5, 3, {9, 17, 3}, 5}, {64, 16, 1, {32}, 2},
+    };
+    rqd_limits l = RQD_LIMITS_DEFAULT;
+    rqd_err err = {0};
+    size_t bytes = 0;
+
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        redq_config c = test_config(shapes[i].A);
+        c.n_hidden = shapes[i].n_hidden;
+        memcpy(c.hidden, shapes[i].hidden, sizeof shapes[i].hidden);
+        c.ensemble_size = shapes[i].ensemble;
+        c.subset_size = shapes[i].ensemble < 2 ? 1 : 2;
+        redq_agent *a = test_agent(&c, shapes[i].S, shapes[i].A);
+        rqd_buf s;
+
+        ck_assert_int_eq(redq_state_bytes(&c, shapes[i].S, shapes[i].A, &bytes, &err), 0);
+        test_save(a, 0, &s);
+        ck_assert_msg(s.len == bytes, "shape %zu: saved %zu, computed %zu", i, s.len, bytes);
+        rqd_buf_free(&s);
+        test_fill(a, 20, i); /* S <= 64, A <= 16 */
+        ck_assert_int_eq(redq_agent_update(a, 3, NULL, NULL, &err), 0);
+        test_save(a, 0, &s);
+        ck_assert_uint_eq(s.len, bytes);
+        rqd_buf_free(&s);
+        redq_agent_free(a);
+
+        rqd_limits t = l;
+        t.state_bytes = (long long)bytes;
+        ck_assert_int_eq(redq_limits_check(&t, &c, shapes[i].S, shapes[i].A, &err), RQD_OK);
+        t.state_bytes--;
+        ck_assert_int_eq(redq_limits_check(&t, &c, shapes[i].S, shapes[i].A, &err), RQD_EINVAL);
+        ck_assert_str_eq(err.field, "config.hidden_sizes");
+        ck_assert_msg(strstr(err.msg, "--max-import") != NULL, "%s", err.msg);
+    }
+
+    redq_config big = test_config(1);
+    redq_config_default(&big, 1);
+    big.n_hidden = 3;
+    big.hidden[0] = big.hidden[1] = big.hidden[2] = 2048;
+    big.ensemble_size = 10;
+    ck_assert_int_eq(redq_state_bytes(&big, 3, 1, &bytes, &err), 0);
+    ck_assert_msg(bytes > 1000000000u && bytes < (size_t)3 << 29, "%zu", bytes);
+    ck_assert_int_eq(l.state_bytes, 1LL << 30);
+    ck_assert_int_eq(redq_limits_check(&l, &big, 3, 1, &err), RQD_EINVAL);
+    char want[160];
+    snprintf(want, sizeof want, "config.hidden_sizes: the learner's state would be %zu MiB, "
+             "over the 1024 MiB a checkpoint may have to be imported again (--max-import)",
+             (bytes + (1u << 20) - 1) >> 20);
+    ck_assert_str_eq(err.msg, want);
+    l.state_bytes = 2LL << 30;
+    ck_assert_int_eq(redq_limits_check(&l, &big, 3, 1, &err), RQD_OK);
+}
+END_TEST
+
 Suite *suite_ckpt(void)
 {
     Suite *s = suite_create("ckpt");
@@ -196,6 +261,7 @@ Suite *suite_ckpt(void)
     tcase_add_test(tc, without_buffer_loads_learner_only);
     tcase_add_test(tc, truncated_corrupted_and_unknown_version_are_refused);
     tcase_add_test(tc, limits_name_field_and_flag);
+    tcase_add_test(tc, state_bytes_is_what_save_writes_and_is_limited);
     suite_add_tcase(s, tc);
     return s;
 }
