@@ -247,6 +247,8 @@ class MaxAbsValueTest(DaemonTestCase):
                      "action_low[0]")
         self.refused(self.c.post("/v1/agents", agent_body("huge-box", low=[-1], high=[3e38])),
                      "action_high[0]")
+        body = agent_body("huge-box", low=[-1], high=[1e10])
+        self.refused(self.c.put("/v1/agents/huge-box", body=body), "action_high[0]")  # PUT too
         self.assertProblem(self.c.get("/v1/agents/huge-box"), 404, "not_found")
         self.create("edge-box", low=[-1e9], high=[1e9])
 
