@@ -45,13 +45,13 @@ CORE_SRC   := $(COMMON_SRC) $(REDQ_SRC) $(STORE_SRC)
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard api/*.c)
 # Files linked into the binary as they are (ld -r -b binary): served by api/h_service.c.
 EMBED      := docs/openapi.json api/assets/dashboard.html
-UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c
+UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c api/json_scan.c api/json_in.c
 # The daemon's registry without HTTP (build/test_daemon), with allocation failures
 # injected through the linker (-Wl,--wrap: tests/daemon/fail_alloc.c).
 DTEST_SRC  := $(wildcard tests/daemon/*.c)
 LEARN_SRC  := tests/learn/test_pendulum.c tests/env/pendulum.c
 BENCH_SRC  := bench/bench_update.c daemon/pool.c
-FUZZ_SRC   := tests/fuzz/fuzz_request.c api/json_in.c
+FUZZ_SRC   := tests/fuzz/fuzz_request.c api/json_in.c api/json_scan.c
 # The MuJoCo client (clients/mujoco/): its models are linked in like EMBED; its tests
 # (tests/mujoco/) check the environments without a daemon.
 MJ_MODELS  := clients/mujoco/models/hopper.xml clients/mujoco/models/halfcheetah.xml
@@ -242,7 +242,7 @@ fuzz: deps
 	@mkdir -p $(BUILD)/fuzz-corpus
 	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	  $(shell pkg-config --cflags libcjson zlib openblas) -o $(BUILD)/fuzz_request \
-	  tests/fuzz/fuzz_request.c api/json_in.c $(COMMON_SRC) $(REDQ_SRC) \
+	  tests/fuzz/fuzz_request.c api/json_in.c api/json_scan.c $(COMMON_SRC) $(REDQ_SRC) \
 	  $(shell pkg-config --libs libcjson zlib openblas) -lm -lpthread
 	$(BUILD)/fuzz_request -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-crash- \
 	  $(BUILD)/fuzz-corpus tests/fuzz/corpus

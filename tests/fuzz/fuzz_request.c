@@ -1,6 +1,8 @@
 /* tests/fuzz/fuzz_request.c: the fuzz target for what redqd parses from the network
- * (STYLE R18): JSON bodies through the strict readers, agent configs and PATCH bodies,
- * and checkpoint files (PUT .../checkpoint). The first byte picks the parser.
+ * (STYLE R18): JSON bodies through the scan and the strict readers (selector 3: under
+ * act's and transitions' bounds, long arrays read one element at a time), agent configs
+ * and PATCH bodies, and checkpoint files (PUT .../checkpoint). The first byte picks the
+ * parser.
  *
  * Built two ways: with clang's libFuzzer by `make fuzz` (coverage-guided, bounded time),
  * and with gcc+ASan+UBSan into build/san/test_fuzz, a Check test that runs the corpus
@@ -42,6 +44,30 @@ static void read_body(const cJSON *body)
     }
 }
 
+/* A body under the bounds of act and transitions (api/json_scan.c), its long arrays read
+ * one element at a time as the handlers read them. */
+static cJSON *parse_bounded(const char *text, size_t size, rqd_err *err)
+{
+    static const api_json_bound b[] = {
+        {"obs", API_JSON_OF_NUMBERS, 3, 0, "values", "; expects 3"},
+        {"obs", API_JSON_OF_ARRAYS, 8, 1, "observations", ", over 8"},
+        {"obs[]", API_JSON_ANY, 3, 0, "values", "; expects 3"},
+        {"transitions", API_JSON_ANY, 1000, 1, "transitions", ""},
+    };
+    api_json_span rows;
+    api_json_span el;
+    cJSON *body = api_json_parse_bounded(text, size, b, 4, &rows, err);
+    api_json_iter it = api_json_iter_of(rows);
+    for (int i = 0; body && rows.p && api_json_next(&it, &el); i++) {
+        cJSON *one = api_json_parse_span(el, err);
+        read_body(one);
+        cJSON_Delete(one);
+    }
+    if (rows.p)
+        (void)api_json_count(rows);
+    return body;
+}
+
 static void parse_json(const uint8_t *data, size_t size, int what)
 {
     rqd_err err = {0};
@@ -50,7 +76,7 @@ static void parse_json(const uint8_t *data, size_t size, int what)
         return;
     memcpy(text, data, size);
     text[size] = '\0';
-    cJSON *body = api_json_parse(text, size, &err);
+    cJSON *body = what == 3 ? parse_bounded(text, size, &err) : api_json_parse(text, size, &err);
     if (body != NULL) {
         redq_config c;
         if (what == 1 && redq_config_from_json(body, 2, &c, &err) == 0) {
