@@ -52,6 +52,18 @@
 /* Longest env_id string. */
 #define RQD_MAX_ENV_ID 128
 
+/* Largest value of a counter (env_steps, updates, policy_version, replay positions, ...):
+ * 2^53 - 1, the largest integer API.md's JSON numbers carry exactly. A checkpoint with a
+ * counter past it is refused, and an add, update or version bump that would pass it is
+ * refused instead of overflowing (at 10^6 updates/s it takes 285 years to get there). */
+#define RQD_MAX_COUNT 9007199254740991LL
+
+/* 1 when a counter at 'have' may grow by n (>= 0) and stay within RQD_MAX_COUNT. */
+static inline int rqd_count_room(long long have, long long n)
+{
+    return have >= 0 && n >= 0 && n <= RQD_MAX_COUNT - have;
+}
+
 /* Defaults of the limits that are not array sizes; their flags may raise them. */
 #define RQD_DEFAULT_TRANSITIONS_PER_POST 65536 /* API.md; the body limit bounds it too */
 #define RQD_DEFAULT_OBS_PER_ACT 4096           /* API.md; one act's scratch is this x obs */
