@@ -227,7 +227,7 @@ int redq_agent_act(redq_agent *a, const float *obs, int n, int mode, float *out,
             int j = (int)(i % A);
             out[i] = a->low[j] + (a->high[j] - a->low[j]) * redq_rng_uniform(&a->rng_act);
         }
-        return RQD_OK;
+        return redq__actions_check(out, n, A, err); /* bounds near FLT_MAX overflow */
     }
     redq_policy *p = redq_agent_policy(a);
     if (mode == REDQ_EVAL && deterministic) {
@@ -250,6 +250,7 @@ int redq_agent_act(redq_agent *a, const float *obs, int n, int mode, float *out,
     for (int b = 0; b < n; b++)
         redq__scale_to_env(out + (size_t)b * (size_t)A, out + (size_t)b * (size_t)A, a->low,
                            a->high, A, c->action_scaling, c->bound_clip);
+    rc = redq__actions_check(out, n, A, err);
 out:
     free(head);
     free(logp);

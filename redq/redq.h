@@ -101,8 +101,9 @@ typedef struct {
     const char *env_id;    /* n-step stream; NULL or "" = the default stream */
 } redq_transition;
 
-/* Statistics of the latest update (Tianshou's REDQTrainingStats plus q_mean, q_std).
- * A value not known yet (no actor update so far) is NaN. */
+/* Statistics of the latest update taken (Tianshou's REDQTrainingStats plus q_mean,
+ * q_std). A value not known yet (no actor update so far; no update of the call taken)
+ * is NaN. */
 typedef struct {
     double critic_loss;
     double actor_loss;
@@ -112,6 +113,7 @@ typedef struct {
     double q_std;      /* mean over the batch of the std across the ensemble */
     double train_time; /* seconds spent in this call's updates */
     int actor_updated; /* this call did at least one actor update */
+    int skipped;       /* updates of this call with a step skipped (redq_agent_update) */
 } redq_stats;
 
 /* Counters and sizes; a plain copy. */
@@ -154,7 +156,17 @@ int redq_agent_act(redq_agent *a, const float *obs, int n, int mode, float *out,
 int redq_agent_add(redq_agent *a, const redq_transition *t, int n, rqd_err *err);
 
 /* Runs k critic updates (and the actor/alpha updates that fall due). ex may be NULL
- * (serial). RQD_ECONFLICT if the buffer holds fewer than batch_size rows. */
+ * (serial). RQD_ECONFLICT if the buffer holds fewer than batch_size rows, or if k
+ * updates could take `updates` or policy_version past RQD_MAX_COUNT.
+ *
+ * A step whose loss or any gradient is not finite (or past REDQ_MAX_GRAD, where Adam
+ * would overflow) is skipped and counted in st->skipped; the call still succeeds.
+ * A skipped critic step changes nothing: parameters, Adam moments, target critics,
+ * alpha, `updates`, `actor_updates` and policy_version stay as they were. A skipped
+ * actor/alpha step leaves the actor, alpha, their Adam state, actor_updates and
+ * policy_version; the critic step of the same update, which came first and was
+ * finite, stands. Only the train generator moves on in both cases (the batch and the
+ * noise were drawn), so a retry samples another batch. */
 int redq_agent_update(redq_agent *a, int k, const redq_exec *ex, redq_stats *st, rqd_err *err);
 
 void redq_agent_info(const redq_agent *a, redq_info *out);
