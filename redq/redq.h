@@ -185,10 +185,12 @@ int redq_agent_set_config(redq_agent *a, const redq_config *cfg, rqd_err *err);
  * same dimensions, estimation_step, gamma and buffer_size. */
 int redq_agent_swap_buffer(redq_agent *a, redq_agent *b, rqd_err *err);
 
-/* Sets env_steps (the daemon restores it from storage). */
-void redq_agent_set_env_steps(redq_agent *a, long long env_steps);
-/* Sets policy_version (never backwards across crashes: the daemon keeps the maximum). */
-void redq_agent_set_policy_version(redq_agent *a, long long v);
+/* Sets env_steps (the daemon restores it from storage). RQD_EINVAL, and nothing
+ * changes, outside [0, RQD_MAX_COUNT]. */
+int redq_agent_set_env_steps(redq_agent *a, long long env_steps);
+/* Sets policy_version (never backwards across crashes: the daemon keeps the maximum).
+ * RQD_EINVAL, and nothing changes, outside [0, RQD_MAX_COUNT]. */
+int redq_agent_set_policy_version(redq_agent *a, long long v);
 
 /* ------------------------------------------------------------------ state */
 

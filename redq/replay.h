@@ -48,6 +48,9 @@ int redq__replay_add(redq__replay *r, const float *obs, const float *act, float 
                      const float *next, int terminated, int truncated, const char *env_id,
                      rqd_err *err);
 
+/* 1 if n more raw transitions keep `added` and `seen` within RQD_MAX_COUNT. */
+int redq__replay_room(const redq__replay *r, long long n);
+
 /* Row i (0 <= i < len), in storage order. */
 static inline float *redq__replay_row(const redq__replay *r, long long i)
 {
