@@ -47,7 +47,7 @@ EMBED      := docs/openapi.json api/assets/dashboard.html
 UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c
 LEARN_SRC  := tests/learn/test_pendulum.c tests/env/pendulum.c
 BENCH_SRC  := bench/bench_update.c daemon/pool.c
-FUZZ_SRC   := tests/fuzz/fuzz_request.c api/json_in.c
+FUZZ_SRC   := tests/fuzz/fuzz_request.c tests/fuzz/fuzz_ckpt.c api/json_in.c
 
 obj = $(patsubst %.c,$(OBJDIR)/%.o,$(1))
 CORE_OBJ  := $(call obj,$(CORE_SRC))
@@ -65,7 +65,7 @@ PY ?= /usr/bin/python3
 # A bare `make` builds; only `make run` starts the daemon.
 .DEFAULT_GOAL := all
 
-.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz soak bench-http
+.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz fuzz-tools soak bench-http
 
 # The daemon in the foreground on 127.0.0.1:8470 with ./redqd-data (Ctrl-C stops it
 # cleanly: every agent is checkpointed).
@@ -180,20 +180,39 @@ $(BUILD)/bench/bare_mhd: bench/bare_mhd.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) -std=c11 -O2 $(WARN) -pthread -o $@ $< $(shell pkg-config --cflags --libs libmicrohttpd)
 
-# Coverage-guided fuzzing of the request parsers with clang's libFuzzer, bounded in
-# time (FUZZ_SECONDS); new inputs go to build/fuzz-corpus, crashes to build/fuzz-crash-*.
+# Coverage-guided fuzzing with clang's libFuzzer, each target for FUZZ_SECONDS: the
+# request parsers (corpus tests/fuzz/corpus) and the checkpoint loader (tests/fuzz/
+# corpus-ckpt). New inputs go to build/fuzz-corpus-<target>, crashes to
+# build/fuzz-crash-<target>-*. Undefined behaviour is a finding (-fno-sanitize-recover),
+# and so is an input that takes over FUZZ_TIMEOUT seconds.
 FUZZ_SECONDS ?= 120
-fuzz: deps
+FUZZ_TIMEOUT ?= 30
+FUZZ_CC   = clang -std=c11 -D_GNU_SOURCE -DFUZZ_LIBFUZZER -g -O1 \
+            -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+            $(shell pkg-config --cflags libcjson zlib openblas)
+FUZZ_LIBS = $(shell pkg-config --libs libcjson zlib openblas) -lm -lpthread
+FUZZ_DEPS := $(COMMON_SRC) $(REDQ_SRC) $(wildcard common/*.h redq/*.h tests/fuzz/*.h)
+define fuzz_run
+	@mkdir -p $(BUILD)/fuzz-corpus-$(1)
+	$(BUILD)/fuzz_$(1) -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) \
+	  -artifact_prefix=$(BUILD)/fuzz-crash-$(1)- $(BUILD)/fuzz-corpus-$(1) $(2)
+endef
+
+fuzz: $(BUILD)/fuzz_request $(BUILD)/fuzz_ckpt
+	$(call fuzz_run,request,tests/fuzz/corpus)
+	$(call fuzz_run,ckpt,tests/fuzz/corpus-ckpt)
+
+fuzz-tools: deps
 	@command -v clang >/dev/null && [ -n "$$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ] || { \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq clang libclang-rt-14-dev >/dev/null; }
-	@mkdir -p $(BUILD)/fuzz-corpus
-	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
-	  $(shell pkg-config --cflags libcjson zlib openblas) -o $(BUILD)/fuzz_request \
-	  tests/fuzz/fuzz_request.c api/json_in.c $(COMMON_SRC) $(REDQ_SRC) \
-	  $(shell pkg-config --libs libcjson zlib openblas) -lm -lpthread
-	$(BUILD)/fuzz_request -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-crash- \
-	  $(BUILD)/fuzz-corpus tests/fuzz/corpus
+
+$(BUILD)/fuzz_request: tests/fuzz/fuzz_request.c api/json_in.c api/json_in.h $(FUZZ_DEPS) | fuzz-tools
+$(BUILD)/fuzz_ckpt: tests/fuzz/fuzz_ckpt.c $(FUZZ_DEPS) | fuzz-tools
+$(BUILD)/fuzz_request $(BUILD)/fuzz_ckpt:
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  FUZZCC  $@",true)
+	$(Q)$(FUZZ_CC) -o $@ $(filter %.c,$^) $(FUZZ_LIBS)
 
 # The dependency rule of DESIGN.md: redq/ and storage/ know nothing of each other or
 # of HTTP; common/ depends on nothing.
