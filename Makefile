@@ -9,6 +9,13 @@
 #
 # Objects live under $(BUILD)/obj (or obj-san for SAN=...), with -MMD -MP header tracking.
 # CFLAGS from the command line add to the project's flags, never replace them.
+#
+# The daemon that ships -- $(BUILD)/redqd, which `make run`, `make install` and the
+# integration tests use -- is a release build: -DNDEBUG, so that ALWAYS()/NEVER() keep
+# their defensive branch and carry on (common/rqd_attrs.h) instead of aborting a server
+# many people share. Its objects live apart, under $(BUILD)/obj-rel. The unit, learning
+# and fuzz tests, the benchmark and every SAN= build ($(BUILD)/san/redqd included) keep
+# their assertions.
 
 BUILD   ?= build
 SAN     ?=
@@ -16,6 +23,8 @@ V       ?= 0
 Q       := $(if $(filter 1,$(V)),,@)
 OBJDIR  := $(BUILD)/obj$(if $(SAN),-san)
 BINDIR  := $(BUILD)$(if $(SAN),/san)
+RELDIR  := $(BUILD)/obj-rel
+DAEMON_DIR := $(if $(SAN),$(OBJDIR),$(RELDIR))
 OPT     ?= -O2
 
 # Debian packages needed to build; `deps` installs the missing ones. The tests also need
@@ -33,8 +42,8 @@ PC_CFLAGS = $(shell pkg-config --cflags $(PC_PKGS) 2>/dev/null)
 PC_LIBS   = $(shell pkg-config --libs $(PC_PKGS) 2>/dev/null)
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
-FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(OPT) -g $(SANFLAGS) $(PC_CFLAGS) \
-               $(CHECK_CFLAGS) $(CFLAGS)
+FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(DEFS) -pthread $(WARN) $(OPT) -g $(SANFLAGS) \
+               $(PC_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS)
 FINAL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 
 COMMON_SRC := $(wildcard common/*.c)
@@ -55,10 +64,13 @@ UNIT_OBJ  := $(call obj,$(UNIT_SRC))
 LEARN_OBJ := $(call obj,$(LEARN_SRC))
 BENCH_OBJ := $(call obj,$(BENCH_SRC))
 FUZZ_OBJ  := $(call obj,$(FUZZ_SRC) tests/fuzz/test_fuzz.c)
-DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 EMBED_OBJ := $(patsubst %,$(OBJDIR)/embed/%.o,$(EMBED))
+# The daemon's own objects and core library: release, or the SAN= build's.
+DAEMON_OBJ := $(patsubst %.c,$(DAEMON_DIR)/%.o,daemon/main.c $(DAEMON_SRC))
+DAEMON_LIB := $(if $(SAN),$(BINDIR),$(RELDIR))/libredq.a
+REL_CORE_OBJ := $(patsubst %.c,$(RELDIR)/%.o,$(CORE_SRC))
 ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(FUZZ_OBJ) \
-             $(OBJDIR)/daemon/main.o
+             $(REL_CORE_OBJ)
 
 PY ?= /usr/bin/python3
 
@@ -78,14 +90,24 @@ all: build
 build: $(BINDIR)/redqd $(BINDIR)/test_unit $(BINDIR)/test_learn $(BINDIR)/bench_update
 
 # The learning core's loops want the vectoriser at full strength.
-$(OBJDIR)/redq/%.o: OPT := -O3
+$(OBJDIR)/redq/%.o $(RELDIR)/redq/%.o: OPT := -O3
+$(RELDIR)/%.o: DEFS := -DNDEBUG
 
-$(OBJDIR)/%.o: %.c
+define compile
 	@mkdir -p $(@D)
-	@$(if $(Q),echo "  CC      $<",true)
+	@$(if $(Q),echo "  CC      $<$(if $(DEFS), (release))",true)
 	$(Q)$(CC) $(FINAL_CFLAGS) -MMD -MP -c $< -o $@
+endef
+$(OBJDIR)/%.o: %.c
+	$(compile)
+$(RELDIR)/%.o: %.c
+	$(compile)
 
 $(BINDIR)/libredq.a: $(CORE_OBJ)
+	@mkdir -p $(@D)
+	$(Q)$(AR) rcs $@ $^
+
+$(RELDIR)/libredq.a: $(REL_CORE_OBJ)
 	@mkdir -p $(@D)
 	$(Q)$(AR) rcs $@ $^
 
@@ -93,7 +115,7 @@ $(OBJDIR)/embed/%.o: %
 	@mkdir -p $(@D)
 	$(Q)ld -r -b binary -z noexecstack -o $@ $<
 
-$(BINDIR)/redqd: $(OBJDIR)/daemon/main.o $(DAEMON_OBJ) $(EMBED_OBJ) $(BINDIR)/libredq.a
+$(BINDIR)/redqd: $(DAEMON_OBJ) $(EMBED_OBJ) $(DAEMON_LIB)
 	@$(if $(Q),echo "  LD      $@",true)
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm
 
