@@ -117,11 +117,12 @@ static int check_state(const redq_agent *a, rqd_err *err)
     return RQD_OK;
 }
 
-/* With limits, the action bounds are held to --max-abs-value like a new agent's. */
+/* With limits, the action bounds are held to --max-abs-value like a new agent's. A
+ * max_abs_value <= 0 is a caller that does not set it (yet): no bound. */
 static int check_bounds(const float *low, const float *high, int A, const rqd_limits *limits,
                         rqd_err *err)
 {
-    for (int j = 0; limits != NULL && j < A; j++) {
+    for (int j = 0; limits != NULL && limits->max_abs_value > 0 && j < A; j++) {
         int lo_bad = !(fabs(low[j]) <= limits->max_abs_value);
         if (lo_bad || !(fabs(high[j]) <= limits->max_abs_value))
             return rqd_err_set(err, RQD_EINVAL, lo_bad ? "action_low" : "action_high",

@@ -204,7 +204,9 @@ int redq_agent_save(const redq_agent *a, int with_buffer, rqd_buf *out, rqd_err 
  * bumps it where API.md says a load counts as a new policy). */
 int redq_agent_load(const void *data, size_t len, redq_agent **out, rqd_err *err);
 /* redq_agent_load that also refuses, before allocating, a saved agent past the limits
- * (redq_limits_check); limits NULL checks the ceilings only. */
+ * (redq_limits_check) or with action bounds past limits->max_abs_value (RQD_EINVAL
+ * naming action_low or action_high; a max_abs_value <= 0 sets no bound); limits NULL
+ * checks the ceilings only. */
 int redq_agent_load_within(const void *data, size_t len, const rqd_limits *limits,
                            redq_agent **out, rqd_err *err);
 

@@ -493,6 +493,9 @@ START_TEST(action_bounds_past_max_abs_value_are_refused)
     lim.max_abs_value = 2.0; /* at the limit is within it */
     ck_assert_int_eq(redq_agent_load_within(s.data, s.len, &lim, &b, &err), RQD_OK);
     redq_agent_free(b);
+    lim.max_abs_value = 0; /* not set by the caller: no bound */
+    ck_assert_int_eq(redq_agent_load_within(s.data, s.len, &lim, &b, &err), RQD_OK);
+    redq_agent_free(b);
     b = load_patched(&s, L.high + 4, &huge, 4); /* no limits: only finiteness */
     redq_agent_free(b);
     rqd_buf_free(&s);
