@@ -5,6 +5,7 @@
 #   make run        build and start the daemon on 127.0.0.1:8470 (data in ./redqd-data)
 #   make test       unit tests, the same under ASan+UBSan, the learning test
 #   make bench      performance against PyTorch and the sgemm peak (docs/BENCHMARKS.md)
+#   make bench-learn  REDQ against SAC on MuJoCo through the daemon (hours; resumable)
 #   make clean      remove build/
 #
 # Objects live under $(BUILD)/obj (or obj-san for SAN=...), with -MMD -MP header tracking.
@@ -31,7 +32,7 @@ OPT     ?= -O2
 # Python 3 (the integration tests and clients are stdlib only) and Chromium (the
 # dashboard is checked in a real headless browser): `deps-test`.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libsqlite3-dev \
-            libopenblas-dev libuv1-dev check zlib1g-dev
+            libopenblas-dev libuv1-dev check zlib1g-dev libmujoco-dev libcurl4-openssl-dev
 DEB_TEST_PKGS := python3 chromium
 PC_PKGS  := libcjson openblas zlib sqlite3 libmicrohttpd libuv
 
@@ -54,13 +55,23 @@ DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard api/
 # Files linked into the binary as they are (ld -r -b binary): served by api/h_service.c.
 EMBED      := docs/openapi.json api/assets/dashboard.html
 UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c
+# The daemon's registry without HTTP (build/test_daemon), with allocation failures
+# injected through the linker (-Wl,--wrap: tests/daemon/fail_alloc.c).
+DTEST_SRC  := $(wildcard tests/daemon/*.c)
 LEARN_SRC  := tests/learn/test_pendulum.c tests/env/pendulum.c
 BENCH_SRC  := bench/bench_update.c daemon/pool.c
 FUZZ_SRC   := tests/fuzz/fuzz_request.c tests/fuzz/fuzz_ckpt.c api/json_in.c
+# The MuJoCo client (clients/mujoco/): its models are linked in like EMBED; its tests
+# (tests/mujoco/) check the environments without a daemon.
+MJ_MODELS  := clients/mujoco/models/hopper.xml clients/mujoco/models/halfcheetah.xml
+MJ_ENV_SRC := clients/mujoco/env.c common/rqd_err.c
+MJ_SRC     := $(MJ_ENV_SRC) clients/mujoco/http.c clients/mujoco/main.c
+MJ_TEST_SRC := tests/mujoco/test_envs.c $(MJ_ENV_SRC)
 
 obj = $(patsubst %.c,$(OBJDIR)/%.o,$(1))
 CORE_OBJ  := $(call obj,$(CORE_SRC))
 UNIT_OBJ  := $(call obj,$(UNIT_SRC))
+DTEST_OBJ := $(call obj,$(DTEST_SRC) $(filter-out daemon/main.c,$(wildcard daemon/*.c)))
 LEARN_OBJ := $(call obj,$(LEARN_SRC))
 BENCH_OBJ := $(call obj,$(BENCH_SRC))
 FUZZ_OBJ  := $(call obj,$(FUZZ_SRC) tests/fuzz/test_fuzz.c)
@@ -69,15 +80,17 @@ EMBED_OBJ := $(patsubst %,$(OBJDIR)/embed/%.o,$(EMBED))
 DAEMON_OBJ := $(patsubst %.c,$(DAEMON_DIR)/%.o,daemon/main.c $(DAEMON_SRC))
 DAEMON_LIB := $(if $(SAN),$(BINDIR),$(RELDIR))/libredq.a
 REL_CORE_OBJ := $(patsubst %.c,$(RELDIR)/%.o,$(CORE_SRC))
-ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(FUZZ_OBJ) \
-             $(REL_CORE_OBJ)
+MJ_OBJ    := $(call obj,$(MJ_SRC)) $(patsubst %,$(OBJDIR)/embed/%.o,$(MJ_MODELS))
+MJ_TEST_OBJ := $(call obj,$(MJ_TEST_SRC)) $(patsubst %,$(OBJDIR)/embed/%.o,$(MJ_MODELS))
+ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(DTEST_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(FUZZ_OBJ) \
+             $(REL_CORE_OBJ) $(MJ_OBJ) $(MJ_TEST_OBJ)
 
 PY ?= /usr/bin/python3
 
 # A bare `make` builds; only `make run` starts the daemon.
 .DEFAULT_GOAL := all
 
-.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz fuzz-tools soak bench-http
+.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz fuzz-tools soak bench-http bench-learn
 
 # The daemon in the foreground on 127.0.0.1:8470 with ./redqd-data (Ctrl-C stops it
 # cleanly: every agent is checkpointed).
@@ -87,7 +100,8 @@ run: deps
 
 all: build
 
-build: $(BINDIR)/redqd $(BINDIR)/test_unit $(BINDIR)/test_learn $(BINDIR)/bench_update
+build: $(BINDIR)/redqd $(BINDIR)/test_unit $(BINDIR)/test_daemon $(BINDIR)/test_learn \
+       $(BINDIR)/bench_update $(BINDIR)/redq-mujoco $(BINDIR)/test_mujoco_envs
 
 # The learning core's loops want the vectoriser at full strength.
 $(OBJDIR)/redq/%.o $(RELDIR)/redq/%.o: OPT := -O3
@@ -123,6 +137,11 @@ $(BINDIR)/test_unit: $(UNIT_OBJ) $(BINDIR)/libredq.a
 	@$(if $(Q),echo "  LD      $@",true)
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) $(CHECK_LIBS) -lm
 
+$(BINDIR)/test_daemon: $(DTEST_OBJ) $(BINDIR)/libredq.a
+	@$(if $(Q),echo "  LD      $@",true)
+	$(Q)$(CC) $(FINAL_LDFLAGS) -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc -o $@ $^ \
+	  $(PC_LIBS) $(CHECK_LIBS) -lm
+
 $(BINDIR)/test_learn: $(LEARN_OBJ) $(BINDIR)/libredq.a
 	@$(if $(Q),echo "  LD      $@",true)
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) $(CHECK_LIBS) -lm
@@ -134,6 +153,18 @@ $(BINDIR)/test_fuzz: $(FUZZ_OBJ) $(BINDIR)/libredq.a
 $(BINDIR)/bench_update: $(BENCH_OBJ) $(BINDIR)/libredq.a
 	@$(if $(Q),echo "  LD      $@",true)
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm
+
+# The MuJoCo client links libcurl (HTTP) and MuJoCo; Debian's MuJoCo 2.2.2 ships no
+# pkg-config file (headers <mujoco/mujoco.h>, library -lmujoco).
+$(OBJDIR)/clients/mujoco/http.o: PC_CFLAGS += $(shell pkg-config --cflags libcurl 2>/dev/null)
+
+$(BINDIR)/redq-mujoco: $(MJ_OBJ)
+	@$(if $(Q),echo "  LD      $@",true)
+	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ -lmujoco $(shell pkg-config --libs libcurl libcjson 2>/dev/null) -lm
+
+$(BINDIR)/test_mujoco_envs: $(MJ_TEST_OBJ)
+	@$(if $(Q),echo "  LD      $@",true)
+	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ -lmujoco $(CHECK_LIBS) -lm
 
 -include $(ALL_OBJ:.o=.d)
 
@@ -159,12 +190,15 @@ install-pkgs:
 test: deps-test
 	$(Q)$(MAKE) --no-print-directory build check-deps
 	$(Q)$(MAKE) --no-print-directory SAN=address,undefined $(BUILD)/san/test_unit $(BUILD)/san/test_fuzz \
-	  $(BUILD)/san/redqd
+	  $(BUILD)/san/test_daemon $(BUILD)/san/redqd
 	$(Q)tests/run_suites.sh \
 	  "unit" "$(BUILD)/test_unit" \
 	  "unit (ASan+UBSan)" "$(BUILD)/san/test_unit" \
+	  "daemon registry" "$(BUILD)/test_daemon" \
+	  "daemon registry (ASan+UBSan)" "$(BUILD)/san/test_daemon" \
 	  "fuzz corpus and mutations (ASan+UBSan)" "$(BUILD)/san/test_fuzz" \
 	  "learning (Pendulum)" "$(BUILD)/test_learn" \
+	  "MuJoCo environments (clients/mujoco)" "$(BUILD)/test_mujoco_envs" \
 	  "Python client and HTTP integration (the real daemon)" \
 	  "REDQD_BIN=$(BUILD)/redqd $(PY) tests/integration/run.py tests/clients/test_client_unit.py $(sort $(wildcard tests/integration/test_*.py)) tests/crash/test_sigkill.py tests/load/test_load.py" \
 	  "HTTP integration against the ASan+UBSan daemon" \
@@ -197,6 +231,24 @@ bench-http: deps
 	@$(MAKE) --no-print-directory install-pkgs PKGS="wrk curl python3"
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd $(BUILD)/bench/bare_mhd
 	$(Q)BUILD=$(BUILD) REDQD_BIN=$(BUILD)/redqd bench/bench_http.sh
+
+# REDQ (the daemon's defaults) against SAC (N 2, UTD 1) on Hopper and HalfCheetah,
+# trained through the daemon by build/redq-mujoco: LEARN_STEPS environment steps for
+# each of the LEARN_SEEDS, one run at a time (the ensemble split over both cores);
+# LEARN_ARGS adds options of bench/bench_learn.py (e.g. --tasks hopper). Hours; not part
+# of `make test`. Interrupted, it resumes where it stopped when run
+# again (runs and the daemon's data under LEARN_OUT). LEARN_QUICK=1: the pipeline check
+# (minutes). Report: bench/results/learn-latest.{md,png,csv} (learn-quick.* for the check).
+LEARN_STEPS ?= 50000
+LEARN_SEEDS ?= 0,1,2
+LEARN_ARGS  ?=
+LEARN_OUT   ?= $(BUILD)/bench-learn$(if $(filter 1,$(LEARN_QUICK)),-quick)
+bench-learn: deps
+	@$(MAKE) --no-print-directory install-pkgs PKGS="python3 python3-matplotlib"
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd $(BUILD)/redq-mujoco
+	$(Q)$(PY) bench/bench_learn.py --redqd $(BUILD)/redqd --client $(BUILD)/redq-mujoco \
+	  --out $(LEARN_OUT) $(if $(filter 1,$(LEARN_QUICK)),--quick,--steps $(LEARN_STEPS) --seeds $(LEARN_SEEDS)) \
+	  $(LEARN_ARGS)
 
 $(BUILD)/bench/bare_mhd: bench/bare_mhd.c
 	@mkdir -p $(@D)

@@ -93,55 +93,22 @@ fail:
 
 /* ------------------------------------------------------------------ transitions */
 
-/* The answer of a post once its offloaded ingest is done, and of a sync-mode episode
- * step once it waited: the problem if it was refused (no answer prepared: nothing
- * stored); else, in sync mode after its updates (or its deadline, or shutdown: the data
- * is stored either way, and a restart owes their updates again), 200. Only a deletion
- * while it waited is a conflict (API.md). */
+/* The answer of a sync-mode post or episode step once its updates are done (or its
+ * deadline passed, or shutdown: the data is stored either way, and a restart owes their
+ * updates again): 200 with what is owed now. Only a deletion while it waited is a
+ * conflict (API.md). */
 static int after_sync(api_req *r)
 {
-    if (r->answer == NULL)
-        return api_problem(r, &r->wake_err);
     if (r->wake_status == RQD_ECONFLICT) {
         int p = api_wake_problem(r);
         if (p >= 0)
             return p;
     }
-    char *text = r->answer;
-    r->answer = NULL;
-    return api_reply_bytes_take(r, 200, "application/json", text, strlen(text));
-}
-
-/* A post's parsed input, owned by its request while the ingest runs offloaded. */
-typedef struct {
-    cJSON *body;             /* the rows' env_id strings point into it */
-    store_transition *t;
-    float *mem;
-    int n;
-    const char *batch_id;    /* in body, or NULL */
-} post_job;
-
-static void post_job_free(void *p)
-{
-    post_job *j = p;
-    if (j == NULL)
-        return;
-    cJSON_Delete(j->body);
-    free(j->t);
-    free(j->mem);
-    free(j);
-}
-
-/* On an offload thread: store and learn from the rows (api/offload.c says why). */
-static int post_work(api_req *r)
-{
-    post_job *j = r->job;
-    double target = -1;
-    int rc = rqd_ingest(r->agent, j->t, j->n, j->batch_id, &r->answer, &target, &r->wake_err);
-    r->wake_status = rc < 0 ? rc : 0;
-    if (rc == RQD_OK && target >= 0) /* sync mode: answer once its updates are done */
-        return api_wait_or_wake(r, RQD_WAIT_SYNC, target, 0);
-    return 0;
+    cJSON *o = cJSON_Parse(r->answer);
+    if (o && cJSON_GetObjectItemCaseSensitive(o, "pending_updates")) /* posts; not steps */
+        cJSON_ReplaceItemInObjectCaseSensitive(o, "pending_updates",
+                                               cJSON_CreateNumber(rqd_agent_pending(r->agent)));
+    return api_reply_json_take(r, 200, o);
 }
 
 /* Parses row i into t (pointing into mem) or fails naming the field. */
@@ -250,15 +217,29 @@ int h_transitions(api_req *r)
     for (const cJSON *row = rows->child; row; row = row->next, i++)
         if ((rc = parse_row(row, i, a, mem + per * (size_t)i, &t[i], &err)) < 0)
             goto fail;
-    post_job *job = calloc(1, sizeof *job);
-    if (job == NULL) {
-        rc = rqd_err_set(&err, RQD_ENOMEM, "", "out of memory");
-        goto fail;
+    /* A sync post waits after its commit: its place among the waiting is taken first,
+     * since a post refused after the commit would still be stored. */
+    if (rqd_agent_training(a) == REDQ_TRAIN_SYNC && !api_wait_slot(r)) {
+        free(t);
+        free(mem);
+        cJSON_Delete(body);
+        rqd_agent_put(a);
+        return api_wait_busy(r);
     }
-    *job = (post_job){body, t, mem, n, batch_id};
-    r->job = job;
-    r->job_free = post_job_free;
-    return api_offload(r, a, post_work, after_sync);
+    double target = -1;
+    rc = rqd_ingest(a, t, n, batch_id, &answer, &target, &err);
+    free(t);
+    free(mem);
+    t = NULL;
+    mem = NULL;
+    cJSON_Delete(body); /* the rows' env_id strings pointed into it */
+    body = NULL;
+    if (rc < 0)
+        goto fail;
+    if (target >= 0) { /* sync mode: answer once its updates are done */
+        r->answer = answer;
+        return api_wait(r, a, RQD_WAIT_SYNC, target, 0, after_sync);
+    }
 done:
     free(t);
     free(mem);
@@ -319,6 +300,10 @@ int h_episode_step(api_req *r)
     rqd_agent *a = api_agent(r);
     if (a == NULL)
         return MHD_YES;
+    if (rqd_agent_training(a) == REDQ_TRAIN_SYNC && !api_wait_slot(r)) { /* as a post */
+        rqd_agent_put(a);
+        return api_wait_busy(r);
+    }
     cJSON *body = api_body_json(r, &err);
     snprintf(what, sizeof what, "agent '%s' expects", a->name);
     if (body == NULL || (rc = api_json_keys(body, "", keys, &err)) < 0 ||
@@ -352,7 +337,7 @@ int h_episode_step(api_req *r)
             rqd_agent_put(a);
             return api_problem_status(r, 503, "unavailable", "out of memory");
         }
-        return api_suspend_wait(r, a, RQD_WAIT_SYNC, target, 0, after_sync);
+        return api_wait(r, a, RQD_WAIT_SYNC, target, 0, after_sync);
     }
     rqd_agent_put(a);
     return api_reply_json_take(r, 200, out);
@@ -406,6 +391,12 @@ int h_episode_list(api_req *r)
             cJSON_AddNullToObject(e, "ended_at");
         if (rows[i].abandoned)
             cJSON_AddBoolToObject(e, "abandoned", 1);
+        cJSON_AddStringToObject(e, "source", rows[i].source == STORE_SRC_TRANSITIONS
+                                                 ? "transitions" : "episodes");
+        if (rows[i].source == STORE_SRC_TRANSITIONS && rows[i].env_id[0]) /* else no env_id */
+            cJSON_AddStringToObject(e, "env_id", rows[i].env_id);
+        else
+            cJSON_AddNullToObject(e, "env_id");
         cJSON_AddItemToArray(arr, e);
     }
     store_episode_rows_free(rows, n);

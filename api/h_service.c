@@ -133,6 +133,10 @@ int h_metrics(api_req *r)
             {"redqd_agent_updates_per_second", "gauge", "Recent training rate."},
             {"redqd_agent_memory_bytes", "gauge", "Memory held by networks, optimisers and buffer."},
             {"redqd_agent_checkpoint_bytes", "gauge", "Size of the latest checkpoint."},
+            {"redqd_agent_skipped_updates_total", "counter",
+             "Updates skipped because their loss or gradients were not finite."},
+            {"redqd_agent_available", "gauge",
+             "1 when the agent is ok, 0 when loading or unavailable (state.status)."},
         };
         rqd_agent_state *st = calloc((size_t)(n ? n : 1), sizeof *st);
         for (int i = 0; st && i < n; i++)
@@ -151,7 +155,8 @@ int h_metrics(api_req *r)
                                 x->have_stats ? finite_or_nan(x->last.q_std) : NAN,
                                 (double)x->episodes_done, x->last_return,
                                 (double)x->info.policy_version, x->ups, (double)x->info.bytes,
-                                x->have_ckpt ? (double)x->last_ckpt.bytes : NAN};
+                                x->have_ckpt ? (double)x->last_ckpt.bytes : NAN,
+                                (double)x->skipped, x->status == RQD_AGENT_OK ? 1.0 : 0.0};
                 line(&b, "%s{agent=\"%s\"} %.10g\n", am[m].name, v[i]->name, val[m]);
             }
         }
@@ -185,6 +190,9 @@ int h_metrics(api_req *r)
         histogram(&b, "redqd_http_request_duration_seconds", label, api_latency_bounds,
                   API_LATENCY_BUCKETS, counts, (double)atomic_load(&s->lat_sum_us[i]) * 1e-6);
     }
+    help(&b, "redqd_http_waiting_requests", "gauge", "Requests waiting for training (sync "
+         "posts and episode steps, train calls; at most --max-waiting-requests).");
+    line(&b, "redqd_http_waiting_requests %d\n", atomic_load(&s->training_waits));
     help(&b, "redqd_http_slow_connections_closed_total", "counter",
          "Connections closed for not sending their request, or taking the answer, in time "
          "(--request-header-timeout, --min-transfer-rate).");

@@ -67,6 +67,17 @@ double api_mono(void)
 
 /* ------------------------------------------------------------------ responses */
 
+/* Queues resp now (on an HTTP thread, inside MHD's callback) and takes it. */
+static int queue_now(api_req *r, unsigned status, struct MHD_Response *resp)
+{
+    int ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    api_deadline_answer_queued(r->srv, r->dl);
+    r->answered = 1;
+    r->status = status;
+    return ret;
+}
+
 int api_queue(api_req *r, unsigned status, struct MHD_Response *resp, const char *ctype)
 {
     if (resp == NULL)
@@ -77,12 +88,14 @@ int api_queue(api_req *r, unsigned status, struct MHD_Response *resp, const char
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (status == 401)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-    int ret = MHD_queue_response(r->conn, status, resp);
-    MHD_destroy_response(resp);
-    api_deadline_answer_queued(r->srv, r->dl);
-    r->answered = 1;
-    r->status = status;
-    return ret;
+    if (r->deferred) { /* an offload thread: MHD takes answers only in its callback */
+        if (r->resp)
+            MHD_destroy_response(r->resp);
+        r->resp = resp;
+        r->status = status;
+        return MHD_YES;
+    }
+    return queue_now(r, status, resp);
 }
 
 int api_reply_bytes_take(api_req *r, unsigned status, const char *ctype, void *data, size_t len)
@@ -259,6 +272,8 @@ static int dispatch(api_req *r)
     if (r->route->body == BODY_NONE && r->body.len > 0 && strcmp(r->method, "DELETE") != 0 &&
         strcmp(r->method, "GET") != 0)
         return api_problem_status(r, 400, "invalid_argument", "this request takes no body");
+    if (r->route->wait)
+        return api_offload(r, r->route->handler);
     return r->route->handler(r);
 }
 
@@ -300,11 +315,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *size = 0;
         return MHD_YES;
     }
-    if (r->waiting) { /* resumed after a wait, or a spurious call while suspended */
-        if (!r->woke)
+    if (r->waiting) { /* resumed after an offloaded step, or a spurious call meanwhile */
+        if (!r->ready)
             return MHD_YES;
         r->waiting = 0;
-        return (enum MHD_Result)r->after_wake(r);
+        struct MHD_Response *resp = r->resp;
+        r->resp = NULL;
+        if (resp == NULL) /* the step could not build an answer: close */
+            return MHD_NO;
+        return (enum MHD_Result)queue_now(r, r->status, resp);
     }
     api_deadline_clear(s, r->dl);
     /* The body is complete: keep it NUL-terminated for the JSON parser (STYLE trap). */
@@ -331,9 +350,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     atomic_fetch_add(&s->lat_sum_us[idx], (long long)(dt * 1e6));
     LOG(LOG_DEBUG, "%s %s %u %.2f ms", r->method, r->path, r->status, dt * 1e3);
     api_deadline_next_request(s, r->dl);
+    api_wait_slot_release(r);
     rqd_agent_put(r->agent);
-    if (r->job_free)
-        r->job_free(r->job);
+    if (r->resp)
+        MHD_destroy_response(r->resp);
     free(r->answer);
     rqd_buf_free(&r->body);
     free(r);
@@ -565,14 +585,25 @@ void api_resume_all(api_server *s)
 {
     if (s == NULL)
         return;
-    for (int i = 0; i < 500; i++) { /* 5 s at most */
+    /* Waiters are ended again and again: a request in an offloaded step may register one
+     * after a pass (the registry refuses new waits once stopping, but not one already
+     * under way). Offloaded steps finish on their own: the writer and the trainers are
+     * still running. There is no deadline: stopping MHD with a suspended connection is
+     * not allowed, and a second signal exits at once if this takes too long. */
+    double t0 = api_mono(), logged = t0;
+    for (;;) {
         rqd_registry_wake_waiters(s->reg, RQD_EUNAVAIL, 0);
-        if (atomic_load(&s->suspended) == 0)
+        int left = atomic_load(&s->suspended);
+        if (left == 0)
             return;
-        struct timespec ts = {0, 10 * 1000 * 1000};
+        if (api_mono() - logged >= 5.0) {
+            logged = api_mono();
+            LOG(LOG_WARNING, "shutdown: %d requests still running after %.0f s", left,
+                logged - t0);
+        }
+        struct timespec ts = {0, 5 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    LOG(LOG_WARNING, "%d requests still suspended at shutdown", atomic_load(&s->suspended));
 }
 
 void api_free(api_server *s)

@@ -52,22 +52,28 @@
 /* Longest env_id string. */
 #define RQD_MAX_ENV_ID 128
 
-/* Largest value of a counter (env_steps, updates, policy_version, replay positions, ...):
- * 2^53 - 1, the largest integer API.md's JSON numbers carry exactly. A checkpoint with a
- * counter past it is refused, and an add, update or version bump that would pass it is
- * refused instead of overflowing (at 10^6 updates/s it takes 285 years to get there). */
-#define RQD_MAX_COUNT 9007199254740991LL
+/* Every counter (env_steps, updates, policy_version, ...) stays at or below 2^53 - 1: JSON
+ * numbers are exact only that far (API.md), and no sum of counters can overflow. A
+ * checkpoint with a counter past it is refused, and an add, update or version bump that
+ * would pass it is refused instead (at 10^6 updates/s it takes 285 years to get there). */
+#define RQD_MAX_COUNTER ((1LL << 53) - 1)
 
-/* 1 when a counter at 'have' may grow by n (>= 0) and stay within RQD_MAX_COUNT. */
+/* 1 when a counter at 'have' may grow by n (>= 0) and stay within RQD_MAX_COUNTER. */
 static inline int rqd_count_room(long long have, long long n)
 {
-    return have >= 0 && n >= 0 && n <= RQD_MAX_COUNT - have;
+    return have >= 0 && n >= 0 && n <= RQD_MAX_COUNTER - have;
 }
 
 /* Defaults of the limits that are not array sizes; their flags may raise them. */
 #define RQD_DEFAULT_TRANSITIONS_PER_POST 65536 /* API.md; the body limit bounds it too */
 #define RQD_DEFAULT_OBS_PER_ACT 4096           /* API.md; one act's scratch is this x obs */
 #define RQD_DEFAULT_OPEN_EPISODES 10000        /* API.md; each holds its pending transition */
+/* Bytes a new agent's learner state (a checkpoint without the buffer) may have: the
+ * default of --max-import, which sets it, since a state past what an import takes could
+ * be checkpointed but never imported again. hidden_sizes [2048, 2048, 2048] with 10
+ * critics is 1379 MiB, past it; REDQ's defaults are 11 MiB. */
+#define RQD_DEFAULT_STATE_BYTES (1LL << 30)
+
 /* Largest magnitude of an observation, reward or action bound (API.md --max-abs-value):
  * with inputs below 1e9, no sum or square an update forms can overflow float32. */
 #define RQD_DEFAULT_MAX_ABS_VALUE 1e9
@@ -87,6 +93,7 @@ typedef struct rqd_limits {
     int obs_per_act;
     int open_episodes;
     double max_abs_value;       /* obs, rewards, action bounds: |x| <= this */
+    long long state_bytes;      /* learner state (redq_state_bytes) <= this (--max-import) */
 } rqd_limits;
 
 #define RQD_LIMITS_DEFAULT                                                                  \
@@ -94,6 +101,6 @@ typedef struct rqd_limits {
                   RQD_MAX_HIDDEN_WIDTH, RQD_MAX_ENSEMBLE, RQD_MAX_BATCH, RQD_MAX_BUFFER,    \
                   (long long)RQD_MAX_AGENT_BYTES, RQD_DEFAULT_TRANSITIONS_PER_POST,        \
                   RQD_DEFAULT_OBS_PER_ACT, RQD_DEFAULT_OPEN_EPISODES,                    \
-                  RQD_DEFAULT_MAX_ABS_VALUE})
+                  RQD_DEFAULT_MAX_ABS_VALUE, RQD_DEFAULT_STATE_BYTES})
 
 #endif

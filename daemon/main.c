@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "../api/api.h"
+#include "datadir.h"
 #include "log.h"
 #include "notify.h"
 #include "registry.h"
@@ -42,6 +43,7 @@ static void rqd_shutdown(rqd *d)
     rqd_notify("STOPPING=1\nSTATUS=Stopping: finishing requests, checkpointing agents");
     LOG(LOG_NOTICE, "shutting down: new requests get 503, checkpointing every agent");
     api_stop_accepting(d->api);        /* new work answers 503 unavailable */
+    rqd_registry_refuse_waits(d->reg); /* and no new wait for training begins */
     api_resume_all(d->api);            /* before MHD_stop_daemon, always */
     rqd_registry_shutdown(d->reg);     /* trainers finish their chunk; checkpoints; writer */
     api_free(d->api);                  /* in-flight requests have finished */
@@ -110,13 +112,6 @@ static void on_progress(uv_timer_t *t)
     rqd_notify(status);
 }
 
-static int make_dir(const char *path)
-{
-    if (mkdir(path, 0750) == 0 || errno == EEXIST)
-        return 0;
-    return -1;
-}
-
 int main(int argc, char **argv)
 {
     static rqd d;
@@ -135,8 +130,9 @@ int main(int argc, char **argv)
     /* Trainers call OpenBLAS single-threaded; parallelism comes from agents. */
     openblas_set_num_threads(1);
     LOG(LOG_INFO, "OpenBLAS: %s, %d thread(s)", openblas_get_config(), openblas_get_num_threads());
-    if (make_dir(d.set.data_dir) < 0) {
-        LOG(LOG_ERR, "cannot create the data directory %s: %s", d.set.data_dir, strerror(errno));
+    int lock_fd; /* held until exit: one daemon per data directory */
+    if (rqd_datadir_take(d.set.data_dir, &lock_fd, &err) < 0) {
+        LOG(LOG_ERR, "%s", err.msg);
         return 1;
     }
     snprintf(db, sizeof db, "%s/redqd.db", d.set.data_dir);
@@ -150,7 +146,7 @@ int main(int argc, char **argv)
     api_opts ao = {d.set.bind, d.set.port, d.set.http_threads, d.set.max_body, d.set.max_import,
                    d.set.token_file, d.set.max_connections, d.set.connection_timeout,
                    d.set.sync_timeout, d.set.tls_cert, d.set.tls_key, d.set.max_per_ip,
-                   d.set.header_timeout, d.set.min_transfer_rate};
+                   d.set.header_timeout, d.set.min_transfer_rate, d.set.max_waiting};
     if (api_start(&ao, d.reg, &d.api, &err) < 0) {
         LOG(LOG_ERR, "%s", err.msg);
         rqd_registry_shutdown(d.reg);

@@ -66,6 +66,8 @@ static const setting table[] = {
      "after a grace of --request-header-timeout (0 = no such rule)"},
     {"sync_timeout", "REDQD_SYNC_TIMEOUT", T_INT, OFF(sync_timeout), 0, "600", 1, 86400,
      "seconds a sync-mode post or a train call may wait for its updates"},
+    {"max_waiting_requests", "REDQD_MAX_WAITING_REQUESTS", T_INT, OFF(max_waiting), 0, "256",
+     1, 100000, "requests that may wait at once for storage or training (past it 429 busy)"},
     {"tls_cert", "REDQD_TLS_CERT", T_STR, OFF(tls_cert), CAP(tls_cert), "", 0, 0,
      "PEM certificate (chain) for HTTPS; needs --tls-key"},
     {"tls_key", "REDQD_TLS_KEY", T_STR, OFF(tls_key), CAP(tls_key), "", 0, 0,
@@ -287,5 +289,7 @@ int rqd_settings_load(rqd_settings *s, int argc, char **argv, rqd_err *err)
         if ((rc = apply(s, t, val, "command line", err)) < 0)
             return rc;
     }
+    /* A new agent's learner state must be importable again (rqd_limits.h). */
+    s->limits.state_bytes = s->max_import;
     return 0;
 }

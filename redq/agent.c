@@ -1,6 +1,7 @@
 /* redq/agent.c: an agent's life: creation from a config, acting, adding transitions,
  * counters and the settings that may change while it runs. The update is
  * redq/update.c, the saved state redq/ckpt.c. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,40 @@ size_t redq__agent_bytes(const redq_config *c, int S, int A)
     size_t floats = 4 * am.total + 5 * (size_t)c->ensemble_size * cm.total +
                     scratch_floats(c, S, A);
     return floats * sizeof(float);
+}
+
+/* Mirrors redq_agent_save's layout without the buffer (redq/ckpt.c's header comment):
+ * the fixed fields, the config JSON, the bounds and every saved float. test_ckpt.c holds
+ * it to the bytes a save really writes, so a change of the format shows there. */
+int redq_state_bytes(const redq_config *c, int S, int A, size_t *bytes, rqd_err *err)
+{
+    enum {
+        FIXED = 8 + 4 + 4      /* magic, version, flags */
+                + 4            /* the config string's length */
+                + 2 * 8        /* S, A */
+                + 4 * 8        /* env_steps, updates, actor_updates, policy_version */
+                + 2 * (4 * 8 + 4 + 4) /* two RNGs: state, has_spare, spare */
+                + 5 * 8        /* log_alpha, its Adam m and v, the last two losses */
+                + 4            /* CRC-32 */
+    };
+    cJSON *cj = redq_config_to_json(c);
+    char *text = cj ? cJSON_PrintUnformatted(cj) : NULL;
+    redq__mlp am, cm;
+    int rc = RQD_OK;
+
+    if (text == NULL) {
+        rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory sizing the agent's state");
+        goto out;
+    }
+    redq__mlp_shape(&am, S, c->hidden, c->n_hidden, 2 * A);
+    redq__mlp_shape(&cm, S + A, c->hidden, c->n_hidden, 1);
+    /* actor, its Adam m and v; critics, their m and v, target critics */
+    *bytes = FIXED + strlen(text) + 2 * sizeof(float) * (size_t)A +
+             sizeof(float) * (3 * am.total + 4 * (size_t)c->ensemble_size * cm.total);
+out:
+    free(text);
+    cJSON_Delete(cj);
+    return rc;
 }
 
 /* The detail names the field and the flag, so that a client sees what to change and an
@@ -76,6 +111,18 @@ int redq_limits_check(const rqd_limits *l, const redq_config *c, int S, int A, r
                            "networks of this size need %zu MiB, over this server's limit of "
                            "%lld MiB per agent (--max-agent-memory)", bytes >> 20,
                            l->agent_bytes >> 20);
+    /* A learner state past what an import takes could be checkpointed but never imported
+     * again (moving hosts, restoring a download). The state rounds up and the limit down,
+     * so that the two never print as the same number. */
+    size_t state = 0;
+    int rc = redq_state_bytes(c, S, A, &state, err);
+    if (rc < 0)
+        return rc;
+    if ((long long)state > l->state_bytes)
+        return rqd_err_set(err, RQD_EINVAL, "config.hidden_sizes", "config.hidden_sizes: the "
+                           "learner's state would be %zu MiB, over the %lld MiB a checkpoint "
+                           "may have to be imported again (--max-import)",
+                           (state + (1u << 20) - 1) >> 20, l->state_bytes >> 20);
     return RQD_OK;
 }
 
@@ -288,6 +335,18 @@ int redq_agent_add(redq_agent *a, const redq_transition *t, int n, rqd_err *err)
         __atomic_store_n(&a->env_steps, a->env_steps + 1, __ATOMIC_RELAXED); /* acts read it */
     }
     return RQD_OK;
+}
+
+int redq_agent_reserve(redq_agent *a, const redq_transition *t, int n, rqd_err *err)
+{
+    const char **ids = malloc(sizeof *ids * (size_t)(n > 0 ? n : 1));
+    if (ids == NULL)
+        return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+    for (int i = 0; i < n; i++)
+        ids[i] = t[i].env_id;
+    int rc = redq__replay_reserve(&a->replay, ids, n);
+    free(ids);
+    return rc < 0 ? rqd_err_set(err, rc, "", "out of memory for %d transitions", n) : RQD_OK;
 }
 
 void redq_agent_info(const redq_agent *a, redq_info *out)

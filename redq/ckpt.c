@@ -12,7 +12,7 @@
  * Gradients and scratch are not state: every update overwrites them before reading.
  *
  * A load trusts nothing but the layout: a file with a valid checksum may still have been
- * made by hand. Every counter is in [0, RQD_MAX_COUNT] and consistent with the others,
+ * made by hand. Every counter is in [0, RQD_MAX_COUNTER] and consistent with the others,
  * every float is finite and within what a live agent can reach (check_state, and
  * redq__replay_load for the buffer), and nothing is allocated for data the blob does
  * not hold. Whatever loads can be updated, acted on, saved and loaded again.
@@ -85,7 +85,7 @@ static int check_state(const redq_agent *a, rqd_err *err)
                                          "policy_version"};
 
     for (int i = 0; i < 4; i++)
-        if (counters[i] < 0 || counters[i] > RQD_MAX_COUNT)
+        if (counters[i] < 0 || counters[i] > RQD_MAX_COUNTER)
             return rqd_err_set(err, RQD_EINVAL, "", "checkpoint counter %s = %lld is outside "
                                "[0, 2^53 - 1]", names[i], counters[i]);
     /* One actor step at most per actor_delay critic steps (fewer if some were skipped). */

@@ -113,7 +113,10 @@ typedef struct {
     double q_std;      /* mean over the batch of the std across the ensemble */
     double train_time; /* seconds spent in this call's updates */
     int actor_updated; /* this call did at least one actor update */
-    int skipped;       /* updates of this call with a step skipped (redq_agent_update) */
+    int skipped;       /* updates of this call whose loss or gradients were not finite:
+                          they changed nothing (the train RNG's draws may advance) */
+    int actor_skipped; /* actor/alpha steps of this call skipped the same way; their
+                          updates' critic steps stood (not in `skipped`) */
 } redq_stats;
 
 /* Counters and sizes; a plain copy. */
@@ -136,9 +139,16 @@ typedef struct {
 
 /* RQD_EINVAL naming the field (obs_dim, action_low, config.hidden_sizes, ...) and the
  * daemon flag when an agent of this shape would be past limits, including the memory
- * estimate of its networks, optimiser state and scratch; checked before allocating. */
+ * estimate of its networks, optimiser state and scratch, and the size of its learner
+ * state against limits->state_bytes; checked before allocating. */
 int redq_limits_check(const rqd_limits *limits, const redq_config *cfg, int obs_dim,
                       int act_dim, rqd_err *err);
+
+/* The exact size of the learner state of an agent of this shape: what redq_agent_save
+ * without the buffer writes (a checkpoint; its replay buffer, when saved, comes on top).
+ * RQD_ENOMEM when the config cannot be printed. */
+int redq_state_bytes(const redq_config *cfg, int obs_dim, int act_dim, size_t *bytes,
+                     rqd_err *err);
 
 /* Creates an agent for observations of obs_dim floats and actions in [low, high]
  * (act_dim each). Validates cfg and the dimensions, refuses one that would need more
@@ -154,19 +164,23 @@ int redq_agent_act(redq_agent *a, const float *obs, int n, int mode, float *out,
 
 /* Validates and adds n transitions (all or none on a validation error). */
 int redq_agent_add(redq_agent *a, const redq_transition *t, int n, rqd_err *err);
+/* Allocates now whatever redq_agent_add(a, t, n) will need, so that it cannot then fail
+ * for memory (the daemon reserves before it commits a post, then adds). Only the
+ * env_ids of t are read. RQD_ENOMEM; on failure what was allocated stays for later. */
+int redq_agent_reserve(redq_agent *a, const redq_transition *t, int n, rqd_err *err);
 
 /* Runs k critic updates (and the actor/alpha updates that fall due). ex may be NULL
  * (serial). RQD_ECONFLICT if the buffer holds fewer than batch_size rows, or if k
- * updates could take `updates` or policy_version past RQD_MAX_COUNT.
+ * updates could take `updates` or policy_version past RQD_MAX_COUNTER.
  *
  * A step whose loss or any gradient is not finite (or past REDQ_MAX_GRAD, where Adam
- * would overflow) is skipped and counted in st->skipped; the call still succeeds.
- * A skipped critic step changes nothing: parameters, Adam moments, target critics,
+ * would overflow) is skipped; the call still succeeds. An update whose critic step is
+ * skipped changes nothing (st->skipped): parameters, Adam moments, target critics,
  * alpha, `updates`, `actor_updates` and policy_version stay as they were. A skipped
- * actor/alpha step leaves the actor, alpha, their Adam state, actor_updates and
- * policy_version; the critic step of the same update, which came first and was
- * finite, stands. Only the train generator moves on in both cases (the batch and the
- * noise were drawn), so a retry samples another batch. */
+ * actor/alpha step (st->actor_skipped) leaves the actor, alpha, their Adam state,
+ * actor_updates and policy_version; the critic step of the same update, which came
+ * first and was finite, stands. Only the train generator moves on in both cases (the
+ * batch and the noise were drawn), so a retry samples another batch. */
 int redq_agent_update(redq_agent *a, int k, const redq_exec *ex, redq_stats *st, rqd_err *err);
 
 void redq_agent_info(const redq_agent *a, redq_info *out);
@@ -186,10 +200,10 @@ int redq_agent_set_config(redq_agent *a, const redq_config *cfg, rqd_err *err);
 int redq_agent_swap_buffer(redq_agent *a, redq_agent *b, rqd_err *err);
 
 /* Sets env_steps (the daemon restores it from storage). RQD_EINVAL, and nothing
- * changes, outside [0, RQD_MAX_COUNT]. */
+ * changes, outside [0, RQD_MAX_COUNTER]. */
 int redq_agent_set_env_steps(redq_agent *a, long long env_steps);
 /* Sets policy_version (never backwards across crashes: the daemon keeps the maximum).
- * RQD_EINVAL, and nothing changes, outside [0, RQD_MAX_COUNT]. */
+ * RQD_EINVAL, and nothing changes, outside [0, RQD_MAX_COUNTER]. */
 int redq_agent_set_policy_version(redq_agent *a, long long v);
 
 /* ------------------------------------------------------------------ state */

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,7 +56,35 @@ void redq__replay_free(redq__replay *r)
             stream_free(s);
         }
     free(r->tab);
+    for (redq__stream *s = r->spare, *nx; s; s = nx) {
+        nx = s->next;
+        stream_free(s);
+    }
+    for (int k = 0; k < 32; k++)
+        free(r->spare_tab[k]);
     memset(r, 0, sizeof *r);
+}
+
+/* Allocates the next chunk (REDQ_REPLAY_CHUNK rows, or fewer for the ring's last). */
+static int add_chunk(redq__replay *r)
+{
+    long long c = r->n_chunks;
+    if (r->n_chunks == r->chunks_cap) {
+        long long cap = r->chunks_cap ? r->chunks_cap * 2 : 8;
+        float **nc = realloc(r->chunks, (size_t)cap * sizeof *nc);
+        if (nc == NULL)
+            return RQD_ENOMEM;
+        r->chunks = nc;
+        r->chunks_cap = cap;
+    }
+    long long rows = r->capacity - c * REDQ_REPLAY_CHUNK;
+    if (rows > REDQ_REPLAY_CHUNK)
+        rows = REDQ_REPLAY_CHUNK;
+    float *chunk = malloc((size_t)rows * (size_t)r->row * sizeof(float));
+    if (chunk == NULL)
+        return RQD_ENOMEM;
+    r->chunks[r->n_chunks++] = chunk;
+    return RQD_OK;
 }
 
 /* Writes one assembled row at the ring position, allocating its chunk on first use. */
@@ -63,25 +92,8 @@ static int push_row(redq__replay *r, const float *obs, const float *act, float R
                     const float *next)
 {
     long long pos = r->added % r->capacity;
-    long long c = pos / REDQ_REPLAY_CHUNK;
-
-    if (c >= r->n_chunks) {
-        if (r->n_chunks == r->chunks_cap) {
-            long long cap = r->chunks_cap ? r->chunks_cap * 2 : 8;
-            float **nc = realloc(r->chunks, (size_t)cap * sizeof *nc);
-            if (nc == NULL)
-                return RQD_ENOMEM;
-            r->chunks = nc;
-            r->chunks_cap = cap;
-        }
-        long long rows = r->capacity - c * REDQ_REPLAY_CHUNK;
-        if (rows > REDQ_REPLAY_CHUNK)
-            rows = REDQ_REPLAY_CHUNK;
-        float *chunk = malloc((size_t)rows * (size_t)r->row * sizeof(float));
-        if (chunk == NULL)
-            return RQD_ENOMEM;
-        r->chunks[r->n_chunks++] = chunk;
-    }
+    if (pos / REDQ_REPLAY_CHUNK >= r->n_chunks && add_chunk(r) < 0)
+        return RQD_ENOMEM;
     float *row = redq__replay_row(r, pos);
     memcpy(row, obs, sizeof(float) * (size_t)r->S);
     memcpy(row + r->S, act, sizeof(float) * (size_t)r->A);
@@ -110,11 +122,20 @@ static redq__stream **stream_slot(redq__replay *r, const char *id)
     return pp;
 }
 
+static int log2_of(int size)
+{
+    int k = 0;
+    while ((1 << k) < size)
+        k++;
+    return k;
+}
+
 static int grow_table(redq__replay *r)
 {
-    int size = r->tab_size * 2;
-    redq__stream **tab = calloc((size_t)size, sizeof *tab);
-    if (tab == NULL)
+    int size = r->tab_size * 2, k = log2_of(size);
+    redq__stream **tab = r->spare_tab[k]; /* a reserved one, or a new one */
+    r->spare_tab[k] = NULL;
+    if (tab == NULL && (tab = calloc((size_t)size, sizeof *tab)) == NULL)
         return RQD_ENOMEM;
     for (int i = 0; i < r->tab_size; i++)
         for (redq__stream *s = r->tab[i], *nx; s; s = nx) {
@@ -129,18 +150,100 @@ static int grow_table(redq__replay *r)
     return RQD_OK;
 }
 
-static redq__stream *stream_new(redq__replay *r, const char *id)
+/* A stream with room for any id and a full queue, not in the table. */
+static redq__stream *stream_alloc(const redq__replay *r)
 {
     redq__stream *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    s->id = strdup(id);
+    s->id = malloc(RQD_MAX_ENV_ID + 1);
     s->q = malloc(sizeof(float) * (size_t)r->n * (size_t)r->raw);
     if (s->id == NULL || s->q == NULL) {
         stream_free(s);
         return NULL;
     }
     return s;
+}
+
+static redq__stream *stream_new(redq__replay *r, const char *id)
+{
+    redq__stream *s = r->spare;
+    if (s != NULL)
+        r->spare = s->next;
+    else if ((s = stream_alloc(r)) == NULL)
+        return NULL;
+    s->next = NULL;
+    s->last = 0;
+    s->len = 0;
+    snprintf(s->id, RQD_MAX_ENV_ID + 1, "%s", id); /* the caller checked its length */
+    return s;
+}
+
+static int cmp_ids(const void *x, const void *y)
+{
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+int redq__replay_reserve(redq__replay *r, const char *const *env_ids, int n)
+{
+    const char **fresh = NULL;
+    long long pending = 0;
+    int n_fresh = 0, rc = RQD_OK;
+
+    if (r->n > 1) {
+        for (int i = 0; i < r->tab_size; i++)
+            for (redq__stream *s = r->tab[i]; s; s = s->next)
+                pending += s->len;
+        /* The ids without a stream, each once. */
+        if ((fresh = malloc(sizeof *fresh * (size_t)(n > 0 ? n : 1))) == NULL)
+            return RQD_ENOMEM;
+        for (int i = 0; i < n; i++) {
+            const char *id = env_ids[i] ? env_ids[i] : "";
+            if (*stream_slot(r, id) == NULL)
+                fresh[n_fresh++] = id;
+        }
+        qsort(fresh, (size_t)n_fresh, sizeof *fresh, cmp_ids);
+        int u = 0;
+        for (int i = 0; i < n_fresh; i++)
+            if (u == 0 || strcmp(fresh[u - 1], fresh[i]) != 0)
+                fresh[u++] = fresh[i];
+        n_fresh = u;
+    }
+    /* Rows: each transition assembles at most one, and so may each pending one (an
+     * episode's end or an eviction flushes them). Chunks are used in order. */
+    long long rows = r->added + n + pending;
+    long long chunks = rows < r->capacity ? rows : r->capacity;
+    chunks = (chunks + REDQ_REPLAY_CHUNK - 1) / REDQ_REPLAY_CHUNK;
+    while (rc == RQD_OK && r->n_chunks < chunks)
+        rc = add_chunk(r);
+    /* Streams and the table's growth, met as the adds will meet them (an add evicts at
+     * RQD_MAX_STREAMS, then grows the table when it is full). */
+    int have = 0, size = r->tab_size, ns = r->n_streams;
+    for (redq__stream *s = r->spare; s; s = s->next)
+        have++;
+    for (int i = 0; rc == RQD_OK && i < n_fresh; i++) {
+        if (ns >= RQD_MAX_STREAMS)
+            ns--;
+        if (ns >= size) {
+            size *= 2;
+            int k = log2_of(size);
+            if (r->spare_tab[k] == NULL &&
+                (r->spare_tab[k] = calloc((size_t)size, sizeof(redq__stream *))) == NULL)
+                rc = RQD_ENOMEM;
+        }
+        ns++;
+        if (rc == RQD_OK && have-- <= 0) {
+            redq__stream *s = stream_alloc(r);
+            if (s == NULL) {
+                rc = RQD_ENOMEM;
+            } else {
+                s->next = r->spare;
+                r->spare = s;
+            }
+        }
+    }
+    free(fresh);
+    return rc;
 }
 
 /* Emits the pending transition at index i of s, summing rewards up to index last. */
@@ -301,7 +404,7 @@ int redq__replay_load(redq__replay *r, const unsigned char **p, const unsigned c
     if (redq__get_i64(p, end, &added) || redq__get_i64(p, end, &len))
         return rqd_err_set(err, RQD_EINVAL, "", "replay buffer is truncated");
     /* len = min(added, buffer_size), as push_row keeps it. */
-    if (added < 0 || added > RQD_MAX_COUNT ||
+    if (added < 0 || added > RQD_MAX_COUNTER ||
         len != (added < r->capacity ? added : r->capacity))
         return rqd_err_set(err, RQD_EINVAL, "", "replay buffer header is inconsistent (%lld "
                            "rows of %lld added, buffer_size %lld)", len, added, r->capacity);
@@ -325,7 +428,7 @@ int redq__replay_load(redq__replay *r, const unsigned char **p, const unsigned c
     if (redq__get_i64(p, end, &r->seen) || redq__get_i64(p, end, &ns))
         return rqd_err_set(err, RQD_EINVAL, "", "replay buffer is truncated");
     /* With n == 1 nothing goes through the streams. */
-    if (r->seen < 0 || r->seen > RQD_MAX_COUNT || ns < 0 || ns > RQD_MAX_STREAMS ||
+    if (r->seen < 0 || r->seen > RQD_MAX_COUNTER || ns < 0 || ns > RQD_MAX_STREAMS ||
         (r->n == 1 && (ns > 0 || r->seen > 0)))
         return rqd_err_set(err, RQD_EINVAL, "", "replay stream count is inconsistent");
     for (long long k = 0; k < ns; k++) {

@@ -325,10 +325,12 @@ static int actor_step(redq_agent *a, const redq_exec *ex, redq_stats *st)
     return 1;
 }
 
-/* One update. Returns 1 if one of its steps was skipped for a loss or gradient that
- * is not finite (or too large to apply, REDQ_MAX_GRAD), 0 if all were taken. A skipped
- * critic step leaves everything as it was (the train generator aside); a skipped actor
- * step leaves the actor, alpha and their counters, the critic step before it stands. */
+/* What became of one update: a step is skipped for a loss or gradient that is not finite
+ * (or too large to apply, REDQ_MAX_GRAD). A skipped critic step leaves everything as it
+ * was (the train generator aside) and no actor step follows; a skipped actor step leaves
+ * the actor, alpha and their counters, and the critic step before it stands. */
+enum { UPDATE_TAKEN, UPDATE_SKIPPED, UPDATE_ACTOR_SKIPPED };
+
 static int update_one(redq_agent *a, const redq_exec *ex, redq_stats *st)
 {
     redq__scratch *s = a->scratch;
@@ -358,15 +360,15 @@ static int update_one(redq_agent *a, const redq_exec *ex, redq_stats *st)
     c.lr = redq__lr_at(a->cfg.critic_lr, a->updates, a->cfg.lr_total_updates);
     c.t = a->updates + 1;
     if (!critic_grads(a, ex, &c, &loss))                       /* step 6 */
-        return 1;
+        return UPDATE_SKIPPED;
     run(ex, critic_step_task, &c, a->N);                       /* step 7 */
     st->critic_loss = loss;
     q_stats(a, &st->q_mean, &st->q_std);
     a->updates++;
 
     if (a->updates % a->cfg.actor_delay == 0 && !actor_step(a, ex, st))
-        return 1;
-    return 0;
+        return UPDATE_ACTOR_SKIPPED;
+    return UPDATE_TAKEN;
 }
 
 int redq_agent_update(redq_agent *a, int k, const redq_exec *ex, redq_stats *st, rqd_err *err)
@@ -394,8 +396,11 @@ int redq_agent_update(redq_agent *a, int k, const redq_exec *ex, redq_stats *st,
     memset(st, 0, sizeof *st);
     st->critic_loss = st->q_mean = st->q_std = NAN; /* until an update is taken */
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int i = 0; i < k; i++)
-        st->skipped += update_one(a, ex, st);
+    for (int i = 0; i < k; i++) {
+        int r = update_one(a, ex, st);
+        st->skipped += r == UPDATE_SKIPPED;
+        st->actor_skipped += r == UPDATE_ACTOR_SKIPPED;
+    }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     st->actor_loss = a->last_actor_loss;
     st->alpha = redq__alpha(a);

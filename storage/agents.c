@@ -1,6 +1,10 @@
 /* storage/agents.c: agent rows: create, configure, publish policy versions, list, and
  * delete with every row that belongs to the agent.
  *
+ * Ids come from the counter meta.next_agent_id, advanced in the transaction that inserts
+ * the agent (schema.c says why not AUTOINCREMENT), so an id is never handed out twice,
+ * after deletes and restarts too: a request for a deleted agent can never reach a new one.
+ *
  * Deleting is one DELETE of the agents row; ON DELETE CASCADE (schema.c) removes its
  * transitions, checkpoints, stats, episodes and batch ids inside the same statement, so
  * the delete is one transaction whatever the caller has open.
@@ -11,9 +15,11 @@
 
 #include "internal.h"
 
+static const char SQL_NEXT_ID[] =
+    "UPDATE meta SET value = value + 1 WHERE key = 'next_agent_id' RETURNING value - 1";
 static const char SQL_INSERT[] =
-    "INSERT INTO agents (name, obs_dim, act_dim, low, high, config, created_at)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    "INSERT INTO agents (id, name, obs_dim, act_dim, low, high, config, created_at)"
+    " VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 static const char SQL_SET_CONFIG[] = "UPDATE agents SET config = ?2 WHERE id = ?1";
 static const char SQL_BUMP_POLICY[] =
     "UPDATE agents SET policy_version = max(policy_version, ?2) WHERE id = ?1";
@@ -26,9 +32,10 @@ int store_agent_insert(store *s, const char *name, int obs_dim, int act_dim, con
                        const float *high, const char *config_json, int64_t *id_out,
                        rqd_err *err)
 {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *next = NULL, *st = NULL;
     char now[32];
-    int rc = RQD_OK, src;
+    int64_t id = 0;
+    int rc = RQD_OK, src, token = 0;
 
     assert(obs_dim > 0 && act_dim > 0);
     if (strlen(name) >= sizeof ((store_agent_row *)0)->name) {
@@ -36,8 +43,22 @@ int store_agent_insert(store *s, const char *name, int obs_dim, int act_dim, con
                          sizeof ((store_agent_row *)0)->name - 1);
         goto out;
     }
-    if ((rc = store__stmt(s, SQL_INSERT, &st, err)) < 0)
+    if ((rc = store__stmt(s, SQL_NEXT_ID, &next, err)) < 0 ||
+        (rc = store__stmt(s, SQL_INSERT, &st, err)) < 0 ||
+        (rc = store__atomic_begin(s, &token, err)) < 0)
         goto out;
+    src = store__step(s, next);
+    if (src == SQLITE_ROW) {
+        id = sqlite3_column_int64(next, 0);
+        src = store__step(s, next);
+    } else if (src == SQLITE_DONE) { /* the migration made the row: a damaged file */
+        rc = rqd_err_set(err, RQD_EIO, "", "insert agent: the agent id counter is missing");
+        goto out;
+    }
+    if (src != SQLITE_DONE) {
+        rc = store__fail(s, src, err, "insert agent: next id");
+        goto out;
+    }
     store__now(now);
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, obs_dim);
@@ -49,18 +70,23 @@ int store_agent_insert(store *s, const char *name, int obs_dim, int act_dim, con
     }
     sqlite3_bind_text(st, 6, config_json, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 7, now, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, id);
     src = store__step(s, st);
     if (src != SQLITE_DONE) {
         rc = store__fail(s, src, err, "insert agent");
-        if (rc == RQD_EEXIST)
+        if (src == SQLITE_CONSTRAINT_UNIQUE)
             rqd_err_set(err, RQD_EEXIST, "name", "agent \"%s\" already exists", name);
+        else if (rc == RQD_EEXIST) /* the id: a counter behind the rows, a damaged file */
+            rc = rqd_err_set(err, RQD_EIO, "", "insert agent: id %lld is taken (the agent id "
+                             "counter is damaged)", (long long)id);
         goto out;
     }
     if (id_out)
-        *id_out = sqlite3_last_insert_rowid(s->db);
+        *id_out = id;
 out:
+    store__done(next);
     store__done(st);
-    return rc;
+    return store__atomic_end(s, token, rc, err);
 }
 
 /* One UPDATE or DELETE of the agent with id ?1 and an optional int64 or text ?2. */

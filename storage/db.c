@@ -320,7 +320,9 @@ out:
     return rc;
 }
 
-int store_open(const char *path, int mode, int sync_full, int check, store **out, rqd_err *err)
+/* store_open, migrating a read-write connection to schema version target. */
+static int open_at(const char *path, int mode, int sync_full, int check, int target,
+                   store **out, rqd_err *err)
 {
     store *s = NULL;
     char journal[16] = "";
@@ -360,12 +362,30 @@ int store_open(const char *path, int mode, int sync_full, int check, store **out
                              journal);
         if (rc < 0)
             goto out;
-        if ((rc = store__migrate(s, path, err)) < 0)
+        if ((rc = store__migrate(s, path, target, err)) < 0)
             goto out;
     }
     *out = s;
     s = NULL;
 out:
+    store_close(s);
+    return rc;
+}
+
+int store_open(const char *path, int mode, int sync_full, int check, store **out, rqd_err *err)
+{
+    return open_at(path, mode, sync_full, check, STORE_SCHEMA_VERSION, out, err);
+}
+
+int store_test_create_version(const char *path, int version, rqd_err *err)
+{
+    store *s = NULL;
+    int rc;
+
+    if (version < 1 || version > STORE_SCHEMA_VERSION)
+        return rqd_err_set(err, RQD_EINVAL, "", "schema version %d is not in [1, %d]", version,
+                           STORE_SCHEMA_VERSION);
+    rc = open_at(path, STORE_RW, 0, 0, version, &s, err);
     store_close(s);
     return rc;
 }

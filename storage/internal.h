@@ -21,6 +21,14 @@
  * (RQD_EINTERNAL) rather than grows, so a new statement past it is noticed in tests. */
 #define STORE__MAX_STMTS 64
 
+/* Largest checkpoint_parts row. A checkpoint's state is cut into parts because SQLite
+ * refuses a value over SQLITE_MAX_LENGTH (1e9 bytes by default; at most 2^31 - 1), and a
+ * large agent's state passes it (about 1.4 GB for hidden_sizes [2048, 2048, 2048] and 10
+ * critics). 64 MiB keeps every row 15 times below the limit, bounds what SQLite holds at
+ * once while writing or reading one (a record of one part), and still makes a 4 GiB
+ * state only 64 rows. store_test_part_size lowers it for tests. */
+#define STORE__PART_BYTES ((size_t)64 << 20)
+
 /* Milliseconds a connection waits for another's write lock before SQLITE_BUSY. The writer
  * holds it for one group commit, which takes milliseconds; 5 s covers a slow disk. */
 #define STORE__BUSY_TIMEOUT_MS 5000
@@ -73,10 +81,18 @@ int store__atomic_end(store *s, int token, int rc, rqd_err *err);
 /* schema.c -------------------------------------------------------------------------- */
 
 /* Brings a read-write connection from its user_version (0 = a new, empty file) to
- * STORE_SCHEMA_VERSION in one BEGIN IMMEDIATE transaction, setting application_id with
- * the first migration. Writes nothing when the file is already current. path is for
- * messages only. */
-int store__migrate(store *s, const char *path, rqd_err *err);
+ * target (STORE_SCHEMA_VERSION but in store_test_create_version) in one BEGIN IMMEDIATE
+ * transaction, setting application_id with the first migration. Writes nothing when the
+ * file is already there. path is for messages only. */
+int store__migrate(store *s, const char *path, int target, rqd_err *err);
+
+/* checkpoints.c --------------------------------------------------------------------- */
+
+/* Writes the state of checkpoint (agent, id) as checkpoint_parts rows 0, 1, ... of at
+ * most STORE__PART_BYTES each (none for len 0). Binds pointers into state: SQLite copies
+ * one part at a time into its record, never the whole. */
+int store__ckpt_parts_put(store *s, int64_t agent, int64_t id, const void *state, size_t len,
+                          rqd_err *err);
 
 /* util.c ---------------------------------------------------------------------------- */
 

@@ -22,7 +22,7 @@
 
 typedef struct store store;
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 3
 
 /* ------------------------------------------------------------------ connection */
 
@@ -62,10 +62,22 @@ int store_backup(store *s, const char *path, rqd_err *err);
  * 0 disables. */
 void store_fault_inject(store *s, int nth, int sqlite_rc);
 
+/* Test hook: checkpoint states written from now on, by every connection of this process,
+ * are cut into parts of at most bytes (0 restores the default, 64 MiB), so that tests
+ * reach many parts with small states. Reading does not depend on it. Set it before the
+ * stores are used: it is not synchronised. */
+void store_test_part_size(size_t bytes);
+
+/* Test hook: creates the file at path, or brings an older one, to schema version
+ * `version` (1 .. STORE_SCHEMA_VERSION) as a redqd of that version would, and closes
+ * it; a test then fills the old layout with SQL and opens it to see it migrated.
+ * RQD_EINVAL for a version out of range. */
+int store_test_create_version(const char *path, int version, rqd_err *err);
+
 /* ------------------------------------------------------------------ agents */
 
 typedef struct {
-    int64_t id;             /* rowid, stable for the agent's life */
+    int64_t id;             /* stable for the agent's life, never handed out again */
     char name[72];
     int obs_dim, act_dim;
     float *low, *high;      /* act_dim floats each; malloc'd, freed by store_agent_rows_free */
@@ -75,7 +87,8 @@ typedef struct {
     int64_t next_ckpt_id;   /* next checkpoint id to hand out (ids are never reused) */
 } store_agent_row;
 
-/* RQD_EEXIST if the name is taken. */
+/* *id_out gets a new id, never one of an agent that existed before (deleted ones and
+ * across reopens included). RQD_EEXIST if the name is taken. */
 int store_agent_insert(store *s, const char *name, int obs_dim, int act_dim, const float *low,
                        const float *high, const char *config_json, int64_t *id_out,
                        rqd_err *err);
@@ -137,13 +150,16 @@ typedef struct {
 } store_ckpt_info;
 
 /* Inserts a checkpoint with the agent's next id (info->id is ignored; *id_out gets it)
- * and, when automatic, deletes the oldest automatic checkpoints beyond keep_auto. */
+ * and, when automatic, deletes the oldest automatic checkpoints beyond keep_auto. The
+ * blob may be of any size (it is stored in parts of at most 64 MiB, below SQLite's limit
+ * on one value); it is read in place, never copied whole. */
 int store_ckpt_insert(store *s, int64_t agent, const store_ckpt_info *info, const void *blob,
                       size_t len, int keep_auto, int64_t *id_out, rqd_err *err);
 /* Ascending by id; *rows malloc'd (NULL when n = 0). */
 int store_ckpt_list(store *s, int64_t agent, store_ckpt_info **rows, int *n, rqd_err *err);
 /* Checkpoint id (or the newest when id < 0): metadata, and the blob malloc'd into *blob
- * when blob is not NULL. RQD_ENOTFOUND if absent. */
+ * when blob is not NULL (one buffer, its parts copied into it). RQD_ENOTFOUND if absent;
+ * RQD_EIO ("checkpoint N is damaged") when its stored parts do not make the blob. */
 int store_ckpt_get(store *s, int64_t agent, int64_t id, store_ckpt_info *info, void **blob,
                    size_t *len, rqd_err *err);
 int store_ckpt_delete(store *s, int64_t agent, int64_t id, rqd_err *err);
@@ -159,8 +175,12 @@ typedef struct {
     double actor_loss, critic_loss, alpha, alpha_loss, q_mean, q_std, train_time;
 } store_stats_row;
 
+/* Rows with row > 0 keep that number (it must be unused: RQD_EEXIST otherwise); row 0
+ * is numbered by SQLite. */
 int store_stats_append(store *s, int64_t agent, const store_stats_row *rows, int n,
                        rqd_err *err);
+/* A row number above every row ever stored, for a writer that numbers its own rows. */
+int store_stats_next_row(store *s, int64_t *out, rqd_err *err);
 /* Rows with row > since, ascending, at most limit; *rows malloc'd (NULL when n = 0). */
 int store_stats_range(store *s, int64_t agent, int64_t since, int limit, store_stats_row **rows,
                       int *n, rqd_err *err);
@@ -168,6 +188,7 @@ int store_stats_range(store *s, int64_t agent, int64_t since, int limit, store_s
 /* ------------------------------------------------------------------ episodes */
 
 enum { STORE_EP_EXPLORE = 0, STORE_EP_EVAL = 1 };
+enum { STORE_SRC_EPISODES = 0, STORE_SRC_TRANSITIONS = 1 };
 
 typedef struct {
     char id[40];
@@ -177,6 +198,8 @@ typedef struct {
     char started_at[32];
     char ended_at[32];      /* "" while open */
     int abandoned;
+    int source;             /* STORE_SRC_*: the episodes API or transitions posts */
+    char env_id[136];       /* transitions: the stream's env_id ("" for none) */
     float *last_obs;        /* [obs_dim], malloc'd; NULL on ended episodes in lists */
     float *last_action;     /* [act_dim], malloc'd; NULL on ended episodes in lists */
 } store_episode_row;
@@ -190,6 +213,51 @@ int store_episode_list(store *s, int64_t agent, int limit, int obs_dim, int act_
 /* Every open episode of the agent, with last_obs and last_action. */
 int store_episode_open(store *s, int64_t agent, int obs_dim, int act_dim,
                        store_episode_row **rows, int *n, rqd_err *err);
+/* One episode (*row malloc'd, freed with store_episode_rows_free(*row, 1)); RQD_ENOTFOUND. */
+int store_episode_get(store *s, int64_t agent, const char *id, int obs_dim, int act_dim,
+                      store_episode_row **row, rqd_err *err);
+/* Explore episodes that ended (abandoned ones not counted) and the return of the one
+ * that ended last (NaN when none). */
+int store_episode_ended(store *s, int64_t agent, int64_t *count, double *last_return,
+                        rqd_err *err);
 void store_episode_rows_free(store_episode_row *rows, int n);
+
+/* ------------------------------------------------------------------ transition streams */
+
+/* The episode a transitions stream (agent, env_id) is adding up (API.md "Returns from
+ * transitions"): kept in the same transaction as the post that moves it. */
+typedef struct {
+    char env_id[136];       /* "" for the default stream */
+    double ret;
+    int64_t length;
+    char started_at[32];
+} store_stream_row;
+
+/* Inserts or replaces the stream's row. */
+int store_stream_put(store *s, int64_t agent, const store_stream_row *row, rqd_err *err);
+/* Removes it (its episode ended); no row is not an error. */
+int store_stream_delete(store *s, int64_t agent, const char *env_id, rqd_err *err);
+/* Every stream of the agent; *rows malloc'd (NULL when n = 0). */
+int store_stream_list(store *s, int64_t agent, store_stream_row **rows, int *n, rqd_err *err);
+
+/* ------------------------------------------------------------------ evaluations */
+
+/* An evaluation a client recorded (API.md "Evaluations"). */
+typedef struct {
+    int64_t row;            /* assigned on insert, increasing across all agents */
+    int64_t env_steps, updates, policy_version;
+    char time[32];          /* RFC 3339 */
+    int n;
+    double mean, std, min, max;
+    double mean_length;     /* NaN without lengths */
+} store_eval_row;
+
+/* Inserts e (its row ignored, *row_out gets it) with the n returns and, when lengths is
+ * not NULL, their lengths. */
+int store_eval_append(store *s, int64_t agent, const store_eval_row *e, const double *returns,
+                      const int64_t *lengths, int64_t *row_out, rqd_err *err);
+/* Rows with row > since, ascending, at most limit; *rows malloc'd (NULL when n = 0). */
+int store_eval_range(store *s, int64_t agent, int64_t since, int limit, store_eval_row **rows,
+                     int *n, rqd_err *err);
 
 #endif

@@ -4,6 +4,7 @@
  * no live agent can hold (made by patching a real saved blob and recomputing the CRC). */
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -280,7 +281,7 @@ START_TEST(counters_past_2_53_are_refused)
     rqd_buf s;
     redq_agent *a = saved_agent(&s);
     blob_layout L = layout_of(a, &s);
-    const long long huge[] = {INT64_MAX, INT64_MAX - 5, (1LL << 62) + 3, RQD_MAX_COUNT + 1, -1};
+    const long long huge[] = {INT64_MAX, INT64_MAX - 5, (1LL << 62) + 3, RQD_MAX_COUNTER + 1, -1};
     for (int c = 0; c < 4; c++) /* env_steps, updates, actor_updates, policy_version */
         for (size_t h = 0; h < sizeof huge / sizeof huge[0]; h++)
             expect_refused(&s, L.counters + 8 * (size_t)c, &huge[h], 8, "2^53 - 1");
@@ -289,9 +290,9 @@ START_TEST(counters_past_2_53_are_refused)
         expect_refused(&s, L.streams - 16, &huge[h], 8, "replay stream count"); /* seen */
     }
     /* 2^53 - 1 itself is a counter's largest value. */
-    long long max = RQD_MAX_COUNT;
+    long long max = RQD_MAX_COUNTER;
     redq_agent *b = load_patched(&s, L.counters, &max, 8);
-    ck_assert(b->env_steps == RQD_MAX_COUNT);
+    ck_assert(b->env_steps == RQD_MAX_COUNTER);
     redq_agent_free(b);
     rqd_buf_free(&s);
     redq_agent_free(a);
@@ -306,7 +307,7 @@ START_TEST(counter_arithmetic_stops_at_2_53)
     redq_agent *a = saved_agent(&s);
     blob_layout L = layout_of(a, &s);
     rqd_err err = {0};
-    long long max = RQD_MAX_COUNT;
+    long long max = RQD_MAX_COUNTER;
 
     redq_agent *b = load_patched(&s, L.counters, &max, 8); /* env_steps */
     test_save(b, 1, &before);
@@ -315,13 +316,13 @@ START_TEST(counter_arithmetic_stops_at_2_53)
     redq_transition t = {obs, act, 1.0f, obs, 0, 0, NULL};
     ck_assert_int_eq(redq_agent_add(b, &t, 1, &err), RQD_ECONFLICT);
     ck_assert_str_eq(err.field, "transitions");
-    ck_assert_int_eq(redq_agent_set_env_steps(b, RQD_MAX_COUNT + 1), RQD_EINVAL);
-    ck_assert(b->env_steps == RQD_MAX_COUNT);
+    ck_assert_int_eq(redq_agent_set_env_steps(b, RQD_MAX_COUNTER + 1), RQD_EINVAL);
+    ck_assert(b->env_steps == RQD_MAX_COUNTER);
     redq_agent_free(b);
     rqd_buf_free(&before);
 
     /* updates at the maximum: no update; policy_version at it: none with an actor step */
-    long long upd[2] = {RQD_MAX_COUNT, 1};
+    long long upd[2] = {RQD_MAX_COUNTER, 1};
     b = load_patched(&s, L.counters + 8, upd, 16); /* updates, actor_updates */
     test_save(b, 1, &before);
     ck_assert_int_eq(redq_agent_update(b, 1, NULL, NULL, &err), RQD_ECONFLICT);
@@ -335,8 +336,8 @@ START_TEST(counter_arithmetic_stops_at_2_53)
     b = load_patched(&s, L.counters + 24, &max, 8); /* policy_version */
     ck_assert_int_eq(b->updates % b->cfg.actor_delay, 1); /* the next update steps the actor */
     ck_assert_int_eq(redq_agent_update(b, 1, NULL, NULL, &err), RQD_ECONFLICT);
-    ck_assert_int_eq(redq_agent_set_policy_version(b, RQD_MAX_COUNT + 1), RQD_EINVAL);
-    ck_assert(b->policy_version == RQD_MAX_COUNT && b->updates == a->updates);
+    ck_assert_int_eq(redq_agent_set_policy_version(b, RQD_MAX_COUNTER + 1), RQD_EINVAL);
+    ck_assert(b->policy_version == RQD_MAX_COUNTER && b->updates == a->updates);
     redq_agent_free(b);
     rqd_buf_free(&s);
     redq_agent_free(a);
@@ -391,7 +392,7 @@ START_TEST(inconsistent_counters_and_replay_headers_are_refused)
     long long more = a->replay.added + 1;
     expect_refused(&s, L.replay, &more, 8, "replay counters are inconsistent");
     /* a full ring's `added` near 2^63 (its ring position would go negative) */
-    long long near[] = {INT64_MAX, INT64_MAX - 7, RQD_MAX_COUNT + 1};
+    long long near[] = {INT64_MAX, INT64_MAX - 7, RQD_MAX_COUNTER + 1};
     for (size_t i = 0; i < sizeof near / sizeof near[0]; i++)
         expect_refused(&s, L.replay, &near[i], 8, "replay buffer header is inconsistent");
     rqd_buf_free(&s);
@@ -558,6 +559,70 @@ START_TEST(live_states_always_load)
 }
 END_TEST
 
+/* redq_state_bytes is the size redq_agent_save writes without the buffer, for shapes of
+ * one to three layers, ensembles of 1 to 5, several obs and act dims, before and after
+ * work (counters, Adam and buffer change no size); the limit refuses a state one byte
+ * past it, naming config.hidden_sizes and --max-import. The defaults refuse REDQ with
+ * three layers of 2048 and 10 critics (1379 MiB), computed without allocating. */
+START_TEST(state_bytes_is_what_save_writes_and_is_limited)
+{
+    static const struct {
+        int S, A, n_hidden, hidden[3], ensemble;
+    } shapes[] = {
+        {3, 2, 2, {16, 8}, 3}, {1, 1, 1, {4}, 1}, {11, 5, 3, {9, 17, 3}, 5}, {64, 16, 1, {32}, 2},
+    };
+    rqd_limits l = RQD_LIMITS_DEFAULT;
+    rqd_err err = {0};
+    size_t bytes = 0;
+
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        redq_config c = test_config(shapes[i].A);
+        c.n_hidden = shapes[i].n_hidden;
+        memcpy(c.hidden, shapes[i].hidden, sizeof shapes[i].hidden);
+        c.ensemble_size = shapes[i].ensemble;
+        c.subset_size = shapes[i].ensemble < 2 ? 1 : 2;
+        redq_agent *a = test_agent(&c, shapes[i].S, shapes[i].A);
+        rqd_buf s;
+
+        ck_assert_int_eq(redq_state_bytes(&c, shapes[i].S, shapes[i].A, &bytes, &err), 0);
+        test_save(a, 0, &s);
+        ck_assert_msg(s.len == bytes, "shape %zu: saved %zu, computed %zu", i, s.len, bytes);
+        rqd_buf_free(&s);
+        test_fill(a, 20, i); /* S <= 64, A <= 16 */
+        ck_assert_int_eq(redq_agent_update(a, 3, NULL, NULL, &err), 0);
+        test_save(a, 0, &s);
+        ck_assert_uint_eq(s.len, bytes);
+        rqd_buf_free(&s);
+        redq_agent_free(a);
+
+        rqd_limits t = l;
+        t.state_bytes = (long long)bytes;
+        ck_assert_int_eq(redq_limits_check(&t, &c, shapes[i].S, shapes[i].A, &err), RQD_OK);
+        t.state_bytes--;
+        ck_assert_int_eq(redq_limits_check(&t, &c, shapes[i].S, shapes[i].A, &err), RQD_EINVAL);
+        ck_assert_str_eq(err.field, "config.hidden_sizes");
+        ck_assert_msg(strstr(err.msg, "--max-import") != NULL, "%s", err.msg);
+    }
+
+    redq_config big = test_config(1);
+    redq_config_default(&big, 1);
+    big.n_hidden = 3;
+    big.hidden[0] = big.hidden[1] = big.hidden[2] = 2048;
+    big.ensemble_size = 10;
+    ck_assert_int_eq(redq_state_bytes(&big, 3, 1, &bytes, &err), 0);
+    ck_assert_msg(bytes > 1000000000u && bytes < (size_t)3 << 29, "%zu", bytes);
+    ck_assert_int_eq(l.state_bytes, 1LL << 30);
+    ck_assert_int_eq(redq_limits_check(&l, &big, 3, 1, &err), RQD_EINVAL);
+    char want[160];
+    snprintf(want, sizeof want, "config.hidden_sizes: the learner's state would be %zu MiB, "
+             "over the 1024 MiB a checkpoint may have to be imported again (--max-import)",
+             (bytes + (1u << 20) - 1) >> 20);
+    ck_assert_str_eq(err.msg, want);
+    l.state_bytes = 2LL << 30;
+    ck_assert_int_eq(redq_limits_check(&l, &big, 3, 1, &err), RQD_OK);
+}
+END_TEST
+
 Suite *suite_ckpt(void)
 {
     Suite *s = suite_create("ckpt");
@@ -567,6 +632,7 @@ Suite *suite_ckpt(void)
     tcase_add_test(tc, without_buffer_loads_learner_only);
     tcase_add_test(tc, truncated_corrupted_and_unknown_version_are_refused);
     tcase_add_test(tc, limits_name_field_and_flag);
+    tcase_add_test(tc, state_bytes_is_what_save_writes_and_is_limited);
     suite_add_tcase(s, tc);
     tc = tcase_create("hostile");
     tcase_add_test(tc, counters_past_2_53_are_refused);

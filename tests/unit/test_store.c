@@ -330,9 +330,12 @@ START_TEST(open_refuses_newer_schema_untouched)
     store *s = open_rw();
     add_agent(s, "a", S);
     store_close(s);
+    char want[96];
     raw_exec(path, "PRAGMA user_version = 7");
     snapshot before = snap(path);
-    assert_refused(path, "schema version 7 is newer than this build's 1; upgrade redqd");
+    snprintf(want, sizeof want, "schema version 7 is newer than this build's %d; upgrade redqd",
+             STORE_SCHEMA_VERSION);
+    assert_refused(path, want);
     assert_unchanged(path, &before);
 }
 END_TEST
@@ -801,6 +804,299 @@ START_TEST(ckpt_prune_keeps_newest_automatic_and_all_manual)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ checkpoint parts */
+
+/* len bytes that differ with the seed and the position (every byte value occurs). */
+static unsigned char *pattern(size_t len, unsigned seed)
+{
+    unsigned char *b = malloc(len ? len : 1);
+    ck_assert_ptr_nonnull(b);
+    for (size_t i = 0; i < len; i++)
+        b[i] = (unsigned char)(i * 131 + seed * 17 + i / 251);
+    return b;
+}
+
+static long long parts_of(int64_t agent, int64_t ckpt_id, const char *what)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT %s FROM checkpoint_parts WHERE agent = %lld AND ckpt = "
+             "%lld", what, (long long)agent, (long long)ckpt_id);
+    return raw_int(path, sql);
+}
+
+/* Checkpoint id of agent has exactly the bytes b[len], as get returns them. */
+static void assert_state(store *s, int64_t agent, int64_t id, const unsigned char *b,
+                         size_t len)
+{
+    store_ckpt_info info;
+    void *got = NULL;
+    size_t n = 0;
+    rqd_err err = {0};
+    int rc = store_ckpt_get(s, agent, id, &info, &got, &n, &err);
+
+    ck_assert_msg(rc == RQD_OK, "get %lld: %d %s", (long long)id, rc, err.msg);
+    ck_assert_int_eq(info.id, id);
+    ck_assert_int_eq(info.bytes, (int64_t)len);
+    ck_assert_uint_eq(n, len);
+    ck_assert_msg(len == 0 || memcmp(got, b, len) == 0, "checkpoint %lld differs",
+                  (long long)id);
+    free(got);
+}
+
+/* With parts of 7 bytes, states of 0 to 1000 bytes are cut into ceil(len / 7) rows of at
+ * most 7 and come back byte for byte, the newest too and after a reopen; deleting,
+ * pruning and deleting the agent take their parts along, and nothing of another agent's. */
+START_TEST(ckpt_state_in_parts_round_trips_and_cascades)
+{
+    static const size_t lens[] = {0, 1, 6, 7, 8, 14, 15, 1000};
+    enum { NL = sizeof lens / sizeof lens[0] };
+    unsigned char *b[NL];
+    int64_t ids[NL];
+    store_ckpt_info info = {.updates = 3};
+    rqd_err err = {0};
+    char list[64];
+
+    store_test_part_size(7);
+    store *s = open_rw();
+    int64_t a = add_agent(s, "a", S), other = add_agent(s, "other", S);
+    int64_t kept = ckpt(s, other, 0, 1, "other's state, three parts");
+    for (int i = 0; i < NL; i++) {
+        b[i] = pattern(lens[i], (unsigned)i);
+        ck_assert_int_eq(store_ckpt_insert(s, a, &info, b[i], lens[i], 0, &ids[i], &err), 0);
+        ck_assert_int_eq(parts_of(a, ids[i], "count(*)"), (long long)(lens[i] + 6) / 7);
+        if (lens[i] > 0) {
+            ck_assert_int_eq(parts_of(a, ids[i], "max(length(data))"), lens[i] < 7 ? (long long)lens[i] : 7);
+            ck_assert_int_eq(parts_of(a, ids[i], "max(part)"), (long long)(lens[i] + 6) / 7 - 1);
+        }
+    }
+    for (int i = 0; i < NL; i++)
+        assert_state(s, a, ids[i], b[i], lens[i]);
+    void *newest = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(store_ckpt_get(s, a, -1, &info, &newest, &n, &err), 0);
+    ck_assert(info.id == ids[NL - 1] && n == 1000 && memcmp(newest, b[NL - 1], n) == 0);
+    free(newest);
+    store_close(s);
+
+    store_test_part_size(0); /* reading does not depend on the size they were cut to */
+    s = open_rw();
+    for (int i = 0; i < NL; i++)
+        assert_state(s, a, ids[i], b[i], lens[i]);
+    ck_assert_int_eq(store_ckpt_delete(s, a, ids[NL - 1], &err), 0);
+    ck_assert_int_eq(parts_of(a, ids[NL - 1], "count(*)"), 0);
+    ck_assert_int_eq(store_ckpt_get(s, a, ids[NL - 1], NULL, &newest, &n, &err), RQD_ENOTFOUND);
+
+    /* Pruning: automatic ones past keep_auto go with their parts (the manual ones stay). */
+    store_test_part_size(7);
+    info.automatic = 1;
+    int64_t auto1 = 0, auto2 = 0;
+    ck_assert_int_eq(store_ckpt_insert(s, a, &info, b[NL - 1], 1000, 1, &auto1, &err), 0);
+    ck_assert_int_eq(parts_of(a, auto1, "count(*)"), 143);
+    ck_assert_int_eq(store_ckpt_insert(s, a, &info, b[6], 15, 1, &auto2, &err), 0);
+    ck_assert_int_eq(parts_of(a, auto1, "count(*)"), 0);
+    ck_assert_int_eq(parts_of(a, auto2, "count(*)"), 3);
+    ckpt_ids(s, a, list, sizeof list);
+    ck_assert_str_eq(list, "1,2,3,4,5,6,7,10");
+
+    ck_assert_int_eq(store_agent_delete(s, a, &err), 0);
+    ck_assert_int_eq(rows_of(a, "checkpoint_parts"), 0);
+    ck_assert_int_eq(parts_of(other, kept, "count(*)"), 4);
+    assert_state(s, other, kept, (const unsigned char *)"other's state, three parts", 26);
+    ck_assert_int_eq(store_integrity_check(s, &err), 0);
+    ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+    store_close(s);
+    for (int i = 0; i < NL; i++)
+        free(b[i]);
+}
+END_TEST
+
+/* A state whose parts were damaged in the file (one missing, one too long, one extra,
+ * the size changed, to 1 PB too) is refused as damaged, RQD_EIO naming the checkpoint,
+ * before anything of its size is allocated and never reassembled from what is left; its
+ * metadata still reads, and a sound one beside it does too. */
+START_TEST(ckpt_damaged_parts_are_refused)
+{
+    static const char *const damage[] = {
+        "DELETE FROM checkpoint_parts WHERE ckpt = 1 AND part = 1",
+        "DELETE FROM checkpoint_parts WHERE ckpt = 1 AND part = 2",
+        "UPDATE checkpoint_parts SET data = x'00112233445566778899' WHERE ckpt = 1 AND part = 0",
+        "UPDATE checkpoint_parts SET data = x'00' WHERE ckpt = 1 AND part = 2",
+        "INSERT INTO checkpoint_parts VALUES (1, 1, 3, x'00')",
+        "INSERT INTO checkpoint_parts VALUES (1, 1, 7, x'00')",
+        "UPDATE checkpoint_parts SET part = 5 WHERE ckpt = 1 AND part = 1",
+        "UPDATE checkpoints SET bytes = 21 WHERE id = 1",
+        "UPDATE checkpoints SET bytes = -1 WHERE id = 1",
+        "UPDATE checkpoints SET bytes = 1099511627776000 WHERE id = 1",
+        "DELETE FROM checkpoint_parts WHERE ckpt = 1",
+    };
+    const char *state = "twenty bytes, three.";
+    store_ckpt_info info;
+    void *blob = (void *)&blob;
+    size_t len = 1;
+    rqd_err err = {0};
+    int rc;
+
+    store_test_part_size(7);
+    store *s = open_rw();
+    int64_t a = add_agent(s, "a", S);
+    ck_assert_int_eq(ckpt(s, a, 0, 0, state), 1);
+    ck_assert_int_eq(ckpt(s, a, 0, 0, "sound"), 2);
+    store_close(s);
+    raw_exec(path, "PRAGMA foreign_keys = OFF");
+    for (size_t i = 0; i < sizeof damage / sizeof damage[0]; i++) {
+        char copy[300];
+        in_dir(copy, sizeof copy, "damaged.db");
+        unlink(copy);
+        s = open_rw();
+        ck_assert_int_eq(store_backup(s, copy, &err), 0);
+        store_close(s);
+        raw_exec(copy, damage[i]);
+        s = open_at(copy, STORE_RW);
+        rc = store_ckpt_get(s, a, 1, &info, &blob, &len, &err);
+        ck_assert_msg(rc == RQD_EIO, "%s: rc %d (%s)", damage[i], rc, err.msg);
+        ck_assert_msg(strstr(err.msg, "checkpoint 1 is damaged") != NULL, "%s: %s", damage[i],
+                      err.msg);
+        ck_assert_ptr_null(blob);
+        ck_assert_uint_eq(len, 0);
+        ck_assert_int_eq(store_ckpt_get(s, a, 1, &info, NULL, NULL, &err), 0);
+        assert_state(s, a, 2, (const unsigned char *)"sound", 5);
+        store_close(s);
+        blob = (void *)&blob;
+        len = 1;
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------------------ agent ids */
+
+/* Deleting the newest agent does not give its id to the next one, in the same session
+ * or after a reopen; a refused insert (duplicate name) changes nothing. */
+START_TEST(agent_ids_are_never_reused)
+{
+    store *s = open_rw();
+    int64_t id = 0;
+    rqd_err err = {0};
+
+    int64_t a = add_agent(s, "a", S), b = add_agent(s, "b", S);
+    ck_assert_int_gt(b, a);
+    ck_assert_int_eq(store_agent_delete(s, b, &err), 0);
+    int64_t c = add_agent(s, "c", S);
+    ck_assert_int_gt(c, b);
+    ck_assert_int_eq(store_agent_insert(s, "c", S, 2, LOW, HIGH, "{}", &id, &err), RQD_EEXIST);
+    store_close(s);
+
+    s = open_rw();
+    ck_assert_int_eq(store_agent_delete(s, c, &err), 0);
+    int64_t d = add_agent(s, "d", S);
+    ck_assert_int_eq(d, c + 1);
+    ck_assert_int_eq(store_agent_delete(s, d, &err), 0);
+    ck_assert_int_eq(store_agent_delete(s, a, &err), 0); /* no agent left at all */
+    store_close(s);
+    s = open_rw();
+    ck_assert_int_eq(add_agent(s, "e", S), d + 1);
+    store_close(s);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ migration */
+
+/* One version-1 checkpoint row, its state in the checkpoints.state column. */
+static void v1_ckpt(int64_t agent, int64_t id, int automatic, const void *state, size_t len)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "INSERT INTO checkpoints (agent, id, updates, "
+                                        "env_steps, policy_version, pending, automatic, bytes, "
+                                        "created_at, state) VALUES (?1, ?2, ?2 * 10, ?2 * 20, "
+                                        "?2, NULL, ?3, ?4, '2026-01-02T03:04:05.678Z', ?5)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(st, 1, agent);
+    sqlite3_bind_int64(st, 2, id);
+    sqlite3_bind_int(st, 3, automatic);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)len);
+    if (len == 0)
+        sqlite3_bind_zeroblob(st, 5, 0);
+    else
+        sqlite3_bind_blob(st, 5, state, (int)len, SQLITE_STATIC);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* A file of schema version 1 (states in checkpoints.state, ids from the rowid) opens
+ * migrated to version 2: every state is in parts, byte for byte, with its metadata; the
+ * state column is gone; ids go on after the highest agent id; and the new layout works
+ * (insert, prune, delete). A read-only open of the old file is refused untouched. */
+START_TEST(migrate_v1_moves_states_into_parts)
+{
+    static const size_t lens[] = {0, 5, 64, 65, 70000};
+    enum { NL = sizeof lens / sizeof lens[0] };
+    unsigned char *b[NL];
+    store *s = NULL;
+    rqd_err err = {0};
+
+    ck_assert_int_eq(store_test_create_version(path, 0, &err), RQD_EINVAL);
+    ck_assert_int_eq(store_test_create_version(path, STORE_SCHEMA_VERSION + 1, &err), RQD_EINVAL);
+    ck_assert_int_eq(store_test_create_version(path, 1, &err), 0);
+    ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), 1);
+    raw_exec(path, "INSERT INTO agents (id, name, obs_dim, act_dim, config, created_at, "
+                   "next_ckpt_id) VALUES (2, 'two', 3, 2, '{}', '2026-01-01T00:00:00.000Z', "
+                   "9), (5, 'five', 3, 2, '{}', '2026-01-01T00:00:00.000Z', 2)");
+    for (int i = 0; i < NL; i++) {
+        b[i] = pattern(lens[i], (unsigned)i + 40);
+        v1_ckpt(2, 3 + i, i % 2, b[i], lens[i]);
+    }
+    v1_ckpt(5, 1, 1, "five's", 6);
+    snapshot before = snap(path);
+    s = (store *)&s;
+    ck_assert_int_eq(store_open(path, STORE_RO, 0, 1, &s, &err), RQD_EIO);
+    ck_assert_msg(strstr(err.msg, "older") != NULL, "%s", err.msg);
+    assert_unchanged(path, &before);
+
+    store_test_part_size(64);
+    s = open_rw();
+    ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM pragma_table_info('checkpoints') "
+                                   "WHERE name = 'state'"), 0);
+    for (int i = 0; i < NL; i++) {
+        store_ckpt_info info;
+        ck_assert_int_eq(parts_of(2, 3 + i, "count(*)"), (long long)(lens[i] + 63) / 64);
+        assert_state(s, 2, 3 + i, b[i], lens[i]);
+        ck_assert_int_eq(store_ckpt_get(s, 2, 3 + i, &info, NULL, NULL, &err), 0);
+        ck_assert_int_eq(info.updates, (3 + i) * 10);
+        ck_assert_int_eq(info.env_steps, (3 + i) * 20);
+        ck_assert_int_eq(info.policy_version, 3 + i);
+        ck_assert(isnan(info.pending_updates));
+        ck_assert_int_eq(info.automatic, i % 2);
+        ck_assert_str_eq(info.created_at, "2026-01-02T03:04:05.678Z");
+    }
+    assert_state(s, 5, 1, (const unsigned char *)"five's", 6);
+    ck_assert_int_eq(store_integrity_check(s, &err), 0);
+
+    /* Ids go on after 5; checkpoint ids after the stored next_ckpt_id. */
+    ck_assert_int_eq(add_agent(s, "six", S), 6);
+    ck_assert_int_eq(ckpt(s, 2, 1, 1, "newest auto"), 9); /* prunes autos 4 and 6 */
+    char list[64];
+    ckpt_ids(s, 2, list, sizeof list);
+    ck_assert_str_eq(list, "3,5,7,9");
+    ck_assert_int_eq(parts_of(2, 4, "count(*)") + parts_of(2, 6, "count(*)"), 0);
+    ck_assert_int_eq(store_agent_delete(s, 2, &err), 0);
+    ck_assert_int_eq(rows_of(2, "checkpoint_parts"), 0);
+    assert_state(s, 5, 1, (const unsigned char *)"five's", 6);
+    store_close(s);
+
+    s = open_rw(); /* current now: opened without migrating again */
+    ck_assert_int_eq(store_agent_delete(s, 6, &err), 0); /* the newest: its id stays used */
+    ck_assert_int_eq(add_agent(s, "seven", S), 7);
+    store_close(s);
+    for (int i = 0; i < NL; i++)
+        free(b[i]);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ stats */
 
 START_TEST(stats_range_since_limit_and_nan)
@@ -1153,8 +1449,9 @@ START_TEST(fault_in_single_append_applies_nothing)
 }
 END_TEST
 
-/* Faults at every step of an automatic checkpoint insert that also prunes: after the
- * rollback the same checkpoints exist, with their blobs, and the next id is unchanged. */
+/* Faults at every step of an automatic checkpoint insert that also prunes, its state in
+ * two parts: after the rollback the same checkpoints exist, with their blobs, and the
+ * next id is unchanged. */
 START_TEST(fault_in_ckpt_insert_leaves_nothing_half_applied)
 {
     int code = fault_codes[_i];
@@ -1168,6 +1465,7 @@ START_TEST(fault_in_ckpt_insert_leaves_nothing_half_applied)
     int nth, n = 0, rc = -1;
     rqd_err err = {0};
 
+    store_test_part_size(1);
     ckpt(s, id, 1, 2, "a1");
     ckpt(s, id, 1, 2, "a2");
     for (nth = 1; nth < 100; nth++) {
@@ -1189,7 +1487,7 @@ START_TEST(fault_in_ckpt_insert_leaves_nothing_half_applied)
         store_agent_rows_free(agents, n);
     }
     ck_assert_int_eq(rc, RQD_OK);
-    ck_assert_int_ge(nth, 6); /* savepoint, next id (2 steps), insert, prune, release */
+    ck_assert_int_ge(nth, 7); /* savepoint, next id (2 steps), insert, 2 parts, prune, release */
     ck_assert_int_eq(store_commit(s, &err), 0);
     ck_assert_int_eq(got, 3);
     ckpt_ids(s, id, ids, sizeof ids);
@@ -1268,6 +1566,10 @@ Suite *suite_store(void)
         {"batches", batch_ids_store_the_first_answer, 0},
         {"ckpt_ids", ckpt_ids_increase_and_are_never_reused, 0},
         {"ckpt_prune", ckpt_prune_keeps_newest_automatic_and_all_manual, 0},
+        {"ckpt_parts", ckpt_state_in_parts_round_trips_and_cascades, 0},
+        {"ckpt_damaged", ckpt_damaged_parts_are_refused, 0},
+        {"agent_ids", agent_ids_are_never_reused, 0},
+        {"migrate_v1", migrate_v1_moves_states_into_parts, 0},
         {"stats", stats_range_since_limit_and_nan, 0},
         {"episodes", episodes_put_list_order_and_open, 0},
         {"backup", backup_opens_with_the_same_rows, 0},
