@@ -1,7 +1,9 @@
-"""Imports of hand-made checkpoint files (issue 9, item 1): a real download with a value
-changed and its CRC-32 recomputed, as anyone can. Counters near 2^63, counters that
+"""Imports of hand-made checkpoint files (issue 9, items 1 and 6): a real download with a
+value changed and its CRC-32 recomputed, as anyone can. Counters near 2^63, counters that
 contradict each other and non-finite weights or buffer rows are 400 invalid_argument
-saying what is wrong; nothing is created, and the daemon and its other agents go on."""
+saying what is wrong; nothing is created, and the daemon and its other agents go on.
+A buffer of finite but huge rewards imports, and training on it changes nothing: every
+update is skipped and counted, the policy and acts stay finite."""
 import math
 import os
 import random
@@ -86,6 +88,31 @@ class HostileCheckpointTest(DaemonTestCase):
         self.refused("h-row", patched(full, rows_off + 16, "<f", math.nan), "replay row 0")
         self.refused("h-len", patched(full, rows_off + 8, "<q", 2**63 - 1),
                      "replay buffer header")
+
+    def test_training_on_huge_rewards_changes_nothing(self):
+        _, full = self.source()
+        rows_off = len(self.source()[0]) - 4
+        _, n = struct.unpack_from("<qq", full, rows_off)
+        row = 4 * (2 * S + A + 2)
+        b = bytearray(full)
+        for i in range(n):  # every row's reward: 3.4e38, a valid float32
+            struct.pack_into("<f", b, rows_off + 16 + i * row + 4 * (S + A), 3.4e38)
+        struct.pack_into("<I", b, len(b) - 4, zlib.crc32(bytes(b[:-4])) & 0xffffffff)
+        a = self.assertOK(self.c.put("/v1/agents/h-poison/checkpoint", data=bytes(b),
+                                     content_type=OCTETS), 201)
+        before = a["state"]
+        pol = self.c.get("/v1/agents/h-poison/policy")
+        self.assertStatus(pol, 200)
+        self.train("h-poison", 20)
+        after = self.state("h-poison")
+        self.assertEqual(after["updates"], before["updates"])
+        self.assertEqual(after["actor_updates"], before["actor_updates"])
+        self.assertEqual(after["policy_version"], before["policy_version"])
+        self.assertEqual(after["skipped_updates"], 20)
+        self.assertEqual(self.c.get("/v1/agents/h-poison/policy").body, pol.body)
+        for mode in ("explore", "eval"):
+            act = self.act("h-poison", [[0.1, 0.2, 0.3], [1.0, -1.0, 0.5]], mode)["action"]
+            self.assertTrue(all(math.isfinite(x) for row in act for x in row), act)
 
 
 if __name__ == "__main__":
