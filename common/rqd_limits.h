@@ -76,8 +76,16 @@
 #define RQD_MAX_QUERY_PARAMS 64
 
 /* Every counter (env_steps, updates, policy_version, ...) stays at or below 2^53 - 1: JSON
- * numbers are exact only that far (API.md), and no sum of counters can overflow. */
+ * numbers are exact only that far (API.md), and no sum of counters can overflow. A
+ * checkpoint with a counter past it is refused, and an add, update or version bump that
+ * would pass it is refused instead (at 10^6 updates/s it takes 285 years to get there). */
 #define RQD_MAX_COUNTER ((1LL << 53) - 1)
+
+/* 1 when a counter at 'have' may grow by n (>= 0) and stay within RQD_MAX_COUNTER. */
+static inline int rqd_count_room(long long have, long long n)
+{
+    return have >= 0 && n >= 0 && n <= RQD_MAX_COUNTER - have;
+}
 
 /* Defaults of the limits that are not array sizes; their flags may raise them. */
 #define RQD_DEFAULT_TRANSITIONS_PER_POST 65536 /* API.md; the body limit bounds it too */
