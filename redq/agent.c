@@ -355,6 +355,8 @@ void redq_agent_info(const redq_agent *a, redq_info *out)
     out->updates = a->updates;
     out->actor_updates = a->actor_updates;
     out->buffer_len = a->replay.len;
+    out->buffer_added = a->replay.added;
+    out->buffer_missing = a->replay.missing;
     out->policy_version = a->policy_version;
     out->alpha = redq__alpha(a);
     out->bytes = redq__agent_bytes(&a->cfg, a->S, a->A) + redq__replay_bytes(&a->replay);

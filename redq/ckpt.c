@@ -192,8 +192,12 @@ int redq_agent_save(const redq_agent *a, int with_buffer, rqd_buf *out, rqd_err 
     rc |= redq__put_f32s(out, a->critic_m, cn);
     rc |= redq__put_f32s(out, a->critic_v, cn);
     rc |= redq__put_f32s(out, a->target, cn);
-    if (with_buffer && rc == 0)
-        rc |= redq__replay_save(&a->replay, out);
+    if (with_buffer && rc == 0 && (rc = redq__replay_save(&a->replay, out)) == RQD_ECONFLICT) {
+        out->len = start;
+        free(cfg);
+        return rqd_err_set(err, RQD_ECONFLICT, "", "the replay buffer is being rebuilt (%lld "
+                           "rows to go)", a->replay.missing);
+    }
     free(cfg);
     if (rc == 0) {
         uLong crc = crc32(0L, out->data + start, (uInt)(out->len - start));
@@ -204,6 +208,65 @@ int redq_agent_save(const redq_agent *a, int with_buffer, rqd_buf *out, rqd_err 
         return rqd_err_set(err, RQD_ENOMEM, "", "the agent's state does not fit in memory");
     }
     return RQD_OK;
+}
+
+/* ------------------------------------------------------------------ replay heads
+ *
+ * Layout (little-endian), version 1:
+ *   "REDQHEAD" u32 version | i64 S, A, estimation_step, buffer_size
+ *   redq__replay_head_save | u32 CRC-32 (zlib) of every byte before it
+ * The shape is there so that a head never loads into a learner it was not taken from.
+ */
+
+#define HEAD_MAGIC "REDQHEAD"
+#define HEAD_VERSION 1u
+
+int redq_agent_head_save(const redq_agent *a, rqd_buf *out, long long *added, rqd_err *err)
+{
+    size_t start = out->len;
+    int rc = 0;
+
+    rc |= rqd_buf_append(out, HEAD_MAGIC, 8);
+    rc |= redq__put_u32(out, HEAD_VERSION);
+    rc |= redq__put_i64(out, a->S);
+    rc |= redq__put_i64(out, a->A);
+    rc |= redq__put_i64(out, a->cfg.estimation_step);
+    rc |= redq__put_i64(out, a->cfg.buffer_size);
+    if (rc == 0)
+        rc = redq__replay_head_save(&a->replay, out);
+    if (rc == 0)
+        rc = redq__put_u32(out, (uint32_t)crc32(0L, out->data + start, (uInt)(out->len - start)));
+    if (rc != 0) {
+        out->len = start;
+        return rqd_err_set(err, RQD_ENOMEM, "", "out of memory saving a replay head");
+    }
+    *added = a->replay.added;
+    return RQD_OK;
+}
+
+int redq_agent_head_load(redq_agent *a, const void *data, size_t len, rqd_err *err)
+{
+    const unsigned char *p = data, *end;
+    uint32_t version, crc;
+    long long shape[4];
+    const long long want[4] = {a->S, a->A, a->cfg.estimation_step, a->cfg.buffer_size};
+
+    if (len < 8 + 4 + sizeof shape + 4 || memcmp(p, HEAD_MAGIC, 8) != 0)
+        return rqd_err_set(err, RQD_EINVAL, "", "not a replay head (bad magic or too short)");
+    memcpy(&version, p + 8, 4);
+    if (version != HEAD_VERSION)
+        return rqd_err_set(err, RQD_EINVAL, "", "replay head version %u is not supported (this "
+                           "build reads version %u)", version, HEAD_VERSION);
+    end = p + len - 4;
+    memcpy(&crc, end, 4);
+    if ((uint32_t)crc32(0L, p, (uInt)(len - 4)) != crc)
+        return rqd_err_set(err, RQD_EINVAL, "", "replay head checksum mismatch");
+    p += 12;
+    for (int i = 0; i < 4; i++)
+        if (redq__get_i64(&p, end, &shape[i]) || shape[i] != want[i])
+            return rqd_err_set(err, RQD_EINVAL, "", "replay head is of another learner (obs_dim, "
+                               "act_dim, estimation_step or buffer_size differ)");
+    return redq__replay_head_load(&a->replay, &p, end, err);
 }
 
 int redq_agent_load(const void *data, size_t len, redq_agent **out, rqd_err *err)

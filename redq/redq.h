@@ -125,6 +125,9 @@ typedef struct {
     long long updates;        /* critic updates done */
     long long actor_updates;
     long long buffer_len;     /* rows in the replay buffer */
+    long long buffer_added;   /* rows ever assembled into it (its ring position) */
+    long long buffer_missing; /* rows still to assemble before a buffer rebuilt from a
+                                 replay head is whole (0 otherwise; buffer_len is 0 until) */
     long long policy_version; /* bumped at every actor update and every load */
     double alpha;
     size_t bytes;             /* memory held by networks, optimisers, scratch, buffer */
@@ -223,6 +226,26 @@ int redq_agent_load(const void *data, size_t len, redq_agent **out, rqd_err *err
  * checks the ceilings only. */
 int redq_agent_load_within(const void *data, size_t len, const rqd_limits *limits,
                            redq_agent **out, rqd_err *err);
+
+/* ------------------------------------------------------------------ replay heads */
+
+/* A replay head is the n-step assembler's state without the ring's rows: the ring
+ * position (rows assembled so far), the transitions seen, and every env stream's pending
+ * raw transitions (redq/replay.h, HEADS). The assembly is deterministic, so a learner
+ * that loads a head into an empty buffer and is then given, through redq_agent_add, the
+ * transitions that followed the head holds the same buffer bit for bit as the learner
+ * the head was taken from, once at least buffer_size rows have been assembled after the
+ * head. Until then its buffer is incomplete: buffer_len 0 (updates are refused as for an
+ * empty buffer), buffer_missing > 0, and a save with the buffer is RQD_ECONFLICT. This
+ * lets the daemon forget stored transitions older than a head (daemon/prune.c).
+ *
+ * Appends a's head (versioned, checksummed) to out; *added gets its ring position. */
+int redq_agent_head_save(const redq_agent *a, rqd_buf *out, long long *added, rqd_err *err);
+/* Loads a head into a, whose buffer must be empty (nothing added: RQD_ECONFLICT). A
+ * damaged head, or one of a learner of another obs_dim, act_dim, estimation_step or
+ * buffer_size, is RQD_EINVAL; on any failure a is unchanged. env_steps is not part of a
+ * head: the caller sets it (redq_agent_set_env_steps). */
+int redq_agent_head_load(redq_agent *a, const void *data, size_t len, rqd_err *err);
 
 /* ------------------------------------------------------------------ policy snapshots */
 

@@ -101,8 +101,12 @@ static int push_row(redq__replay *r, const float *obs, const float *act, float R
     row[r->S + r->A + 1] = disc;
     memcpy(row + r->S + r->A + 2, next, sizeof(float) * (size_t)r->S);
     r->added++;
-    if (r->len < r->capacity)
+    if (r->missing > 0) { /* rebuilding after a head: whole once every position is written */
+        if (--r->missing == 0)
+            r->len = r->capacity;
+    } else if (r->len < r->capacity) {
         r->len++;
+    }
     return RQD_OK;
 }
 
@@ -356,24 +360,59 @@ size_t redq__replay_bytes(const redq__replay *r)
     return b;
 }
 
+static int by_last(const void *x, const void *y)
+{
+    const redq__stream *a = *(const redq__stream *const *)x, *b = *(const redq__stream *const *)y;
+    return (a->last > b->last) - (a->last < b->last);
+}
+
+/* i64 seen, i64 n_streams, then each stream (id, last, len, queue), oldest first: the
+ * order of `last` (unique: one per transition seen) and not of the hash table, whose
+ * size depends on how many streams there once were, so that equal replays give equal
+ * bytes. */
+static int streams_save(const redq__replay *r, rqd_buf *out)
+{
+    redq__stream **v = malloc(sizeof *v * (size_t)(r->n_streams > 0 ? r->n_streams : 1));
+    int k = 0, rc = 0;
+
+    if (v == NULL)
+        return RQD_ENOMEM;
+    for (int i = 0; i < r->tab_size; i++)
+        for (redq__stream *s = r->tab[i]; s; s = s->next)
+            v[k++] = s;
+    qsort(v, (size_t)k, sizeof *v, by_last);
+    rc |= redq__put_i64(out, r->seen);
+    rc |= redq__put_i64(out, k);
+    for (int i = 0; i < k && rc == 0; i++) {
+        rc |= redq__put_str(out, v[i]->id);
+        rc |= redq__put_i64(out, v[i]->last);
+        rc |= redq__put_i64(out, v[i]->len);
+        rc |= redq__put_f32s(out, v[i]->q, (size_t)v[i]->len * (size_t)r->raw);
+    }
+    free(v);
+    return rc ? RQD_ENOMEM : RQD_OK;
+}
+
 int redq__replay_save(const redq__replay *r, rqd_buf *out)
 {
     int rc = RQD_OK;
 
+    if (r->missing > 0)
+        return RQD_ECONFLICT;
     rc |= redq__put_i64(out, r->added);
     rc |= redq__put_i64(out, r->len);
     for (long long i = 0; i < r->len && rc == RQD_OK; i++)
         rc = redq__put_f32s(out, redq__replay_row(r, i), (size_t)r->row);
-    rc |= redq__put_i64(out, r->seen);
-    rc |= redq__put_i64(out, r->n_streams);
-    for (int i = 0; i < r->tab_size && rc == RQD_OK; i++)
-        for (redq__stream *s = r->tab[i]; s && rc == RQD_OK; s = s->next) {
-            rc |= redq__put_str(out, s->id);
-            rc |= redq__put_i64(out, s->last);
-            rc |= redq__put_i64(out, s->len);
-            rc |= redq__put_f32s(out, s->q, (size_t)s->len * (size_t)r->raw);
-        }
-    return rc ? RQD_ENOMEM : RQD_OK;
+    if (rc != RQD_OK)
+        return RQD_ENOMEM;
+    return streams_save(r, out);
+}
+
+int redq__replay_head_save(const redq__replay *r, rqd_buf *out)
+{
+    if (redq__put_i64(out, r->added))
+        return RQD_ENOMEM;
+    return streams_save(r, out);
 }
 
 /* A stored row or pending transition as the assembly makes them: every value finite,
@@ -396,35 +435,14 @@ static int pending_ok(const redq__replay *r, const float *q, long long len)
     return 1;
 }
 
-int redq__replay_load(redq__replay *r, const unsigned char **p, const unsigned char *end,
-                      rqd_err *err)
+/* The streams part of a save (streams_save) into r, whose table is empty; *pending gets
+ * the transitions the queues hold. */
+static int streams_load(redq__replay *r, const unsigned char **p, const unsigned char *end,
+                        long long *pending, rqd_err *err)
 {
-    long long added, len, ns, pending = 0;
+    long long ns;
 
-    if (redq__get_i64(p, end, &added) || redq__get_i64(p, end, &len))
-        return rqd_err_set(err, RQD_EINVAL, "", "replay buffer is truncated");
-    /* len = min(added, buffer_size), as push_row keeps it. */
-    if (added < 0 || added > RQD_MAX_COUNTER ||
-        len != (added < r->capacity ? added : r->capacity))
-        return rqd_err_set(err, RQD_EINVAL, "", "replay buffer header is inconsistent (%lld "
-                           "rows of %lld added, buffer_size %lld)", len, added, r->capacity);
-    if ((size_t)(end - *p) / sizeof(float) / (size_t)r->row < (size_t)len)
-        return rqd_err_set(err, RQD_EINVAL, "", "replay buffer is truncated");
-    /* Re-push in storage order from position 0, then set the ring position. */
-    r->added = 0;
-    r->len = 0;
-    for (long long i = 0; i < len; i++) {
-        float tmp[2 * RQD_MAX_OBS_DIM + RQD_MAX_ACT_DIM + 2]; /* the blob may be unaligned */
-        memcpy(tmp, *p, sizeof(float) * (size_t)r->row);
-        *p += sizeof(float) * (size_t)r->row;
-        if (!row_ok(r, tmp))
-            return rqd_err_set(err, RQD_EINVAL, "", "replay row %lld holds a non-finite value "
-                               "or a discount outside [0, 1]", i);
-        if (push_row(r, tmp, tmp + r->S, tmp[r->S + r->A], tmp[r->S + r->A + 1],
-                     tmp + r->S + r->A + 2) < 0)
-            return rqd_err_set(err, RQD_ENOMEM, "", "out of memory loading the replay buffer");
-    }
-    r->added = added;
+    *pending = 0;
     if (redq__get_i64(p, end, &r->seen) || redq__get_i64(p, end, &ns))
         return rqd_err_set(err, RQD_EINVAL, "", "replay buffer is truncated");
     /* With n == 1 nothing goes through the streams. */
@@ -458,12 +476,89 @@ int redq__replay_load(redq__replay *r, const unsigned char **p, const unsigned c
         if (!pending_ok(r, s->q, sl))
             return rqd_err_set(err, RQD_EINVAL, "", "replay stream '%s' holds a non-finite "
                                "value or an ended transition", id);
-        pending += sl;
+        *pending += sl;
     }
-    /* Every row and every pending transition went through a stream once (n > 1). */
+    return RQD_OK;
+}
+
+/* Every row and every pending transition went through a stream once (n > 1). */
+static int counters_ok(const redq__replay *r, long long added, long long pending, rqd_err *err)
+{
     if (r->n > 1 && added + pending > r->seen)
         return rqd_err_set(err, RQD_EINVAL, "", "replay counters are inconsistent (%lld rows "
                            "added and %lld pending, but %lld transitions seen)", added,
                            pending, r->seen);
+    return RQD_OK;
+}
+
+int redq__replay_load(redq__replay *r, const unsigned char **p, const unsigned char *end,
+                      rqd_err *err)
+{
+    long long added, len, pending = 0;
+    int rc;
+
+    if (redq__get_i64(p, end, &added) || redq__get_i64(p, end, &len))
+        return rqd_err_set(err, RQD_EINVAL, "", "replay buffer is truncated");
+    /* len = min(added, buffer_size), as push_row keeps it. */
+    if (added < 0 || added > RQD_MAX_COUNTER ||
+        len != (added < r->capacity ? added : r->capacity))
+        return rqd_err_set(err, RQD_EINVAL, "", "replay buffer header is inconsistent (%lld "
+                           "rows of %lld added, buffer_size %lld)", len, added, r->capacity);
+    if ((size_t)(end - *p) / sizeof(float) / (size_t)r->row < (size_t)len)
+        return rqd_err_set(err, RQD_EINVAL, "", "replay buffer is truncated");
+    /* Re-push in storage order from position 0, then set the ring position. */
+    r->added = 0;
+    r->len = 0;
+    for (long long i = 0; i < len; i++) {
+        float tmp[2 * RQD_MAX_OBS_DIM + RQD_MAX_ACT_DIM + 2]; /* the blob may be unaligned */
+        memcpy(tmp, *p, sizeof(float) * (size_t)r->row);
+        *p += sizeof(float) * (size_t)r->row;
+        if (!row_ok(r, tmp))
+            return rqd_err_set(err, RQD_EINVAL, "", "replay row %lld holds a non-finite value "
+                               "or a discount outside [0, 1]", i);
+        if (push_row(r, tmp, tmp + r->S, tmp[r->S + r->A], tmp[r->S + r->A + 1],
+                     tmp + r->S + r->A + 2) < 0)
+            return rqd_err_set(err, RQD_ENOMEM, "", "out of memory loading the replay buffer");
+    }
+    r->added = added;
+    if ((rc = streams_load(r, p, end, &pending, err)) < 0)
+        return rc;
+    return counters_ok(r, added, pending, err);
+}
+
+int redq__replay_head_load(redq__replay *r, const unsigned char **p, const unsigned char *end,
+                           rqd_err *err)
+{
+    redq__replay t; /* loaded apart, so that a failure leaves r as it was */
+    long long added, pending = 0;
+    int rc;
+
+    if (r->added != 0 || r->seen != 0 || r->n_streams != 0)
+        return rqd_err_set(err, RQD_ECONFLICT, "", "a replay head loads only into an empty "
+                           "replay buffer");
+    if (redq__get_i64(p, end, &added) || added < 0 || added > RQD_MAX_COUNTER)
+        return rqd_err_set(err, RQD_EINVAL, "", "replay head is truncated or its row count "
+                           "is out of range");
+    if (redq__replay_init(&t, r->S, r->A, r->n, r->gamma, r->capacity) < 0)
+        return rqd_err_set(err, RQD_ENOMEM, "", "out of memory loading a replay head");
+    if ((rc = streams_load(&t, p, end, &pending, err)) == RQD_OK &&
+        (rc = counters_ok(&t, added, pending, err)) == RQD_OK && *p != end)
+        rc = rqd_err_set(err, RQD_EINVAL, "", "replay head has %zu unexpected trailing bytes",
+                         (size_t)(end - *p));
+    if (rc == RQD_OK) {
+        /* Every chunk: the rows to come go to every position of the ring. */
+        long long chunks = (t.capacity + REDQ_REPLAY_CHUNK - 1) / REDQ_REPLAY_CHUNK;
+        while (added > 0 && rc == RQD_OK && t.n_chunks < chunks)
+            if (add_chunk(&t) < 0)
+                rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory loading a replay head");
+    }
+    if (rc < 0) {
+        redq__replay_free(&t);
+        return rc;
+    }
+    t.added = added;
+    t.missing = added > 0 ? t.capacity : 0;
+    redq__replay_free(r);
+    *r = t;
     return RQD_OK;
 }

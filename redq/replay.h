@@ -9,6 +9,17 @@
  *
  * With n > 1 each env stream keeps its last < n raw transitions until they can be
  * assembled; a stream whose episode ended is flushed and forgotten.
+ *
+ * HEADS
+ * -----
+ * The assembly is deterministic given `added`, `seen` and the streams: a "head" is that
+ * state without the ring's rows (redq__replay_head_save). Loaded into an empty replay,
+ * then fed the raw transitions that followed it, it regenerates the ring bit for bit,
+ * provided at least `capacity` rows are assembled after it (every ring position is then
+ * written again). Until then the ring is incomplete (`missing` > 0): len stays 0, so
+ * nothing samples, saves or reports rows that are not there. The daemon keeps a head
+ * every so often and deletes the stored transitions before the newest head old enough
+ * (daemon/prune.c), so a restart replays about buffer_size transitions, not a history.
  */
 #ifndef REDQ_REPLAY_H
 #define REDQ_REPLAY_H
@@ -43,6 +54,8 @@ typedef struct {
     redq__stream *spare;
     redq__stream **spare_tab[32];
     long long seen;       /* transitions given to streams, for least-recently-used order */
+    long long missing;    /* rows to write after a head was loaded before the ring is whole
+                             (HEADS above); len is 0 while it is > 0 */
 } redq__replay;
 
 int redq__replay_init(redq__replay *r, int S, int A, int n, double gamma, long long capacity);
@@ -71,9 +84,21 @@ static inline float *redq__replay_row(const redq__replay *r, long long i)
 /* Bytes held by rows and pending queues. */
 size_t redq__replay_bytes(const redq__replay *r);
 
-/* Serialisation: appended to out / read from *p (advanced), bounds-checked. */
+/* Serialisation: appended to out / read from *p (advanced), bounds-checked. Streams are
+ * written oldest first (by `last`), so equal replays save to equal bytes. A replay whose
+ * ring is incomplete (missing > 0) cannot be saved: RQD_ECONFLICT. */
 int redq__replay_save(const redq__replay *r, rqd_buf *out);
 int redq__replay_load(redq__replay *r, const unsigned char **p, const unsigned char *end,
                       rqd_err *err);
+
+/* The head (HEADS above): i64 added, then the streams part of redq__replay_save. */
+int redq__replay_head_save(const redq__replay *r, rqd_buf *out);
+/* Into a replay that is empty (nothing added or seen: RQD_ECONFLICT otherwise), from
+ * exactly the bytes [*p, end) (trailing bytes are RQD_EINVAL). With
+ * added > 0 the ring's rows are missing until `capacity` more have been written, and
+ * every chunk is allocated now, since those rows go to every position. On failure r is
+ * left empty (as initialised). */
+int redq__replay_head_load(redq__replay *r, const unsigned char **p, const unsigned char *end,
+                           rqd_err *err);
 
 #endif

@@ -1,9 +1,17 @@
 /* tests/unit/test_replay.c: n-step returns by hand (REDQ.md "n-step returns"), with
  * termination (no bootstrap), truncation (bootstrap) and separate env streams; the ring
  * and its growth with the data. Observations carry the step index so rows can be told
- * apart (S = 1, A = 1). */
+ * apart (S = 1, A = 1).
+ *
+ * Heads (replay.h HEADS): a head taken after h transitions, loaded into an empty replay
+ * and fed the transitions after h, gives the same ring, streams and `seen` as never
+ * stopping (the saved bytes are equal), with n-step streams, ends and several env ids;
+ * a learner resumed so trains to the same bits; an incomplete ring is never read; and a
+ * damaged head changes nothing. */
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
+#include <zlib.h>
 
 #include "suites.h"
 
@@ -139,6 +147,252 @@ START_TEST(idle_streams_give_way_when_the_table_is_full)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ heads */
+
+/* Transition i of a fixed sequence: four env streams (one the default), episodes that
+ * end by termination or truncation now and then, values that tell the rows apart. */
+static void seq_transition(int i, float *obs, float *act, float *rew, float *next, int *term,
+                           int *trunc, const char **id)
+{
+    static const char *const ids[4] = {"a", NULL, "b", "c"};
+    uint32_t h = (uint32_t)i * 2654435761u;
+    obs[0] = (float)i;
+    obs[1] = (float)(h % 1000) * 0.001f;
+    act[0] = (float)((h >> 10) % 200) * 0.01f - 1.0f;
+    *rew = (float)((h >> 3) % 97) * 0.1f - 4.0f;
+    next[0] = (float)i + 0.5f;
+    next[1] = obs[1] * 0.5f;
+    *term = (h >> 17) % 23 == 0;
+    *trunc = !*term && (h >> 19) % 29 == 0;
+    *id = ids[(h >> 7) % 4];
+}
+
+static void feed(redq__replay *r, int from, int to)
+{
+    rqd_err err = {0};
+    for (int i = from; i < to; i++) {
+        float obs[2], act[1], rew, next[2];
+        int term, trunc;
+        const char *id;
+        seq_transition(i, obs, act, &rew, next, &term, &trunc, &id);
+        ck_assert_msg(redq__replay_add(r, obs, act, rew, next, term, trunc, id, &err) == 0,
+                      "add %d: %s", i, err.msg);
+    }
+}
+
+/* r's complete saved bytes into b (rows and streams). */
+static void replay_bytes(const redq__replay *r, rqd_buf *b)
+{
+    rqd_buf_init(b, 0);
+    ck_assert_int_eq(redq__replay_save(r, b), 0);
+}
+
+/* For n = 1 and 3 (the loop index picks), heads taken at several points and resumed. */
+START_TEST(head_resumes_the_same_ring_streams_and_seen)
+{
+    enum { CAP = 50, T = 400 };
+    const int n = _i == 0 ? 1 : 3;
+    const int at[] = {0, 1, 2, 7, 49, 50, 51, 150, 333, 349, 350, 351, 399};
+    redq__replay ref;
+    rqd_buf want;
+    rqd_err err = {0};
+
+    ck_assert_int_eq(redq__replay_init(&ref, 2, 1, n, 0.9, CAP), 0);
+    feed(&ref, 0, T);
+    replay_bytes(&ref, &want);
+    ck_assert(n == 1 || ref.n_streams > 0); /* the test reaches pending n-step queues */
+    for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+        redq__replay src, dst;
+        rqd_buf head, got;
+        ck_assert_int_eq(redq__replay_init(&src, 2, 1, n, 0.9, CAP), 0);
+        ck_assert_int_eq(redq__replay_init(&dst, 2, 1, n, 0.9, CAP), 0);
+        feed(&src, 0, at[k]);
+        long long added_at = src.added;
+        rqd_buf_init(&head, 0);
+        ck_assert_int_eq(redq__replay_head_save(&src, &head), 0);
+        const unsigned char *p = head.data;
+        ck_assert_msg(redq__replay_head_load(&dst, &p, head.data + head.len, &err) == 0,
+                      "head at %d: %s", at[k], err.msg);
+        ck_assert_int_eq(dst.added, added_at);
+        ck_assert_int_eq(dst.seen, src.seen);
+        ck_assert_int_eq(dst.n_streams, src.n_streams);
+        ck_assert_int_eq(dst.len, 0);
+        feed(&dst, at[k], T);
+        ck_assert_int_eq(dst.added, ref.added);
+        ck_assert_int_eq(dst.seen, ref.seen);
+        if (added_at == 0 || ref.added - added_at >= CAP) {
+            /* Every position was written again (or none was ever lost). */
+            ck_assert_int_eq(dst.missing, 0);
+            ck_assert_int_eq(dst.len, ref.len);
+            replay_bytes(&dst, &got);
+            ck_assert_msg(got.len == want.len && memcmp(got.data, want.data, got.len) == 0,
+                          "n %d, head after %d transitions: the resumed replay differs", n,
+                          at[k]);
+            rqd_buf_free(&got);
+        } else {
+            /* Rows from before the head are still in the live ring: never read here. */
+            ck_assert_int_eq(dst.missing, CAP - (ref.added - added_at));
+            ck_assert_int_eq(dst.len, 0);
+            rqd_buf_init(&got, 0);
+            ck_assert_int_eq(redq__replay_save(&dst, &got), RQD_ECONFLICT);
+            rqd_buf_free(&got);
+        }
+        rqd_buf_free(&head);
+        redq__replay_free(&src);
+        redq__replay_free(&dst);
+    }
+    rqd_buf_free(&want);
+    redq__replay_free(&ref);
+}
+END_TEST
+
+/* The learner's transition i (obs_dim 2, act_dim 1) of the same sequence. */
+static void agent_feed(redq_agent *a, int from, int to)
+{
+    rqd_err err = {0};
+    for (int i = from; i < to; i++) {
+        float obs[2], act[1], rew, next[2];
+        int term, trunc;
+        const char *id;
+        seq_transition(i, obs, act, &rew, next, &term, &trunc, &id);
+        redq_transition t = {obs, act, rew, next, term, trunc, id};
+        ck_assert_msg(redq_agent_add(a, &t, 1, &err) == 0, "add %d: %s", i, err.msg);
+    }
+}
+
+/* A learner given a head and the transitions after it, then trained, has the same bits
+ * as one that saw everything: the same batches were drawn from the same ring. */
+START_TEST(head_resumed_learner_trains_bit_identically)
+{
+    enum { T = 300, H = 170 };
+    redq_config c = test_config(1);
+    c.buffer_size = 100;
+    c.estimation_step = _i == 0 ? 1 : 3;
+    redq_agent *ref = test_agent(&c, 2, 1), *src = test_agent(&c, 2, 1);
+    redq_agent *dst = test_agent(&c, 2, 1);
+    redq_stats st;
+    rqd_err err = {0};
+    rqd_buf head, b1, b2;
+    long long added = -1;
+
+    agent_feed(ref, 0, T);
+    agent_feed(src, 0, H);
+    rqd_buf_init(&head, 0);
+    ck_assert_int_eq(redq_agent_head_save(src, &head, &added, &err), 0);
+    redq_info info;
+    redq_agent_info(src, &info);
+    ck_assert_int_eq(added, info.buffer_added);
+    ck_assert_msg(redq_agent_head_load(dst, head.data, head.len, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(redq_agent_set_env_steps(dst, H), 0);
+    agent_feed(dst, H, T);
+    redq_agent_info(dst, &info);
+    ck_assert_int_eq(info.buffer_missing, 0);
+    ck_assert_int_eq(info.buffer_len, 100);
+    ck_assert_int_eq(info.env_steps, T);
+    ck_assert_int_eq(redq_agent_update(ref, 9, NULL, &st, &err), 0);
+    ck_assert_int_eq(redq_agent_update(dst, 9, NULL, &st, &err), 0);
+    test_save(ref, 1, &b1);
+    test_save(dst, 1, &b2);
+    ck_assert_msg(b1.len == b2.len && memcmp(b1.data, b2.data, b1.len) == 0,
+                  "estimation_step %d: the resumed learner differs", c.estimation_step);
+    rqd_buf_free(&b1);
+    rqd_buf_free(&b2);
+    rqd_buf_free(&head);
+    redq_agent_free(ref);
+    redq_agent_free(src);
+    redq_agent_free(dst);
+}
+END_TEST
+
+START_TEST(incomplete_ring_is_never_read)
+{
+    redq_config c = test_config(1);
+    c.buffer_size = 64;
+    c.batch_size = 4;
+    redq_agent *src = test_agent(&c, 2, 1), *dst = test_agent(&c, 2, 1);
+    redq_stats st;
+    rqd_err err = {0};
+    rqd_buf head, out;
+    long long added;
+
+    agent_feed(src, 0, 100);
+    rqd_buf_init(&head, 0);
+    ck_assert_int_eq(redq_agent_head_save(src, &head, &added, &err), 0);
+    ck_assert_int_eq(redq_agent_head_load(dst, head.data, head.len, &err), 0);
+    agent_feed(dst, 100, 163); /* one row short of the ring */
+    redq_info info;
+    redq_agent_info(dst, &info);
+    ck_assert_int_eq(info.buffer_len, 0);
+    ck_assert_int_eq(info.buffer_missing, 1);
+    ck_assert_int_eq(redq_agent_update(dst, 1, NULL, &st, &err), RQD_ECONFLICT);
+    rqd_buf_init(&out, 0);
+    ck_assert_int_eq(redq_agent_save(dst, 1, &out, &err), RQD_ECONFLICT);
+    ck_assert_uint_eq(out.len, 0);
+    ck_assert_int_eq(redq_agent_save(dst, 0, &out, &err), 0); /* the learner alone: fine */
+    agent_feed(dst, 163, 164);
+    redq_agent_info(dst, &info);
+    ck_assert_int_eq(info.buffer_len, 64);
+    ck_assert_int_eq(info.buffer_missing, 0);
+    ck_assert_int_eq(redq_agent_update(dst, 1, NULL, &st, &err), 0);
+    rqd_buf_free(&out);
+    rqd_buf_free(&head);
+    redq_agent_free(src);
+    redq_agent_free(dst);
+}
+END_TEST
+
+/* A bad head (any prefix, a flipped byte, another learner's, trailing bytes, a learner
+ * that already holds data) is refused and the learner is as it was. */
+START_TEST(bad_heads_are_refused_and_change_nothing)
+{
+    redq_config c = test_config(1);
+    c.buffer_size = 64;
+    c.estimation_step = 3;
+    redq_agent *src = test_agent(&c, 2, 1), *dst = test_agent(&c, 2, 1);
+    rqd_err err = {0};
+    rqd_buf head;
+    long long added;
+    redq_info info;
+
+    agent_feed(src, 0, 90);
+    rqd_buf_init(&head, 0);
+    ck_assert_int_eq(redq_agent_head_save(src, &head, &added, &err), 0);
+    for (size_t n = 0; n < head.len; n++)
+        ck_assert_int_eq(redq_agent_head_load(dst, head.data, n, &err), RQD_EINVAL);
+    for (size_t i = 0; i < head.len; i += 7) {
+        head.data[i] ^= 0x20;
+        ck_assert_int_eq(redq_agent_head_load(dst, head.data, head.len, &err), RQD_EINVAL);
+        head.data[i] ^= 0x20;
+    }
+    redq_agent_info(dst, &info);
+    ck_assert_int_eq(info.buffer_added, 0);
+    ck_assert_int_eq(dst->replay.n_streams, 0);
+    /* Another learner's shape. */
+    redq_config other = c;
+    other.buffer_size = 65;
+    redq_agent *o = test_agent(&other, 2, 1);
+    ck_assert_int_eq(redq_agent_head_load(o, head.data, head.len, &err), RQD_EINVAL);
+    redq_agent_free(o);
+    /* Trailing bytes behind a valid checksum: cut the CRC, add a byte, sign again. */
+    rqd_buf longer;
+    rqd_buf_init(&longer, 0);
+    ck_assert_int_eq(rqd_buf_append(&longer, head.data, head.len - 4), 0);
+    ck_assert_int_eq(rqd_buf_append(&longer, "x", 1), 0);
+    uint32_t crc = (uint32_t)crc32(0L, longer.data, (uInt)longer.len);
+    ck_assert_int_eq(rqd_buf_append(&longer, &crc, 4), 0);
+    ck_assert_int_eq(redq_agent_head_load(dst, longer.data, longer.len, &err), RQD_EINVAL);
+    redq_agent_info(dst, &info);
+    ck_assert_int_eq(info.buffer_added, 0);
+    rqd_buf_free(&longer);
+    /* A learner that holds data already. */
+    agent_feed(dst, 0, 1);
+    ck_assert_int_eq(redq_agent_head_load(dst, head.data, head.len, &err), RQD_ECONFLICT);
+    rqd_buf_free(&head);
+    redq_agent_free(src);
+    redq_agent_free(dst);
+}
+END_TEST
+
 Suite *suite_replay(void)
 {
     Suite *s = suite_create("replay");
@@ -149,6 +403,12 @@ Suite *suite_replay(void)
     tcase_add_test(tc, env_streams_do_not_mix);
     tcase_add_test(tc, ring_overwrites_the_oldest_and_grows_with_data);
     tcase_add_test(tc, idle_streams_give_way_when_the_table_is_full);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("heads");
+    tcase_add_loop_test(tc, head_resumes_the_same_ring_streams_and_seen, 0, 2);
+    tcase_add_loop_test(tc, head_resumed_learner_trains_bit_identically, 0, 2);
+    tcase_add_test(tc, incomplete_ring_is_never_read);
+    tcase_add_test(tc, bad_heads_are_refused_and_change_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
