@@ -389,6 +389,9 @@ int redq_agent_set_config(redq_agent *a, const redq_config *cfg, rqd_err *err)
     fixed.critic_lr = a->cfg.critic_lr;
     fixed.alpha_lr = a->cfg.alpha_lr;
     fixed.lr_total_updates = a->cfg.lr_total_updates;
+    fixed.history_keep_rows = a->cfg.history_keep_rows;
+    fixed.history_keep_days = a->cfg.history_keep_days;
+    fixed.history_thin = a->cfg.history_thin;
     if (memcmp(&fixed, &a->cfg, sizeof fixed) != 0)
         return rqd_err_set(err, RQD_EINVAL, "config", "only the settings PATCH may change can differ");
     /* Field by field: an act may be reading the two it uses, atomically. */
@@ -401,6 +404,9 @@ int redq_agent_set_config(redq_agent *a, const redq_config *cfg, rqd_err *err)
     a->cfg.critic_lr = cfg->critic_lr;
     a->cfg.alpha_lr = cfg->alpha_lr;
     a->cfg.lr_total_updates = cfg->lr_total_updates;
+    a->cfg.history_keep_rows = cfg->history_keep_rows;
+    a->cfg.history_keep_days = cfg->history_keep_days;
+    a->cfg.history_thin = cfg->history_thin;
     __atomic_store(&a->cfg.noise_sigma, &cfg->noise_sigma, __ATOMIC_RELAXED);
     __atomic_store_n(&a->cfg.deterministic_eval, cfg->deterministic_eval, __ATOMIC_RELAXED);
     return RQD_OK;

@@ -28,6 +28,8 @@ enum {
     T_SCHED,    /* null | {"type": "linear", "total_updates": K} */
     T_TRAINING, /* "async" | "sync" | "manual" | "paused" */
     T_SEED,     /* integer in [0, 2^53) */
+    T_OPT_LL,   /* null (stored as 0) | long long field */
+    T_OPT_NUM,  /* null (stored as 0) | double field */
 };
 
 /* Bounds: value must satisfy lo (<, or <= when lo_incl) value (<, <=) hi. */
@@ -71,6 +73,9 @@ static const setting settings[] = {
     {"checkpoint_every",    T_LL,       OFF(checkpoint_every),    0, BIG, 1, 0, 1},
     {"keep_checkpoints",    T_INT,      OFF(keep_checkpoints),    1, 1e6, 1, 1, 1},
     {"max_pending_updates", T_NUM,      OFF(max_pending_updates), 1, 1e12, 1, 1, 1},
+    {"history_keep_rows",   T_OPT_LL,   OFF(history_keep_rows),   1, BIG, 1, 0, 1},
+    {"history_keep_days",   T_OPT_NUM,  OFF(history_keep_days),   0, 1e6, 0, 1, 1},
+    {"history_thin",        T_INT,      OFF(history_thin),        0, 1e6, 1, 1, 1},
     {"seed",                T_SEED,     OFF(seed),                0, BIG, 1, 0, 0},
     {NULL, 0, 0, 0, 0, 0, 0, 0},
 };
@@ -108,6 +113,9 @@ void redq_config_default(redq_config *c, int act_dim)
     c->checkpoint_every = 10000;
     c->keep_checkpoints = 5;
     c->max_pending_updates = 100000;
+    c->history_keep_rows = 0; /* null: keep everything */
+    c->history_keep_days = 0;
+    c->history_thin = 10;
     c->seed = 0;
 }
 
@@ -189,7 +197,22 @@ static int apply(const setting *s, const cJSON *item, const char *field, redq_co
     double v = 0;
     int rc;
 
+    if ((s->type == T_OPT_LL || s->type == T_OPT_NUM) && cJSON_IsNull(item)) {
+        if (s->type == T_OPT_LL)
+            *(long long *)base = 0;
+        else
+            *(double *)base = 0;
+        return RQD_OK;
+    }
     switch (s->type) {
+    case T_OPT_NUM:
+        if ((rc = get_number(item, field, &v, err)) < 0)
+            return rc;
+        if (!in_range(s, v))
+            return range_error(err, field, s);
+        *(double *)base = v;
+        return RQD_OK;
+    case T_OPT_LL:
     case T_INT:
     case T_LL:
     case T_SEED:
@@ -199,7 +222,7 @@ static int apply(const setting *s, const cJSON *item, const char *field, redq_co
             return range_error(err, field, s);
         if (s->type == T_INT)
             *(int *)base = (int)v;
-        else if (s->type == T_LL)
+        else if (s->type == T_LL || s->type == T_OPT_LL)
             *(long long *)base = (long long)v;
         else
             *(uint64_t *)base = (uint64_t)v;
@@ -363,6 +386,8 @@ int redq_config_validate(const redq_config *c, rqd_err *err)
         case T_NOISE: if (c->noise_sigma < 0) continue; v = c->noise_sigma; break;
         case T_SCHED: if (c->lr_total_updates == 0) continue; v = (double)c->lr_total_updates; break;
         case T_TRAINING: if (c->training < 0 || c->training > 3) return range_error(err, field, s); continue;
+        case T_OPT_LL: if (*(const long long *)base == 0) continue; v = (double)*(const long long *)base; break;
+        case T_OPT_NUM: if (*(const double *)base == 0) continue; v = *(const double *)base; break;
         default: continue;
         }
         if (!isfinite(v) || !in_range(s, v))
@@ -468,6 +493,13 @@ cJSON *redq_config_to_json(const redq_config *c)
     ok = ok && rqd_json_add_int(o, "checkpoint_every", c->checkpoint_every);
     ok = ok && rqd_json_add_int(o, "keep_checkpoints", c->keep_checkpoints);
     ok = ok && rqd_json_add_number(o, "max_pending_updates", c->max_pending_updates);
+    ok = ok && (c->history_keep_rows > 0
+                    ? rqd_json_add_int(o, "history_keep_rows", c->history_keep_rows) != NULL
+                    : cJSON_AddNullToObject(o, "history_keep_rows") != NULL);
+    ok = ok && (c->history_keep_days > 0
+                    ? cJSON_AddNumberToObject(o, "history_keep_days", c->history_keep_days) != NULL
+                    : cJSON_AddNullToObject(o, "history_keep_days") != NULL);
+    ok = ok && rqd_json_add_int(o, "history_thin", c->history_thin);
     ok = ok && rqd_json_add_int(o, "seed", (long long)c->seed);
     if (!ok) {
         cJSON_Delete(o);

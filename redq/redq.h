@@ -60,6 +60,13 @@ typedef struct redq_config {
     long long checkpoint_every;        /* used by the daemon; 0 = never */
     int keep_checkpoints;              /* used by the daemon, >= 1 */
     double max_pending_updates;        /* used by the daemon */
+    /* History retention, used by the daemon (daemon/prune.c): a stats, episode or
+     * evaluation row is past the window when it is older than both limits that are set
+     * (none set: every row is kept). Past it, stats and evaluation rows are thinned to
+     * every history_thin-th (0 drops them all, 1 keeps them all); ended episodes go. */
+    long long history_keep_rows;       /* history_keep_rows: the newest K per table; 0 = null */
+    double history_keep_days;          /* history_keep_days: rows of the last D days; 0 = null */
+    int history_thin;                  /* history_thin, >= 0 */
     uint64_t seed;                     /* [0, 2^53) */
 } redq_config;
 

@@ -36,6 +36,9 @@ DEFAULTS = {
     "checkpoint_every": 10000,
     "keep_checkpoints": 5,
     "max_pending_updates": 100000,
+    "history_keep_rows": None,
+    "history_keep_days": None,
+    "history_thin": 10,
     "seed": 0,
 }
 STATE_KEYS = ("env_steps", "updates", "actor_updates", "buffer_len", "pending_updates", "alpha",

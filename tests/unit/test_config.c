@@ -33,6 +33,13 @@ START_TEST(defaults_are_api_md)
     ck_assert(c.batch_size == 256 && c.buffer_size == 1000000 && c.start_timesteps == 5000);
     ck_assert(c.training == REDQ_TRAIN_ASYNC && c.checkpoint_every == 10000);
     ck_assert(c.keep_checkpoints == 5 && c.max_pending_updates == 100000 && c.seed == 0);
+    /* History is kept whole by default; thinning to every 10th once a window is set. */
+    ck_assert(c.history_keep_rows == 0 && c.history_keep_days == 0 && c.history_thin == 10);
+    cJSON *o = redq_config_to_json(&c);
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(o, "history_keep_rows")));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(o, "history_keep_days")));
+    ck_assert_int_eq(cJSON_GetObjectItem(o, "history_thin")->valueint, 10);
+    cJSON_Delete(o);
 }
 END_TEST
 
@@ -44,11 +51,14 @@ START_TEST(json_round_trip)
                      "\"exploration_noise\":{\"type\":\"gaussian\",\"sigma\":0.1},"
                      "\"lr_scheduler\":{\"type\":\"linear\",\"total_updates\":1000},"
                      "\"action_bound_method\":null,\"training\":\"manual\",\"seed\":7,"
-                     "\"update_per_step\":0.5}";
+                     "\"update_per_step\":0.5,\"history_keep_rows\":100000,"
+                     "\"history_keep_days\":0.25,\"history_thin\":0}";
     ck_assert_int_eq(parse(in, 2, &c, &err), 0);
     ck_assert(c.alpha_auto && c.target_mode == REDQ_TARGET_MEAN && c.noise_sigma == 0.1);
     ck_assert(c.lr_total_updates == 1000 && !c.bound_clip && c.training == REDQ_TRAIN_MANUAL);
     ck_assert(c.n_hidden == 3 && c.hidden[2] == 16 && c.update_per_step == 0.5 && c.seed == 7);
+    ck_assert(c.history_keep_rows == 100000 && c.history_keep_days == 0.25 &&
+              c.history_thin == 0);
     cJSON *o = redq_config_to_json(&c);
     ck_assert_int_eq(redq_config_from_json(o, 2, &d, &err), 0);
     ck_assert(memcmp(&c, &d, sizeof c) == 0);
@@ -106,6 +116,13 @@ static const struct {
     {"{\"gamma\":0.9,\"gamma\":0.8}", "config.gamma"},
     {"{\"gamma\":null}", "config.gamma"},
     {"[1,2]", "config"},
+    {"{\"history_keep_rows\":0}", "config.history_keep_rows"},
+    {"{\"history_keep_rows\":2.5}", "config.history_keep_rows"},
+    {"{\"history_keep_rows\":\"all\"}", "config.history_keep_rows"},
+    {"{\"history_keep_days\":0}", "config.history_keep_days"},
+    {"{\"history_keep_days\":-1}", "config.history_keep_days"},
+    {"{\"history_thin\":-1}", "config.history_thin"},
+    {"{\"history_thin\":null}", "config.history_thin"},
 };
 
 START_TEST(bad_values_name_their_field)
@@ -145,6 +162,16 @@ START_TEST(patch_changes_only_mutable_settings)
     ck_assert_str_eq(err.field, "max_pending_updates");
     cJSON_Delete(cross2);
     ck_assert(memcmp(&c, &mid, sizeof c) == 0);
+    /* Retention may change while the agent runs, and null sets it back to "keep all". */
+    cJSON *ret = cJSON_Parse("{\"history_keep_rows\":500,\"history_keep_days\":7,"
+                             "\"history_thin\":3}");
+    ck_assert_int_eq(redq_config_patch(ret, "", &c, &err), 0);
+    ck_assert(c.history_keep_rows == 500 && c.history_keep_days == 7 && c.history_thin == 3);
+    cJSON_Delete(ret);
+    cJSON *back = cJSON_Parse("{\"history_keep_rows\":null,\"history_keep_days\":null}");
+    ck_assert_int_eq(redq_config_patch(back, "", &c, &err), 0);
+    ck_assert(c.history_keep_rows == 0 && c.history_keep_days == 0 && c.history_thin == 3);
+    cJSON_Delete(back);
     (void)before;
 }
 END_TEST
