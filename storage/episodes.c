@@ -31,8 +31,14 @@ static const char SQL_ONE[] = SQL_COLUMNS " AND id = ?2";
 /* Explore episodes that ended (not abandoned): how many, and the newest one's return. */
 #define ENDED_EXPLORE " FROM episodes WHERE agent = ?1 AND ended_at IS NOT NULL AND mode = 0" \
                       " AND abandoned = 0"
+/* Those retention deleted (storage/history.c) count too, and the newest of them stands
+ * in for the last return when it ended after every episode left. */
 static const char SQL_ENDED[] =
-    "SELECT count(*), (SELECT ret" ENDED_EXPLORE " ORDER BY ended_at DESC, seq DESC LIMIT 1)"
+    "SELECT count(*) + coalesce((SELECT episodes_dropped FROM history WHERE agent = ?1), 0),"
+    " (SELECT ret FROM (SELECT ret, ended_at, 1 AS k, seq" ENDED_EXPLORE
+    "  UNION ALL SELECT last_return, last_ended_at, 0, 0 FROM history"
+    "  WHERE agent = ?1 AND last_ended_at IS NOT NULL)"
+    "  ORDER BY ended_at DESC, k DESC, seq DESC LIMIT 1)"
     ENDED_EXPLORE;
 
 int store_episode_put(store *s, int64_t agent, const store_episode_row *e, int obs_dim,

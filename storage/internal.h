@@ -17,9 +17,9 @@
  * (or tables but no id) belongs to some other program and is refused, never migrated. */
 #define STORE__APPLICATION_ID 0x72716464
 
-/* Distinct cached statements per connection. storage/ has about 40; the cache refuses
+/* Distinct cached statements per connection. storage/ has about 70; the cache refuses
  * (RQD_EINTERNAL) rather than grows, so a new statement past it is noticed in tests. */
-#define STORE__MAX_STMTS 64
+#define STORE__MAX_STMTS 96
 
 /* Largest checkpoint_parts row. A checkpoint's state is cut into parts because SQLite
  * refuses a value over SQLITE_MAX_LENGTH (1e9 bytes by default; at most 2^31 - 1), and a

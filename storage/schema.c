@@ -17,6 +17,20 @@
  * switched inside the migration's transaction, and dropping the old table with it on
  * would delete every agent's rows. The counter is one row and one UPDATE per create.
  *
+ * Version 4 (issue 10): the stored buffer is a ring too. replay_heads holds redq's replay
+ * heads (the n-step assembler's state without rows) with the env_steps they belong to;
+ * the base one is what a restart rebuilds the buffer from, and the transitions up to it
+ * are deleted in the background (daemon/prune.c). batches gains each id's post order and
+ * time, so that ids are kept for a bounded window (API.md) and deleted oldest first; it is
+ * rebuilt (nothing references it, unlike agents) with the existing ids numbered in key
+ * order and timed now, which keeps them at least the window's 24 hours. history holds,
+ * per agent, where retention (history_keep_rows, history_keep_days) has got to in stats,
+ * evaluations and episodes, the rows counted past that point (kept by triggers, so that
+ * "the newest K" costs no count(*)), and the ended episodes deleted, which
+ * state.episodes still counts. New files are created with auto_vacuum = INCREMENTAL
+ * (db.c): an existing file keeps its mode, since switching needs a VACUUM (a rewrite of
+ * the whole file at start); docs/operations.md gives the offline command.
+ *
  * Every per-agent table references agents(id) ON DELETE CASCADE, so deleting an agent is
  * one DELETE (foreign_keys=ON is set by store_open). Every child table's primary key (or
  * index) starts with agent, which the cascade needs to find the rows without a scan.
@@ -153,6 +167,53 @@ static const migration migrations[STORE_SCHEMA_VERSION] = {
      "  lengths BLOB"                       /* n int64, or NULL */
      ");"
      "CREATE INDEX evaluations_by_agent ON evaluations (agent, row);",
+     NULL},
+    /* 3 -> 4: replay heads, batch ids with a window, history retention (issue 10). */
+    {"CREATE TABLE replay_heads ("
+     "  agent INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,"
+     "  seq INTEGER NOT NULL,"              /* the agent's env_steps when it was taken */
+     "  added INTEGER NOT NULL,"            /* rows its learner had assembled by then */
+     "  base INTEGER NOT NULL DEFAULT 0,"   /* 1: restarts rebuild from it */
+     "  state BLOB NOT NULL,"               /* redq_agent_head_save */
+     "  PRIMARY KEY (agent, seq)"
+     ");"
+     "CREATE TABLE batches_v4 ("
+     "  agent INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,"
+     "  batch_id TEXT NOT NULL,"
+     "  answer TEXT NOT NULL,"
+     "  ord INTEGER NOT NULL,"              /* per-agent post order: 1, 2, ... */
+     "  created INTEGER NOT NULL,"          /* Unix seconds */
+     "  PRIMARY KEY (agent, batch_id)"
+     ") WITHOUT ROWID;"
+     "INSERT INTO batches_v4 (agent, batch_id, answer, ord, created)"
+     "  SELECT agent, batch_id, answer,"
+     "         row_number() OVER (PARTITION BY agent ORDER BY batch_id),"
+     "         CAST(strftime('%s', 'now') AS INTEGER) FROM batches;"
+     "DROP TABLE batches;"
+     "ALTER TABLE batches_v4 RENAME TO batches;"
+     "CREATE INDEX batches_by_ord ON batches (agent, ord);"
+     "CREATE TABLE history ("
+     "  agent INTEGER PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,"
+     "  stats_rows INTEGER NOT NULL DEFAULT 0,"  /* stats rows with row > stats_mark */
+     "  stats_mark INTEGER NOT NULL DEFAULT 0,"  /* rows up to it are past the window: thinned */
+     "  evals_rows INTEGER NOT NULL DEFAULT 0,"  /* the same for evaluations */
+     "  evals_mark INTEGER NOT NULL DEFAULT 0,"
+     "  episodes_mark INTEGER NOT NULL DEFAULT 0," /* seq up to which ended ones are gone */
+     "  episodes_dropped INTEGER NOT NULL DEFAULT 0," /* ended explore episodes deleted */
+     "  last_return REAL,"                  /* the newest of them (by ended_at) */
+     "  last_ended_at TEXT"
+     ");"
+     "INSERT INTO history (agent, stats_rows, evals_rows)"
+     "  SELECT id, (SELECT count(*) FROM stats WHERE agent = agents.id),"
+     "         (SELECT count(*) FROM evaluations WHERE agent = agents.id) FROM agents;"
+     "CREATE TRIGGER stats_counted AFTER INSERT ON stats BEGIN"
+     "  INSERT INTO history (agent, stats_rows) VALUES (NEW.agent, 1)"
+     "  ON CONFLICT (agent) DO UPDATE SET stats_rows = stats_rows + 1;"
+     "END;"
+     "CREATE TRIGGER evaluations_counted AFTER INSERT ON evaluations BEGIN"
+     "  INSERT INTO history (agent, evals_rows) VALUES (NEW.agent, 1)"
+     "  ON CONFLICT (agent) DO UPDATE SET evals_rows = evals_rows + 1;"
+     "END;",
      NULL},
 };
 

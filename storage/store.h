@@ -22,7 +22,7 @@
 
 typedef struct store store;
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 /* ------------------------------------------------------------------ connection */
 
@@ -51,6 +51,18 @@ void store_rollback_to(store *s);                 /* ROLLBACK TO job; RELEASE jo
  * database pages, so the -wal file may hold a little more until a checkpoint.
  * RQD_EINVAL when bytes < 0. */
 int store_set_max_size(store *s, long long bytes, rqd_err *err);
+
+/* The file's pages: size, count, free ones, and whether free pages can be returned to the
+ * file system (auto_vacuum = INCREMENTAL, the mode of files created since schema 4). */
+typedef struct {
+    int64_t page_size, pages, free_pages;
+    int incremental;
+} store_space;
+int store_space_get(store *s, store_space *out, rqd_err *err);
+/* In an incremental file with more than keep free pages: returns up to max_pages of them
+ * to the file system (PRAGMA incremental_vacuum), the file shrinking by as many; *freed
+ * gets how many. A no-op otherwise (SQLite reuses free pages for new rows either way). */
+int store_vacuum_step(store *s, int64_t keep, int64_t max_pages, int64_t *freed, rqd_err *err);
 
 /* PRAGMA integrity_check; RQD_OK when "ok". */
 int store_integrity_check(store *s, rqd_err *err);
@@ -121,6 +133,10 @@ int store_transitions_append(store *s, int64_t agent, int64_t first_seq,
                              rqd_err *err);
 /* Highest seq stored for the agent (0 if none). */
 int store_transitions_max_seq(store *s, int64_t agent, int64_t *out, rqd_err *err);
+/* Deletes the agent's transitions with seq <= upto, the oldest first, at most max_rows of
+ * them (max_rows >= 1); *deleted gets how many: fewer than max_rows means none is left. */
+int store_transitions_delete_upto(store *s, int64_t agent, int64_t upto, int max_rows,
+                                  int *deleted, rqd_err *err);
 /* Calls cb for every transition with seq >= from_seq in ascending seq order; the
  * pointers in *t are valid only during the call. A non-zero return from cb stops the
  * scan and is returned. */
@@ -133,8 +149,65 @@ int store_transitions_scan(store *s, int64_t agent, int64_t from_seq, int obs_di
 /* The stored answer for batch_id (malloc'd JSON text into *answer), or *answer = NULL
  * when the id is unknown. */
 int store_batch_get(store *s, int64_t agent, const char *batch_id, char **answer, rqd_err *err);
+/* Stores the id with its post order (1, 2, ... per agent) and the time (Unix seconds). */
 int store_batch_put(store *s, int64_t agent, const char *batch_id, const char *answer,
                     rqd_err *err);
+/* Deletes the agent's oldest ids that are outside its newest `keep` and were stored
+ * before `before` (Unix seconds), oldest first, at most max_rows; *deleted gets how many
+ * (fewer than max_rows: no other id is past both). */
+int store_batch_prune(store *s, int64_t agent, int64_t keep, int64_t before, int max_rows,
+                      int *deleted, rqd_err *err);
+
+/* ------------------------------------------------------------------ replay heads */
+
+/* A replay head (redq_agent_head_save's bytes; opaque here) is stored with the agent's
+ * env_steps when it was taken (seq) and the rows its learner had assembled (added). The
+ * base head, once one is set, is what a restart rebuilds the replay buffer from: the
+ * transitions up to its seq may be gone. */
+typedef struct {
+    int64_t seq;
+    int64_t added;
+    int base;
+    int64_t bytes;
+} store_head_info;
+
+/* RQD_EEXIST when the agent has a head at seq. */
+int store_head_put(store *s, int64_t agent, int64_t seq, int64_t added, const void *blob,
+                   size_t len, rqd_err *err);
+/* Ascending by seq, without the blobs; *rows malloc'd (NULL when n = 0). */
+int store_head_list(store *s, int64_t agent, store_head_info **rows, int *n, rqd_err *err);
+/* The base head: its metadata, and the blob malloc'd into *blob when blob is not NULL.
+ * RQD_ENOTFOUND when the agent has none. */
+int store_head_base(store *s, int64_t agent, store_head_info *info, void **blob, size_t *len,
+                    rqd_err *err);
+/* Makes the head at seq the base and deletes every head before it, in one call.
+ * RQD_ENOTFOUND when there is no head at seq. */
+int store_head_set_base(store *s, int64_t agent, int64_t seq, rqd_err *err);
+
+/* ------------------------------------------------------------------ history retention */
+
+/* An agent's retention (the history_* settings). A stats, evaluation or episode row is past
+ * the window when it is outside the newest keep_rows of its table and older than
+ * keep_seconds, of those limits that are set; with neither set no row is. */
+typedef struct {
+    int64_t keep_rows;     /* 0: no count limit */
+    double keep_seconds;   /* 0: no age limit */
+    int thin;              /* past the window every thin-th stats and evaluation row stays */
+    double now;            /* Unix seconds */
+} store_retention;
+
+typedef struct {
+    int stats, evaluations, episodes; /* rows deleted */
+    int more;                         /* a table had more than max_rows past the window */
+} store_prune_counts;
+
+/* Applies retention to the agent's stats and evaluations (thinned: of every thin rows past
+ * the window, in row order, the first stays) and ended episodes (deleted; open ones stay),
+ * walking at most max_rows rows of each from where the previous call stopped (stored:
+ * a row is thinned once, whatever the settings later say). The newest episode always
+ * stays. Ended explore episodes deleted still count in store_episode_ended. */
+int store_history_prune(store *s, int64_t agent, const store_retention *r, int max_rows,
+                        store_prune_counts *out, rqd_err *err);
 
 /* ------------------------------------------------------------------ checkpoints */
 
@@ -216,8 +289,8 @@ int store_episode_open(store *s, int64_t agent, int obs_dim, int act_dim,
 /* One episode (*row malloc'd, freed with store_episode_rows_free(*row, 1)); RQD_ENOTFOUND. */
 int store_episode_get(store *s, int64_t agent, const char *id, int obs_dim, int act_dim,
                       store_episode_row **row, rqd_err *err);
-/* Explore episodes that ended (abandoned ones not counted) and the return of the one
- * that ended last (NaN when none). */
+/* Explore episodes that ended (abandoned ones not counted), those retention deleted
+ * included, and the return of the one that ended last (NaN when none). */
 int store_episode_ended(store *s, int64_t agent, int64_t *count, double *last_return,
                         rqd_err *err);
 void store_episode_rows_free(store_episode_row *rows, int n);

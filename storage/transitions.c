@@ -1,5 +1,6 @@
 /* storage/transitions.c: the durable copy of every agent's raw transitions: grouped
- * inserts, the highest seq, and a streaming scan that reloads the replay ring at start.
+ * inserts, the highest seq, a streaming scan that reloads the replay ring at start, and
+ * bounded deletes of the oldest (the daemon's pruning keeps about buffer_size of them).
  *
  * A row's data blob is obs[obs_dim] | action[act_dim] | reward | next_obs[obs_dim] as
  * little-endian float32 (values.c), so the scan hands back exactly the bits appended.
@@ -19,6 +20,12 @@ static const char SQL_MAX_SEQ[] =
 static const char SQL_SCAN[] =
     "SELECT seq, data, terminated, truncated, env_id FROM transitions"
     " WHERE agent = ?1 AND seq >= ?2 ORDER BY seq";
+
+/* The oldest max_rows up to a seq: the subquery bounds the work of one call (one write
+ * transaction holds the writer; daemon/prune.c keeps them short). */
+static const char SQL_DELETE_UPTO[] =
+    "DELETE FROM transitions WHERE agent = ?1 AND seq IN"
+    " (SELECT seq FROM transitions WHERE agent = ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3)";
 
 /* Floats in one row's blob. */
 static size_t row_floats(int obs_dim, int act_dim)
@@ -97,6 +104,29 @@ int store_transitions_max_seq(store *s, int64_t agent, int64_t *out, rqd_err *er
         goto out;
     }
     *out = sqlite3_column_int64(st, 0);
+out:
+    store__done(st);
+    return rc;
+}
+
+int store_transitions_delete_upto(store *s, int64_t agent, int64_t upto, int max_rows,
+                                  int *deleted, rqd_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = RQD_OK, src;
+
+    assert(max_rows >= 1);
+    *deleted = 0;
+    if ((rc = store__stmt(s, SQL_DELETE_UPTO, &st, err)) < 0)
+        goto out;
+    sqlite3_bind_int64(st, 1, agent);
+    sqlite3_bind_int64(st, 2, upto);
+    sqlite3_bind_int(st, 3, max_rows);
+    if ((src = store__step(s, st)) != SQLITE_DONE) {
+        rc = store__fail(s, src, err, "delete transitions");
+        goto out;
+    }
+    *deleted = sqlite3_changes(s->db);
 out:
     store__done(st);
     return rc;

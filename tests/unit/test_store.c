@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../storage/store.h"
@@ -537,6 +538,10 @@ static void fill_agent(store *s, int64_t id)
     ck_assert_int_eq(store_stats_append(s, id, &st, 1, &err), 0);
     ck_assert_int_eq(store_episode_put(s, id, &ep, S, A, &err), 0);
     ck_assert_int_eq(store_batch_put(s, id, "b1", "{\"accepted\":5}", &err), 0);
+    ck_assert_int_eq(store_head_put(s, id, 5, 5, "head", 4, &err), 0);
+    store_eval_row ev = {.env_steps = 5, .n = 1, .time = "2026-01-01T00:00:00.000Z"};
+    double ret = 1.0;
+    ck_assert_int_eq(store_eval_append(s, id, &ev, &ret, NULL, NULL, &err), 0);
 }
 
 static long long rows_of(int64_t id, const char *table)
@@ -550,7 +555,7 @@ static long long rows_of(int64_t id, const char *table)
 START_TEST(agent_delete_removes_every_row_of_it_only)
 {
     static const char *const tables[] = {"transitions", "checkpoints", "stats", "episodes",
-                                         "batches"};
+                                         "batches", "replay_heads", "evaluations", "history"};
     store *s = open_rw();
     rqd_err err = {0};
     int64_t gone = add_agent(s, "gone", S), kept = add_agent(s, "kept", S);
@@ -1540,6 +1545,412 @@ START_TEST(fault_at_commit_and_savepoints)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ the ring (issue 10) */
+
+/* A new file returns the pages a big delete frees; a file made by an older version keeps
+ * its mode (switching needs a VACUUM) and reuses them for new rows instead. */
+START_TEST(new_files_return_freed_pages_old_ones_reuse_them)
+{
+    rqd_err err = {0};
+    store_space sp;
+    int64_t freed = -1;
+
+    for (int old = 0; old < 2; old++) {
+        if (old) {
+            teardown();
+            setup();
+            ck_assert_int_eq(store_test_create_version(path, 3, &err), 0);
+        }
+        store *s = open_rw();
+        int64_t id = add_agent(s, "a", S);
+        ck_assert_int_eq(store_space_get(s, &sp, &err), 0);
+        ck_assert_int_eq(sp.incremental, !old);
+        for (int k = 0; k < 20; k++)
+            append_ok(s, id, 1 + 1000 * k, 1000);
+        ck_assert_int_eq(store_space_get(s, &sp, &err), 0);
+        int64_t full = sp.pages;
+        int deleted = 0;
+        ck_assert_int_eq(store_transitions_delete_upto(s, id, 19000, 100000, &deleted, &err), 0);
+        ck_assert_int_eq(deleted, 19000);
+        ck_assert_int_eq(store_space_get(s, &sp, &err), 0);
+        ck_assert_int_gt(sp.free_pages, full / 2);
+        ck_assert_int_eq(store_vacuum_step(s, 16, 1 << 20, &freed, &err), 0);
+        ck_assert_int_eq(store_space_get(s, &sp, &err), 0);
+        if (!old) {
+            ck_assert_int_gt(freed, full / 2);
+            ck_assert_int_le(sp.free_pages, 16); /* keep: what it leaves for new rows */
+            ck_assert_int_eq(sp.pages, full - freed);
+        } else {
+            ck_assert_int_eq(freed, 0);
+            ck_assert_int_eq(sp.pages, full);
+            /* The free pages take new rows: the file does not grow. */
+            for (int k = 0; k < 15; k++)
+                append_ok(s, id, 20001 + 1000 * k, 1000);
+            ck_assert_int_eq(store_space_get(s, &sp, &err), 0);
+            ck_assert_int_eq(sp.pages, full);
+        }
+        ck_assert_int_eq(store_integrity_check(s, &err), 0);
+        store_close(s);
+    }
+}
+END_TEST
+
+START_TEST(transitions_delete_upto_in_bounded_batches)
+{
+    store *s = open_rw();
+    int64_t a = add_agent(s, "a", S), b = add_agent(s, "b", S);
+    scan_log *l = calloc(1, sizeof *l);
+    rqd_err err = {0};
+    int got[4];
+
+    append_ok(s, a, 1, 50);
+    append_ok(s, b, 1, 50);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(store_transitions_delete_upto(s, a, 30, 12, &got[i], &err), 0);
+    ck_assert(got[0] == 12 && got[1] == 12 && got[2] == 6 && got[3] == 0);
+    ck_assert_int_eq(store_transitions_scan(s, a, 0, S, A, collect, l, &err), 0);
+    ck_assert_int_eq(l->n, 20);
+    ck_assert_int_eq(l->seq[0], 31);
+    ck_assert_int_eq(max_seq(s, a), 50);
+    ck_assert_int_eq(count_rows(s, b), 50); /* the other agent's rows stay */
+    free(l);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(heads_put_list_base_and_cascade)
+{
+    store *s = open_rw();
+    int64_t a = add_agent(s, "a", S), b = add_agent(s, "b", S);
+    store_head_info info, *rows = NULL;
+    unsigned char *big = pattern(100000, 7);
+    void *blob = NULL;
+    size_t len = 0;
+    int n = -1;
+    rqd_err err = {0};
+
+    ck_assert_int_eq(store_head_base(s, a, &info, &blob, &len, &err), RQD_ENOTFOUND);
+    ck_assert_int_eq(store_head_put(s, a, 100, 90, "h100", 4, &err), 0);
+    ck_assert_int_eq(store_head_put(s, a, 300, 280, big, 100000, &err), 0);
+    ck_assert_int_eq(store_head_put(s, a, 200, 190, "h200", 4, &err), 0);
+    ck_assert_int_eq(store_head_put(s, b, 100, 100, "b", 1, &err), 0);
+    ck_assert_int_eq(store_head_put(s, a, 200, 1, "x", 1, &err), RQD_EEXIST);
+    ck_assert_int_eq(store_head_put(s, a + 99, 1, 1, "x", 1, &err), RQD_ENOTFOUND);
+    ck_assert_int_eq(store_head_list(s, a, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 3);
+    ck_assert(rows[0].seq == 100 && rows[1].seq == 200 && rows[2].seq == 300);
+    ck_assert(rows[2].added == 280 && rows[2].bytes == 100000 && !rows[2].base);
+    free(rows);
+    /* No base until one is set; then the older heads are gone, in the same call. */
+    ck_assert_int_eq(store_head_set_base(s, a, 250, &err), RQD_ENOTFOUND);
+    ck_assert_int_eq(store_head_list(s, a, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 3);
+    free(rows);
+    ck_assert_int_eq(store_head_set_base(s, a, 300, &err), 0);
+    ck_assert_int_eq(store_head_base(s, a, &info, &blob, &len, &err), 0);
+    ck_assert(info.seq == 300 && info.added == 280 && info.base && len == 100000);
+    ck_assert(memcmp(blob, big, len) == 0);
+    free(blob);
+    ck_assert_int_eq(store_head_list(s, a, &rows, &n, &err), 0);
+    ck_assert_int_eq(n, 1);
+    free(rows);
+    ck_assert_int_eq(store_head_list(s, b, &rows, &n, &err), 0); /* b's stays */
+    ck_assert_int_eq(n, 1);
+    free(rows);
+    /* A newer base replaces it. */
+    ck_assert_int_eq(store_head_put(s, a, 400, 380, "h400", 4, &err), 0);
+    ck_assert_int_eq(store_head_set_base(s, a, 400, &err), 0);
+    ck_assert_int_eq(store_head_base(s, a, &info, NULL, NULL, &err), 0);
+    ck_assert_int_eq(info.seq, 400);
+    ck_assert_int_eq(store_agent_delete(s, a, &err), 0);
+    ck_assert_int_eq(rows_of(a, "replay_heads"), 0);
+    free(big);
+    store_close(s);
+}
+END_TEST
+
+/* Batch ids: the newest `keep` and those younger than `before` stay; the oldest go first,
+ * a bounded number per call; order goes on after a prune. */
+START_TEST(batch_ids_are_kept_for_a_window)
+{
+    store *s = open_rw();
+    int64_t a = add_agent(s, "a", S), b = add_agent(s, "b", S);
+    char id[16], *answer = NULL;
+    int got[4];
+    rqd_err err = {0};
+    int64_t now = (int64_t)time(NULL);
+
+    for (int i = 1; i <= 30; i++) {
+        snprintf(id, sizeof id, "k%d", i);
+        ck_assert_int_eq(store_batch_put(s, a, id, id, &err), 0);
+        ck_assert_int_eq(store_batch_put(s, b, id, id, &err), 0);
+    }
+    ck_assert_int_eq(raw_int(path, "SELECT max(ord) FROM batches WHERE agent = 1"), 30);
+    /* All of them are younger than a day: nothing goes. */
+    ck_assert_int_eq(store_batch_prune(s, a, 10, now - 86400, 100, &got[0], &err), 0);
+    ck_assert_int_eq(got[0], 0);
+    /* Aged by hand: the oldest 20 go, 7 at a time; the newest 10 stay. */
+    raw_exec(path, "UPDATE batches SET created = created - 90000");
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(store_batch_prune(s, a, 10, now - 86400, 7, &got[i], &err), 0);
+    ck_assert(got[0] == 7 && got[1] == 7 && got[2] == 6 && got[3] == 0);
+    for (int i = 1; i <= 30; i++) {
+        snprintf(id, sizeof id, "k%d", i);
+        ck_assert_int_eq(store_batch_get(s, a, id, &answer, &err), 0);
+        ck_assert_msg((answer != NULL) == (i > 20), "id %s kept: %d", id, answer != NULL);
+        free(answer);
+    }
+    ck_assert_int_eq(rows_of(b, "batches"), 30); /* per agent */
+    /* New ids go on from the newest order; a young id stops the walk however old the
+     * count says it is. */
+    ck_assert_int_eq(store_batch_put(s, a, "k31", "k31", &err), 0);
+    ck_assert_int_eq(raw_int(path, "SELECT ord FROM batches WHERE batch_id = 'k31' AND "
+                                   "agent = 1"), 31);
+    ck_assert_int_eq(store_batch_prune(s, a, 1, now - 86400, 100, &got[0], &err), 0);
+    ck_assert_int_eq(got[0], 10); /* k21..k30 are old; k31 is young (and the newest) */
+    ck_assert_int_eq(rows_of(a, "batches"), 1);
+    store_close(s);
+}
+END_TEST
+
+/* n stats rows for agent a at times t0, t0 + 1, ..., each with another agent's row
+ * between (stats row numbers are shared), update numbers first, first + 1, ... */
+static void stats_rows(store *s, int64_t a, int64_t other, int n, int first, double t0)
+{
+    rqd_err err = {0};
+    for (int i = 0; i < n; i++) {
+        store_stats_row r = {.update = first + i, .env_steps = first + i, .time = t0 + i,
+                             .alpha = 0.2, .actor_loss = NAN, .critic_loss = 1,
+                             .alpha_loss = NAN, .q_mean = 0, .q_std = 0, .train_time = 0};
+        ck_assert_int_eq(store_stats_append(s, a, &r, 1, &err), 0);
+        ck_assert_int_eq(store_stats_append(s, other, &r, 1, &err), 0);
+    }
+}
+
+/* The update numbers of a's stats rows, as "1,11,21". */
+static void stats_updates(store *s, int64_t a, char *out, size_t size)
+{
+    store_stats_row *rows = NULL;
+    int n = 0;
+    size_t len = 0;
+    rqd_err err = {0};
+    ck_assert_int_eq(store_stats_range(s, a, 0, -1, &rows, &n, &err), 0);
+    out[0] = '\0';
+    for (int i = 0; i < n && len < size; i++)
+        len += (size_t)snprintf(out + len, size - len, "%s%lld", i ? "," : "",
+                                (long long)rows[i].update);
+    free(rows);
+}
+
+static store_prune_counts prune(store *s, int64_t a, int64_t keep_rows, double keep_s, int thin,
+                                double now, int max_rows)
+{
+    store_retention r = {keep_rows, keep_s, thin, now};
+    store_prune_counts c;
+    rqd_err err = {0};
+    int rc = store_history_prune(s, a, &r, max_rows, &c, &err);
+    ck_assert_msg(rc == RQD_OK, "history prune: %d %s", rc, err.msg);
+    return c;
+}
+
+START_TEST(history_thins_stats_rows_past_the_window)
+{
+    store *s = open_rw();
+    int64_t a = add_agent(s, "a", S), b = add_agent(s, "b", S);
+    char got[512];
+    const double t0 = 1.7e9;
+
+    stats_rows(s, a, b, 45, 1, t0);
+    /* Keep everything (no limit) is the default: nothing happens. */
+    ck_assert_int_eq(prune(s, a, 0, 0, 10, t0 + 100, 1000).stats, 0);
+    /* The newest 20 whole; past them every 10th of a's own rows (b's rows between do not
+     * shift it); a group of 10 cut by the window waits: rows 1..20 done, 21..25 wait. */
+    store_prune_counts c = prune(s, a, 20, 0, 10, t0 + 100, 1000);
+    ck_assert_int_eq(c.stats, 18);
+    ck_assert_int_eq(c.more, 0);
+    stats_updates(s, a, got, sizeof got);
+    ck_assert_str_eq(got, "1,11,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,"
+                          "41,42,43,44,45");
+    ck_assert_int_eq(raw_int(path, "SELECT stats_rows FROM history WHERE agent = 1"), 25);
+    /* Again: nothing more (a kept row is never thinned twice). */
+    ck_assert_int_eq(prune(s, a, 20, 0, 10, t0 + 100, 1000).stats, 0);
+    /* Five more rows complete the group 21..30. */
+    stats_rows(s, a, b, 5, 46, t0 + 45);
+    ck_assert_int_eq(prune(s, a, 20, 0, 10, t0 + 100, 1000).stats, 9);
+    stats_updates(s, a, got, sizeof got);
+    ck_assert_str_eq(got, "1,11,21,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,"
+                          "50");
+    ck_assert_int_eq(rows_of(b, "stats"), 50); /* b's are b's */
+    /* A time limit too: rows of the last 15 s stay whatever the count says. */
+    stats_rows(s, a, b, 30, 51, t0 + 50);  /* times t0+50 .. t0+79 */
+    c = prune(s, a, 5, 15, 10, t0 + 80, 1000); /* window: newest 5 or t >= t0+65 */
+    stats_updates(s, a, got, sizeof got);
+    ck_assert_str_eq(got, "1,11,21,31,41,51,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,"
+                          "77,78,79,80");
+    ck_assert_int_eq(c.stats, 27); /* 31..60 thinned; 61..65 wait for their group */
+    /* thin 0 drops what is past; a bounded walk says there is more. */
+    c = prune(s, a, 5, 0, 0, t0 + 80, 4);
+    ck_assert_int_eq(c.stats, 4);
+    ck_assert_int_eq(c.more, 1);
+    stats_updates(s, a, got, sizeof got);
+    ck_assert_str_eq(got, "1,11,21,31,41,51,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80");
+    store_close(s);
+}
+END_TEST
+
+START_TEST(history_thins_evaluations)
+{
+    store *s = open_rw();
+    int64_t a = add_agent(s, "a", S);
+    rqd_err err = {0};
+    double ret = 1.0;
+
+    for (int i = 0; i < 30; i++) {
+        store_eval_row e = {.env_steps = i, .n = 1, .mean = i};
+        snprintf(e.time, sizeof e.time, "2026-01-01T00:00:%02d.000Z", i);
+        ck_assert_int_eq(store_eval_append(s, a, &e, &ret, NULL, NULL, &err), 0);
+    }
+    /* 2026-01-01T00:00:30Z is 1767225630; the last 10 s and the newest 5 stay. */
+    store_prune_counts c = prune(s, a, 5, 10, 4, 1767225630.0, 1000);
+    ck_assert_int_eq(c.evaluations, 15); /* rows 0..19: groups of 4, the first stays */
+    ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM evaluations"), 15);
+    ck_assert_int_eq(raw_int(path, "SELECT group_concat(env_steps) = '0,4,8,12,16,20,21,22,23,"
+                                   "24,25,26,27,28,29' FROM evaluations"), 1);
+    store_close(s);
+}
+END_TEST
+
+/* Ended episodes past the window go; open ones stay (and go once they end); the counts
+ * state.episodes is made of do not change. */
+START_TEST(history_drops_ended_episodes_and_keeps_counting)
+{
+    store *s = open_rw();
+    int64_t a = add_agent(s, "a", S);
+    float obs[S] = {0}, act[A] = {0};
+    int64_t count0, count1;
+    double last0, last1;
+    rqd_err err = {0};
+    char id[16], end[32];
+
+    for (int i = 1; i <= 30; i++) {
+        snprintf(id, sizeof id, "e%02d", i);
+        snprintf(end, sizeof end, "2026-01-01T00:%02d:00.000Z", i);
+        store_episode_row e = episode(id, "2026-01-01T00:00:00.000Z", i == 3 ? "" : end,
+                                      obs, act);
+        e.ret = i;
+        e.mode = i % 7 == 0 ? STORE_EP_EVAL : STORE_EP_EXPLORE;
+        e.abandoned = i % 11 == 0;
+        ck_assert_int_eq(store_episode_put(s, a, &e, S, A, &err), 0);
+    }
+    ck_assert_int_eq(store_episode_ended(s, a, &count0, &last0, &err), 0);
+    store_prune_counts c = prune(s, a, 5, 0, 10, 2e9, 1000);
+    ck_assert_int_eq(c.episodes, 24); /* e01..e25 but the open e03 */
+    ck_assert_int_eq(store_episode_ended(s, a, &count1, &last1, &err), 0);
+    ck_assert_int_eq(count1, count0);
+    ck_assert(last1 == last0 && last1 == 30);
+    ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM episodes"), 6);
+    /* e03 ends later: found below the mark. */
+    store_episode_row e3 = episode("e03", "2026-01-01T00:00:00.000Z",
+                                   "2026-01-01T01:00:00.000Z", obs, act);
+    e3.ret = 3;
+    ck_assert_int_eq(store_episode_put(s, a, &e3, S, A, &err), 0);
+    ck_assert_int_eq(store_episode_ended(s, a, &count0, &last0, &err), 0);
+    ck_assert(count0 == count1 + 1 && last0 == 3); /* it ended last */
+    c = prune(s, a, 5, 0, 10, 2e9, 1000);
+    ck_assert_int_eq(c.episodes, 1);
+    ck_assert_int_eq(store_episode_ended(s, a, &count1, &last1, &err), 0);
+    ck_assert(count1 == count0 && last1 == 3);
+    /* Days only: everything that ended more than the window ago, but never the newest. */
+    c = prune(s, a, 0, 60, 10, 1767225600.0 + 40 * 60, 1000); /* cutoff 00:39 */
+    ck_assert_int_eq(c.episodes, 4); /* e26..e29 */
+    ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM episodes"), 1);
+    ck_assert_int_eq(store_episode_ended(s, a, &count1, &last1, &err), 0);
+    ck_assert(count1 == count0 && last1 == 3);
+    /* seq goes on after the newest: the next episode is e31's 31st. */
+    store_episode_row e31 = episode("e31", "2026-01-02T00:00:00.000Z", "", obs, act);
+    ck_assert_int_eq(store_episode_put(s, a, &e31, S, A, &err), 0);
+    ck_assert_int_eq(raw_int(path, "SELECT seq FROM episodes WHERE id = 'e31'"), 31);
+    store_close(s);
+}
+END_TEST
+
+/* A version 3 file: its batch ids get an order and a time, its history rows the counts. */
+START_TEST(migrate_v3_numbers_batch_ids_and_counts_history)
+{
+    rqd_err err = {0};
+    ck_assert_int_eq(store_test_create_version(path, 3, &err), 0);
+    raw_exec(path, "INSERT INTO meta (key, value) VALUES ('x', 0);"
+                   "INSERT INTO agents (id, name, obs_dim, act_dim, config, created_at) VALUES"
+                   " (1, 'a', 3, 2, '{}', '2026-01-01T00:00:00.000Z'),"
+                   " (2, 'b', 3, 2, '{}', '2026-01-01T00:00:00.000Z');"
+                   "INSERT INTO batches (agent, batch_id, answer) VALUES (1, 'z', '1'),"
+                   " (1, 'y', '2'), (2, 'x', '3');"
+                   "INSERT INTO stats (agent, update_no, env_steps) VALUES (1, 1, 1), (1, 2, 2),"
+                   " (2, 1, 1);"
+                   "INSERT INTO evaluations (agent, env_steps, updates, policy_version, time, n)"
+                   " VALUES (2, 1, 1, 1, 't', 1)");
+    store *s = open_rw();
+    ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), 4);
+    ck_assert_int_eq(raw_int(path, "SELECT group_concat(batch_id || ord, ',') = 'y1,z2' FROM "
+                                   "(SELECT * FROM batches WHERE agent = 1 ORDER BY ord)"), 1);
+    ck_assert_int_eq(raw_int(path, "SELECT min(created) >= strftime('%s', 'now') - 60 FROM "
+                                   "batches"), 1);
+    ck_assert_int_eq(raw_int(path, "SELECT stats_rows * 10 + evals_rows FROM history WHERE "
+                                   "agent = 1"), 20);
+    ck_assert_int_eq(raw_int(path, "SELECT stats_rows * 10 + evals_rows FROM history WHERE "
+                                   "agent = 2"), 11);
+    char *answer = NULL;
+    ck_assert_int_eq(store_batch_get(s, 1, "z", &answer, &err), 0);
+    ck_assert_str_eq(answer, "1");
+    free(answer);
+    ck_assert_int_eq(store_batch_put(s, 1, "w", "4", &err), 0);
+    ck_assert_int_eq(raw_int(path, "SELECT ord FROM batches WHERE batch_id = 'w'"), 3);
+    ck_assert_int_eq(store_integrity_check(s, &err), 0);
+    store_close(s);
+}
+END_TEST
+
+/* Faults at every step of the pruning writes: each call is all or nothing. */
+START_TEST(fault_in_pruning_leaves_nothing_half_applied)
+{
+    int code = fault_codes[_i];
+    store *s = open_rw();
+    int64_t a = add_agent(s, "a", S), b = add_agent(s, "b", S);
+    rqd_err err = {0};
+    int nth, rc = -1;
+
+    append_ok(s, a, 1, 20);
+    stats_rows(s, a, b, 30, 1, 1.7e9);
+    ck_assert_int_eq(store_head_put(s, a, 5, 5, "h5", 2, &err), 0);
+    ck_assert_int_eq(store_head_put(s, a, 10, 10, "h10", 3, &err), 0);
+    for (nth = 1; nth < 100; nth++) {
+        store_prune_counts c;
+        store_retention r = {5, 0, 10, 2e9};
+        ck_assert_int_eq(store_begin(s, &err), 0);
+        store_fault_inject(s, nth, code);
+        rc = store_head_set_base(s, a, 10, &err);
+        if (rc == RQD_OK)
+            rc = store_history_prune(s, a, &r, 1000, &c, &err);
+        store_fault_inject(s, 0, 0);
+        if (rc == RQD_OK)
+            break;
+        ck_assert_int_eq(rc, code == SQLITE_NOMEM ? RQD_ENOMEM : RQD_EIO);
+        store_rollback(s);
+        ck_assert_int_eq(rows_of(a, "replay_heads"), 2);
+        ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM replay_heads WHERE base = 1"), 0);
+        ck_assert_int_eq(rows_of(a, "stats"), 30);
+        ck_assert_int_eq(raw_int(path, "SELECT stats_rows + stats_mark FROM history WHERE "
+                                       "agent = 1"), 30);
+    }
+    ck_assert_int_eq(rc, RQD_OK);
+    ck_assert_int_ge(nth, 6);
+    ck_assert_int_eq(store_commit(s, &err), 0);
+    ck_assert_int_eq(rows_of(a, "replay_heads"), 1);
+    ck_assert_int_eq(rows_of(a, "stats"), 2 + 10); /* 1, 11; 21..25 wait; the newest 5 */
+    store_close(s);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ suite */
 
 Suite *suite_store(void)
@@ -1578,6 +1989,15 @@ Suite *suite_store(void)
         {"fault_single_append", fault_in_single_append_applies_nothing, 3},
         {"fault_ckpt", fault_in_ckpt_insert_leaves_nothing_half_applied, 3},
         {"fault_commit_savepoint", fault_at_commit_and_savepoints, 0},
+        {"space", new_files_return_freed_pages_old_ones_reuse_them, 0},
+        {"transitions_delete", transitions_delete_upto_in_bounded_batches, 0},
+        {"heads", heads_put_list_base_and_cascade, 0},
+        {"batch_window", batch_ids_are_kept_for_a_window, 0},
+        {"history_stats", history_thins_stats_rows_past_the_window, 0},
+        {"history_evaluations", history_thins_evaluations, 0},
+        {"history_episodes", history_drops_ended_episodes_and_keeps_counting, 0},
+        {"migrate_v3", migrate_v3_numbers_batch_ids_and_counts_history, 0},
+        {"fault_pruning", fault_in_pruning_leaves_nothing_half_applied, 3},
     };
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
