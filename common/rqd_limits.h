@@ -87,6 +87,35 @@ static inline int rqd_count_room(long long have, long long n)
     return have >= 0 && n >= 0 && n <= RQD_MAX_COUNTER - have;
 }
 
+/* The stored replay buffer is a ring (daemon/prune.c, issue 10).
+ * - A replay head is stored every max(RQD_HEAD_EVERY_MIN, buffer_size / 8) transitions:
+ *   a restart then replays at most about buffer_size * 9/8 of them (plus what came since
+ *   the last pruning), and an agent keeps about ten heads. Below 256 a small buffer
+ *   would store a head every few posts for nothing.
+ * - A head larger than RQD_MAX_HEAD_BYTES (65536 env streams each holding up to 99
+ *   pending transitions can make one of gigabytes) is not stored: the agent keeps its
+ *   transitions until a smaller one is, which the log says.
+ * - One pruning job deletes at most RQD_PRUNE_ROWS rows of a table (about 10 ms of the
+ *   writer at 2.5 us a row, measured in docs/BENCHMARKS.md); an agent has one job in
+ *   flight, and jobs come every RQD_PRUNE_TICK_MS while it has work left, so pruning
+ *   keeps up with about 40 000 transitions/s per agent. */
+#define RQD_HEAD_EVERY_MIN 256
+#define RQD_MAX_HEAD_BYTES (64LL << 20)
+#define RQD_PRUNE_ROWS 4096
+#define RQD_PRUNE_TICK_MS 100
+/* Batch ids are kept at least this many posts and this long (API.md, added). */
+#define RQD_BATCH_KEEP_POSTS 100000
+#define RQD_BATCH_KEEP_SECONDS 86400
+/* History retention and batch ids are looked at every this many seconds per agent (and at
+ * once after a PATCH); a look that finds nothing costs a few index lookups. */
+#define RQD_HISTORY_CHECK_SECONDS 10
+/* Free pages the file keeps for new rows before returning more to the file system, and
+ * the most returned by one step (files in auto_vacuum = INCREMENTAL mode): at least 8 MiB
+ * (2048 pages of 4 KiB) or an eighth of the file, so that the steady churn of a ring
+ * (deleted pages taken again by new rows within seconds) never shrinks and regrows it. */
+#define RQD_VACUUM_KEEP_PAGES 2048
+#define RQD_VACUUM_STEP_PAGES 4096
+
 /* Defaults of the limits that are not array sizes; their flags may raise them. */
 #define RQD_DEFAULT_TRANSITIONS_PER_POST 65536 /* API.md; the body limit bounds it too */
 #define RQD_DEFAULT_OBS_PER_ACT 4096           /* API.md; one act's scratch is this x obs */

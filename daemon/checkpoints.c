@@ -273,9 +273,9 @@ static rqd_waiter *take_train_waiters(rqd_agent *a)
  * loaded from one of its checkpoints, the replay buffer and counters a restart would,
  * and the config text to store with it (the stored one may be what failed). */
 static int repair(rqd_agent *a, redq_agent *core, const store_ckpt_info *ck, char **config,
-                  rqd_err *err)
+                  long long *newest_head, rqd_err *err)
 {
-    long long env_steps = 0;
+    rqd_rebuilt rb;
     int rc;
     if (redq_agent_obs_dim(core) != a->S || redq_agent_act_dim(core) != a->A)
         return rqd_err_set(err, RQD_EINVAL, "checkpoint", "checkpoint %lld is of another "
@@ -283,10 +283,11 @@ static int repair(rqd_agent *a, redq_agent *core, const store_ckpt_info *ck, cha
     store *rd = rqd_reader_get(a->reg, err);
     if (rd == NULL)
         return err->code ? err->code : RQD_EIO;
-    rc = rqd__rebuild_buffer(a->reg, rd, a->id, core, ck->env_steps, &env_steps, err);
+    rc = rqd__rebuild_buffer(a->reg, rd, a->id, core, ck->env_steps, &rb, err);
     rqd_reader_put(a->reg, rd);
     if (rc < 0)
         return rc;
+    *newest_head = rb.newest_head;
     redq_info info;
     redq_agent_info(core, &info);
     if (a->stored.policy_version > info.policy_version) /* every version below the lease */
@@ -327,9 +328,10 @@ int rqd_ckpt_restore(rqd_agent *a, int64_t id, rqd_err *err)
     rqd_buf_init(&j.blob, 0);
     rqd_agent_lock(a); /* waits for the chunk in progress */
     int repairing = a->core == NULL;
+    long long newest_head = 0;
     redq_info now;
     if (repairing) {
-        rc = repair(a, core, &info, &config, err);
+        rc = repair(a, core, &info, &config, &newest_head, err);
     } else {
         redq_agent_info(a->core, &now);
         rc = redq_agent_set_config(core, redq_agent_config(a->core), err);
@@ -383,6 +385,8 @@ int rqd_ckpt_restore(rqd_agent *a, int64_t id, rqd_err *err)
         a->error[0] = '\0';
         free(a->config_json);
         a->config_json = NULL;
+        if (repairing)
+            rqd__prune_init(a, newest_head);
         atomic_store(&a->status, RQD_AGENT_OK);
     }
     pthread_mutex_unlock(&a->mu);
@@ -464,6 +468,7 @@ int rqd_ckpt_import(rqd_registry *r, const char *name, const void *data, size_t 
         goto out;
     }
     core = NULL; /* a's */
+    rqd__prune_init(a, 0); /* its base is the import checkpoint until a head qualifies */
     j.config = cfg;
     j.low = a->low; /* the learner's own copies are a's now */
     j.high = a->high;

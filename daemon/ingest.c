@@ -85,6 +85,7 @@ static int feed(rqd_agent *a, const redq_transition *rt, int n, double owed,
                         "daemon or restore a checkpoint to rebuild it", err->msg);
         return rc;
     }
+    rqd__prune_added(a);
     a->pending += owed;
     a->owed_total += owed;
     /* The done_total at which every whole update owed so far (this post's included) is
@@ -107,6 +108,7 @@ typedef struct {
     const store_episode_row *episode; /* also written, when not NULL */
     const rqd_returns_plan *plan;     /* the post's episodes from transitions, or NULL */
     const rqd_eval *eval;             /* an eval episode that ended, or NULL */
+    const rqd_head *head;             /* a replay head to store with the rows, or NULL */
 } ingest_job;
 
 static int do_ingest(store *s, void *arg, rqd_err *err)
@@ -123,6 +125,8 @@ static int do_ingest(store *s, void *arg, rqd_err *err)
         rc = rqd_returns_write(s, j->agent, j->plan, err);
     if (rc == RQD_OK && j->eval)
         rc = rqd__eval_write(s, j->agent, j->eval, err);
+    if (rc == RQD_OK && j->head)
+        rc = rqd__head_write(s, j->agent, j->head, err);
     return rc;
 }
 
@@ -155,6 +159,7 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
     char *text = NULL, now[32];
     redq_transition *rt = NULL;
     rqd_returns_plan plan;
+    rqd_head head = {0};
     int rc, planned = 0;
 
     *answer = NULL;
@@ -188,6 +193,9 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
     /* All or nothing: memory for the learner first, then the commit, then the learner. */
     if (rc == RQD_OK)
         rc = redq_agent_reserve(a->core, rt, n, err);
+    /* The learner's assembler as it is before these rows, when a head is due. */
+    if (rc == RQD_OK)
+        rc = rqd__head_take(a, info.env_steps, &head, err);
     pthread_mutex_unlock(&a->mu);
     if (rc < 0)
         goto out;
@@ -200,7 +208,7 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
         goto out;
     planned = 1;
     ingest_job j = {a->id, info.env_steps + 1, t, n, a->S, a->A, batch_id, text, NULL, &plan,
-                    NULL};
+                    NULL, &head};
     if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) < 0)
         goto out;
     rqd_agent_lock(a);
@@ -209,12 +217,14 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
     rqd_returns_apply(&a->returns, &plan); /* frees the plan */
     planned = 0;
     pthread_mutex_unlock(&a->mu);
+    rqd__head_stored(a, &head);
     *answer = text;
     text = NULL;
 out:
     if (planned)
         rqd_returns_plan_free(&plan);
     rqd__write_end(a);
+    rqd__head_free(&head);
     free(text);
     free(rt);
     if (rc == RQD_OK)
@@ -300,7 +310,7 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
     if (rc == RQD_OK) {
         store_episode_row row;
         episode_row(a, e, NULL, 0, &row);
-        ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row, NULL, NULL};
+        ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row, NULL, NULL, NULL};
         rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err);
     }
     if (rc == RQD_OK) {
@@ -348,6 +358,7 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
     char now[32];
     int rc = RQD_OK;
     float next_action[RQD_MAX_ACT_DIM];
+    rqd_head head = {0};
 
     *wait_target = -1.0;
     if ((rc = rqd__write_begin(a, err)) < 0)
@@ -378,6 +389,8 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
     if (explore) { /* all or nothing, as a post (rqd_ingest) */
         rqd_agent_lock(a);
         rc = redq_agent_reserve(a->core, &rt, 1, err);
+        if (rc == RQD_OK)
+            rc = rqd__head_take(a, info.env_steps, &head, err);
         pthread_mutex_unlock(&a->mu);
         if (rc < 0)
             goto out;
@@ -403,7 +416,7 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
         pthread_mutex_unlock(&a->mu);
     }
     ingest_job j = {a->id, info.env_steps + 1, &t, explore, a->S, a->A, NULL, NULL, &row, NULL,
-                    *done && !explore ? &ev : NULL};
+                    *done && !explore ? &ev : NULL, &head};
     if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) < 0)
         goto out;
     rqd_agent_lock(a);
@@ -428,8 +441,10 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
         memcpy(action, next_action, sizeof(float) * (size_t)a->A);
     }
     pthread_mutex_unlock(&a->mu);
+    rqd__head_stored(a, &head);
 out:
     rqd__write_end(a);
+    rqd__head_free(&head);
     if (rc == RQD_OK)
         rqd_sched_kick(a);
     return rc;
@@ -451,7 +466,7 @@ int rqd_episode_abandon(rqd_agent *a, const char *id, rqd_err *err)
     store_episode_row row;
     rqd__now_rfc3339(now);
     episode_row(a, e, now, 1, &row);
-    ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row, NULL, NULL};
+    ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row, NULL, NULL, NULL};
     if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) == RQD_OK) {
         rqd_agent_lock(a);
         *pp = e->next;

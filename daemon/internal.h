@@ -39,6 +39,11 @@ struct rqd_registry {
                                        answer names its row) */
     atomic_int refuse_waits;        /* shutdown has begun */
 
+    int incremental;                /* the file returns free pages (auto_vacuum) */
+    atomic_int vacuum_busy;         /* a vacuum step is in flight */
+    double vacuum_next;             /* CLOCK_MONOTONIC seconds (the loop thread's) */
+    atomic_llong pruned_rows;       /* rows deleted by pruning jobs */
+
     store_agent_row *load_rows;     /* the agents to load (rqd_registry_load) */
     int n_load_rows;
     pthread_t loader;
@@ -109,10 +114,40 @@ int rqd__ckpt_blob(rqd_agent *a, int automatic, rqd_buf *out, store_ckpt_info *i
 void rqd__ckpt_auto(rqd_agent *a);
 
 /* Rebuilds the learner's replay buffer (and env_steps, at least floor_steps) from
- * SQLite: the import base checkpoint's rows if any, then every stored transition after
- * it. */
+ * SQLite: from the base replay head if the agent has one, else from the rows its import
+ * checkpoint carried if any, then every stored transition after it. A buffer the
+ * transitions do not complete (a head without enough after it) is RQD_EIO: the agent
+ * cannot be rebuilt. */
+typedef struct {
+    long long env_steps;    /* the agent's, at least floor_steps */
+    long long replayed;     /* transitions read and given to the learner */
+    long long from;         /* the env_steps it started from (the base's) */
+    long long newest_head;  /* seq of the newest replay head stored, 0 if none */
+} rqd_rebuilt;
 int rqd__rebuild_buffer(rqd_registry *r, store *s, int64_t agent_id, redq_agent *core,
-                        long long floor_steps, long long *env_steps, rqd_err *err);
+                        long long floor_steps, rqd_rebuilt *out, rqd_err *err);
+
+/* Replay heads (daemon/prune.c). A post that adds transitions takes one when due, under
+ * a->mu (and ingest_mu, which orders posts, so the learner's assembler is then exactly
+ * the state after env_steps transitions), writes it in its transaction, and after the
+ * commit says so; a post that fails frees it. */
+typedef struct {
+    int due;                /* a head is to be written */
+    long long seq, added;   /* the env_steps it belongs to, the rows assembled by then */
+    rqd_buf blob;
+} rqd_head;
+int rqd__head_take(rqd_agent *a, long long env_steps, rqd_head *h, rqd_err *err);
+int rqd__head_write(store *s, int64_t agent, const rqd_head *h, rqd_err *err);
+void rqd__head_stored(rqd_agent *a, const rqd_head *h);
+void rqd__head_free(rqd_head *h);
+/* Under a->mu, after the learner took a post: its ring position, for the pruning. */
+void rqd__prune_added(rqd_agent *a);
+/* The pruning state of an agent whose learner is new or just loaded (before it is
+ * shared, or under a->mu): its buffer, retention, and the newest head stored (seq,
+ * or 0 for none). */
+void rqd__prune_init(rqd_agent *a, long long newest_head_seq);
+/* Under a->mu, after a PATCH: the retention settings, looked at again at once. */
+void rqd__prune_config(rqd_agent *a);
 
 /* Starts and stops the trainer threads. */
 int rqd__trainers_start(rqd_registry *r, int n, rqd_err *err);

@@ -5,8 +5,9 @@
  * THREADS
  * -------
  * main thread    the uv loop: signals, the 1 s timer (stats flush, waiter deadlines,
- *                request deadlines, malloc_trim, watchdog), the progress timer. No
- *                request work.
+ *                request deadlines, malloc_trim, watchdog), the prune timer (every
+ *                RQD_PRUNE_TICK_MS: posts the pruning jobs that are due, daemon/prune.c),
+ *                the progress timer. No request work.
  * HTTP threads   MHD's pool (api/http.c).
  * trainers       daemon/trainer.c; writer: daemon/writer.c.
  */
@@ -34,7 +35,7 @@ typedef struct {
     api_server *api;
     uv_loop_t *loop;
     uv_signal_t sig_term, sig_int, sig_hup;
-    uv_timer_t tick, progress;
+    uv_timer_t tick, progress, prune;
     int stopping;
     int watchdog_every;         /* ticks between WATCHDOG=1, 0 = none */
     int ticks;
@@ -106,6 +107,7 @@ static void on_signal(uv_signal_t *h, int signum)
     sigaction(SIGINT, &sa, NULL);
     uv_timer_stop(&d->tick);
     uv_timer_stop(&d->progress);
+    uv_timer_stop(&d->prune);
     rqd_shutdown(d);
     uv_stop(d->loop);
 }
@@ -119,6 +121,16 @@ static void on_tick(uv_timer_t *t)
     malloc_trim(0); /* rqd_memory_setup says why */
     if (d->watchdog_every && ++d->ticks % d->watchdog_every == 0)
         rqd_notify("WATCHDOG=1");
+}
+
+/* Faster than the 1 s tick: one job per agent deletes at most RQD_PRUNE_ROWS rows, and an
+ * agent that ingests tens of thousands of transitions a second needs several a second to
+ * keep its stored ring at buffer_size (rqd_limits.h). A tick with nothing due reads a few
+ * fields under each agent's leaf lock. */
+static void on_prune(uv_timer_t *t)
+{
+    rqd *d = t->data;
+    rqd_registry_prune(d->reg);
 }
 
 /* The loader thread, once every agent is loaded. */
@@ -202,12 +214,14 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     uv_timer_init(d.loop, &d.tick);
     uv_timer_init(d.loop, &d.progress);
-    d.tick.data = d.progress.data = &d;
+    uv_timer_init(d.loop, &d.prune);
+    d.tick.data = d.progress.data = d.prune.data = &d;
     unsigned long long wd = rqd_notify_watchdog_usec();
     if (wd > 0) /* every half of WatchdogSec, in 1 s ticks */
         d.watchdog_every = (int)(wd / 2000000ULL) > 0 ? (int)(wd / 2000000ULL) : 1;
     uv_timer_start(&d.tick, on_tick, 1000, 1000);
     uv_timer_start(&d.progress, on_progress, 10000, 10000);
+    uv_timer_start(&d.prune, on_prune, RQD_PRUNE_TICK_MS, RQD_PRUNE_TICK_MS);
     /* The agents load while the daemon serves (those not loaded yet answer 503 "loading");
      * systemd hears READY=1 once all have. */
     if (rqd_registry_load(d.reg, on_loaded, &d, &err) < 0) {
@@ -221,6 +235,7 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&d.sig_hup, NULL);
     uv_close((uv_handle_t *)&d.tick, NULL);
     uv_close((uv_handle_t *)&d.progress, NULL);
+    uv_close((uv_handle_t *)&d.prune, NULL);
     uv_run(d.loop, UV_RUN_DEFAULT);
     uv_loop_close(d.loop);
     return 0;

@@ -70,6 +70,7 @@ rqd_agent *rqd__agent_wrap(rqd_registry *r, int64_t id, const char *name, int S,
     pthread_mutex_init(&a->act_mu, NULL);
     pthread_rwlock_init(&a->core_rw, NULL);
     pthread_mutex_init(&a->ckpt_mu, NULL);
+    pthread_mutex_init(&a->prune_mu, NULL);
     a->last_row_update = -1;
     a->last_return = NAN;
     a->ups_mark_time = rqd__mono();
@@ -101,6 +102,7 @@ void rqd__agent_destroy(rqd_agent *a)
     pthread_mutex_destroy(&a->act_mu);
     pthread_rwlock_destroy(&a->core_rw);
     pthread_mutex_destroy(&a->ckpt_mu);
+    pthread_mutex_destroy(&a->prune_mu);
     free(a);
 }
 
@@ -411,6 +413,7 @@ int rqd_agent_create(rqd_registry *r, const char *name, int S, int A, const floa
         goto out;
     }
     core = NULL; /* a's */
+    rqd__prune_init(a, 0);
     create_job j = {name, S, A, low, high, text, 0};
     if ((rc = rqd_writer_run(r->writer, do_create, &j, err)) < 0)
         goto out;
@@ -467,6 +470,8 @@ int rqd_agent_patch(rqd_agent *a, const redq_config *cfg, rqd_err *err)
         rqd_agent_lock(a);
         int was = redq_agent_config(a->core)->training;
         rc = redq_agent_set_config(a->core, cfg, err);
+        if (rc == RQD_OK)
+            rqd__prune_config(a);
         /* Sync waiters wait for done_total to reach at most done_total + pending
          * (ingest.c feed()); crediting pending to done_total releases them all. */
         if (rc == RQD_OK && cfg->training == REDQ_TRAIN_MANUAL) {

@@ -77,6 +77,19 @@ typedef struct rqd_episode {
     float *last_obs, *last_action; /* one allocation: obs_dim + act_dim floats */
 } rqd_episode;
 
+/* What the pruning of an agent's stored data knows (daemon/prune.c); under a->prune_mu. */
+typedef struct {
+    long long added;        /* the learner's buffer_added after the latest post */
+    long long capacity;     /* buffer_size; 0 until the agent is loaded */
+    long long due;          /* buffer_added at which a newer head can become the base */
+    store_retention keep;   /* the history_* settings (keep.now is set per job) */
+    int busy;               /* a job is in flight (at most one per agent) */
+    int more_ring;          /* the last job left transitions to delete */
+    int more_history;       /* ... or history rows or batch ids past their window */
+    double next_check;      /* CLOCK_MONOTONIC seconds: the next look at history */
+    double retry_at;        /* after a failed job */
+} rqd_prune;
+
 struct rqd_agent {
     rqd_registry *reg;
     char name[72];
@@ -127,6 +140,12 @@ struct rqd_agent {
     rqd_returns returns;            /* transitions streams adding up their episode
                                        (returns.h; under ingest_mu) */
     double last_return;             /* return of the latest ended explore episode (NaN) */
+
+    long long next_head_at;         /* env_steps at which a post stores a replay head
+                                       (daemon/prune.c; under ingest_mu) */
+    int head_too_big;               /* said once in the log (under ingest_mu) */
+    pthread_mutex_t prune_mu;       /* leaf lock: `prune` (set by the writer's callback) */
+    rqd_prune prune;
 
     double ups;                     /* updates per second, smoothed, for logs and metrics */
     long long ups_mark_updates;
@@ -187,6 +206,12 @@ void rqd_registry_wake_waiters(rqd_registry *r, int status, double now);
 void rqd_registry_flush_stats(rqd_registry *r);
 /* One progress line per agent that trained since the last call. */
 void rqd_registry_log_progress(rqd_registry *r);
+/* Posts the pruning jobs that are due (daemon/prune.c): transitions that left a replay
+ * buffer, batch ids and history past their window, free pages; the loop calls it every
+ * RQD_PRUNE_TICK_MS. */
+void rqd_registry_prune(rqd_registry *r);
+/* Rows the pruning deleted so far, all agents and tables (for /metrics and tests). */
+long long rqd_registry_pruned_rows(rqd_registry *r);
 
 int rqd_registry_count(rqd_registry *r);
 /* Stats rows given up because the database refused writes too long (for /metrics). */

@@ -15,6 +15,7 @@ typedef struct {
     redq_agent *core;
     rqd_err *err;
     long long next_seq;
+    long long n;
 } replay_ctx;
 
 static int replay_one(void *p, int64_t seq, const store_transition *t)
@@ -27,18 +28,19 @@ static int replay_one(void *p, int64_t seq, const store_transition *t)
     if (seq != c->next_seq)
         redq_agent_set_env_steps(c->core, seq - 1);
     c->next_seq = seq + 1;
+    c->n++;
     return redq_agent_add(c->core, &tr, 1, c->err);
 }
 
-int rqd__rebuild_buffer(rqd_registry *r, store *s, int64_t agent_id, redq_agent *core,
-                        long long floor_steps, long long *env_steps, rqd_err *err)
+/* The buffer an imported agent's first checkpoint carried, if it did, into core (as its
+ * starting point); *base gets that checkpoint's env_steps (0 without one). */
+static int import_base(store *s, int64_t agent_id, redq_agent *core, long long *base,
+                       rqd_err *err)
 {
     store_ckpt_info *list = NULL;
     int n = 0, rc;
-    long long base = 0;
-    (void)r;
 
-    /* An imported agent's first checkpoint carries the buffer it came with. */
+    *base = 0;
     if ((rc = store_ckpt_list(s, agent_id, &list, &n, err)) < 0)
         return rc;
     if (n > 0) {
@@ -54,7 +56,7 @@ int rqd__rebuild_buffer(rqd_registry *r, store *s, int64_t agent_id, redq_agent 
             if ((rc = redq_agent_load(blob, len, &tmp, err)) == RQD_OK) {
                 redq_info ti;
                 redq_agent_info(tmp, &ti);
-                base = ti.env_steps;
+                *base = ti.env_steps;
                 rc = redq_agent_swap_buffer(core, tmp, err);
                 redq_agent_free(tmp);
             }
@@ -62,18 +64,59 @@ int rqd__rebuild_buffer(rqd_registry *r, store *s, int64_t agent_id, redq_agent 
         free(blob);
     }
     free(list);
+    return rc;
+}
+
+int rqd__rebuild_buffer(rqd_registry *r, store *s, int64_t agent_id, redq_agent *core,
+                        long long floor_steps, rqd_rebuilt *out, rqd_err *err)
+{
+    store_head_info head, *heads = NULL;
+    void *blob = NULL;
+    size_t len = 0;
+    long long base = 0;
+    int n = 0, rc;
+    (void)r;
+
+    memset(out, 0, sizeof *out);
+    if ((rc = store_head_list(s, agent_id, &heads, &n, err)) < 0)
+        return rc;
+    out->newest_head = n > 0 ? heads[n - 1].seq : 0;
+    free(heads);
+    /* The base replay head, when pruning has set one: the transitions before it may be
+     * gone (daemon/prune.c). Otherwise the import checkpoint's rows, or nothing. */
+    rc = store_head_base(s, agent_id, &head, &blob, &len, err);
+    if (rc == RQD_OK) {
+        rc = redq_agent_head_load(core, blob, len, err);
+        free(blob);
+        if (rc < 0) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
+            return rqd_err_set(err, RQD_EIO, "", "its base replay head (env_steps %lld) cannot "
+                               "be loaded: %s", (long long)head.seq, why);
+        }
+        base = head.seq;
+    } else if (rc == RQD_ENOTFOUND) {
+        rc = import_base(s, agent_id, core, &base, err);
+    }
     if (rc < 0)
         return rc;
     redq_agent_set_env_steps(core, base);
-    replay_ctx c = {core, err, base + 1};
+    replay_ctx c = {core, err, base + 1, 0};
     if ((rc = store_transitions_scan(s, agent_id, base + 1, redq_agent_obs_dim(core),
                                      redq_agent_act_dim(core), replay_one, &c, err)) < 0)
         return rc;
     redq_info info;
     redq_agent_info(core, &info);
+    if (info.buffer_missing > 0) /* the transitions after the base are not all there */
+        return rqd_err_set(err, RQD_EIO, "", "its stored replay buffer is incomplete: the "
+                           "%lld transitions after its base replay head (env_steps %lld) "
+                           "leave %lld rows of the ring unknown", c.n, base,
+                           info.buffer_missing);
     if (info.env_steps < floor_steps) /* an import whose file carried no buffer */
         redq_agent_set_env_steps(core, floor_steps);
-    *env_steps = info.env_steps > floor_steps ? info.env_steps : floor_steps;
+    out->env_steps = info.env_steps > floor_steps ? info.env_steps : floor_steps;
+    out->replayed = c.n;
+    out->from = base;
     return RQD_OK;
 }
 
@@ -125,7 +168,7 @@ static int load_agent(rqd_registry *r, store *s, const store_agent_row *row, rqd
     store_ckpt_info ck;
     void *blob = NULL;
     size_t len = 0;
-    long long env_steps = 0;
+    rqd_rebuilt rb = {0};
     int have_ckpt = 0, rc;
     cJSON *cj = cJSON_Parse(row->config_json ? row->config_json : "");
 
@@ -149,8 +192,8 @@ static int load_agent(rqd_registry *r, store *s, const store_agent_row *row, rqd
         rc = redq_agent_new(&cfg, row->obs_dim, row->act_dim, row->low, row->high, &core, err);
     }
     if (rc == RQD_OK)
-        rc = rqd__rebuild_buffer(r, s, row->id, core, have_ckpt ? ck.env_steps : 0, &env_steps,
-                                 err);
+        rc = rqd__rebuild_buffer(r, s, row->id, core, have_ckpt ? ck.env_steps : 0, &rb, err);
+    long long env_steps = rb.env_steps;
     rqd_agent *a = NULL;
     if (rc == RQD_OK && (a = rqd__agent_wrap(r, row->id, row->name, row->obs_dim, row->act_dim,
                                              row->low, row->high, core, row->created_at)) == NULL)
@@ -170,6 +213,7 @@ static int load_agent(rqd_registry *r, store *s, const store_agent_row *row, rqd
     a->have_ckpt = have_ckpt;
     if (have_ckpt)
         a->last_ckpt = ck;
+    rqd__prune_init(a, rb.newest_head);
     /* Every version below the stored lease may have been published: continue above it. */
     redq_info info;
     redq_agent_info(core, &info);
@@ -181,9 +225,11 @@ static int load_agent(rqd_registry *r, store *s, const store_agent_row *row, rqd
         rqd__agent_destroy(a);
         return rc;
     }
+    /* "replayed": what bounds the time a restart takes (docs/operations.md). */
     LOG(LOG_INFO, "agent %s: reloaded (env_steps %lld, updates %lld, buffer %lld, pending %.0f, "
-        "checkpoint %s, %d open episodes)", a->name, env_steps, info.updates, info.buffer_len,
-        a->pending, have_ckpt ? "yes" : "none", a->n_open);
+        "checkpoint %s, %d open episodes; replayed %lld transitions from env_steps %lld)",
+        a->name, env_steps, info.updates, info.buffer_len, a->pending,
+        have_ckpt ? "yes" : "none", a->n_open, rb.replayed, rb.from);
     *out = a;
     return RQD_OK;
 }
@@ -212,6 +258,10 @@ static rqd_agent *unavailable_agent(rqd_registry *r, store *s, const store_agent
     int64_t seq = 0;
     if (store_transitions_max_seq(s, row->id, &seq, &ignore) == RQD_OK && seq > a->stored.env_steps)
         a->stored.env_steps = seq;
+    store_head_info head; /* pruning may have left no transition after it */
+    if (store_head_base(s, row->id, &head, NULL, NULL, &ignore) == RQD_OK &&
+        head.seq > a->stored.env_steps)
+        a->stored.env_steps = head.seq;
     return a;
 }
 
@@ -235,6 +285,10 @@ static void adopt(rqd_agent *a, rqd_agent *f)
     a->last_return = f->last_return;
     a->returns = f->returns;
     memset(&f->returns, 0, sizeof f->returns);
+    a->next_head_at = f->next_head_at;
+    pthread_mutex_lock(&a->prune_mu);
+    a->prune = f->prune;
+    pthread_mutex_unlock(&a->prune_mu);
     free(a->config_json);
     a->config_json = NULL;
     a->error[0] = '\0';
@@ -366,6 +420,16 @@ int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *e
         else
             LOG(LOG_INFO, "database size capped at %lld bytes (--max-db-size)", o->max_db_size);
     }
+    store_space sp;
+    if ((rc = store_space_get(s, &sp, err)) < 0)
+        goto fail;
+    r->incremental = sp.incremental;
+    if (!sp.incremental)
+        LOG(LOG_NOTICE, "%s was created before redqd kept its rings bounded (auto_vacuum is "
+            "off): pages freed by pruning are reused for new rows, but the file does not "
+            "shrink (%lld of %lld pages free now); docs/operations.md \"Running for months\" "
+            "says how to switch it once, offline", o->db_path, (long long)sp.free_pages,
+            (long long)sp.pages);
     if ((rc = store_agent_list(s, &rows, &n, err)) < 0)
         goto fail;
     /* Every agent is listed at once, "loading" (its stored name, shape and counters);

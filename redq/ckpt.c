@@ -244,6 +244,11 @@ int redq_agent_head_save(const redq_agent *a, rqd_buf *out, long long *added, rq
     return RQD_OK;
 }
 
+size_t redq_agent_head_bytes(const redq_agent *a)
+{
+    return 8 + 4 + 4 * 8 + redq__replay_head_bytes(&a->replay) + 4;
+}
+
 int redq_agent_head_load(redq_agent *a, const void *data, size_t len, rqd_err *err)
 {
     const unsigned char *p = data, *end;

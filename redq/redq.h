@@ -248,6 +248,9 @@ int redq_agent_load_within(const void *data, size_t len, const rqd_limits *limit
  *
  * Appends a's head (versioned, checksummed) to out; *added gets its ring position. */
 int redq_agent_head_save(const redq_agent *a, rqd_buf *out, long long *added, rqd_err *err);
+/* The bytes redq_agent_head_save would append now (a few dozen, plus the pending n-step
+ * transitions of every env stream). */
+size_t redq_agent_head_bytes(const redq_agent *a);
 /* Loads a head into a, whose buffer must be empty (nothing added: RQD_ECONFLICT). A
  * damaged head, or one of a learner of another obs_dim, act_dim, estimation_step or
  * buffer_size, is RQD_EINVAL; on any failure a is unchanged. env_steps is not part of a

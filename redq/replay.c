@@ -408,6 +408,15 @@ int redq__replay_save(const redq__replay *r, rqd_buf *out)
     return streams_save(r, out);
 }
 
+size_t redq__replay_head_bytes(const redq__replay *r)
+{
+    size_t b = 3 * 8; /* added, seen, n_streams */
+    for (int i = 0; i < r->tab_size; i++)
+        for (redq__stream *s = r->tab[i]; s; s = s->next)
+            b += 4 + strlen(s->id) + 2 * 8 + sizeof(float) * (size_t)s->len * (size_t)r->raw;
+    return b;
+}
+
 int redq__replay_head_save(const redq__replay *r, rqd_buf *out)
 {
     if (redq__put_i64(out, r->added))

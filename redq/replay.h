@@ -93,6 +93,8 @@ int redq__replay_load(redq__replay *r, const unsigned char **p, const unsigned c
 
 /* The head (HEADS above): i64 added, then the streams part of redq__replay_save. */
 int redq__replay_head_save(const redq__replay *r, rqd_buf *out);
+/* Exactly the bytes redq__replay_head_save appends. */
+size_t redq__replay_head_bytes(const redq__replay *r);
 /* Into a replay that is empty (nothing added or seen: RQD_ECONFLICT otherwise), from
  * exactly the bytes [*p, end) (trailing bytes are RQD_EINVAL). With
  * added > 0 the ring's rows are missing until `capacity` more have been written, and

@@ -279,6 +279,7 @@ START_TEST(head_resumed_learner_trains_bit_identically)
     agent_feed(src, 0, H);
     rqd_buf_init(&head, 0);
     ck_assert_int_eq(redq_agent_head_save(src, &head, &added, &err), 0);
+    ck_assert_uint_eq(redq_agent_head_bytes(src), head.len);
     redq_info info;
     redq_agent_info(src, &info);
     ck_assert_int_eq(added, info.buffer_added);
