@@ -338,6 +338,189 @@ START_TEST(test_post_is_all_or_nothing)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ the stored ring */
+
+/* An agent of obs 3, act 1 with a small ring (3-step returns, so heads carry pending
+ * transitions), on its own. */
+static rqd_agent *ring_agent(rqd_registry *r, const char *name, long long buffer_size)
+{
+    redq_config c = dt_config();
+    float low[1] = {-1}, high[1] = {1};
+    rqd_agent *a = NULL;
+    rqd_err err = {0};
+    c.buffer_size = buffer_size;
+    c.estimation_step = 3;
+    ck_assert_msg(rqd_agent_create(r, name, 3, 1, low, high, &c, &a, &err) == 0, "%s", err.msg);
+    return a;
+}
+
+/* n transitions posted, env ids in turn and an episode end now and then. */
+static void post_rows(rqd_agent *a, int n, int chunk)
+{
+    store_transition tr[64];
+    float mem[7 * 64];
+    static const char *const ids[3] = {"x", NULL, "y"};
+    rqd_err err = {0};
+    double target;
+    ck_assert(chunk <= 64);
+    for (int done = 0; done < n; done += chunk) {
+        int k = n - done < chunk ? n - done : chunk;
+        rows_of(tr, mem, k);
+        for (int i = 0; i < k; i++) {
+            tr[i].env_id = ids[(done + i) % 3];
+            tr[i].terminated = (done + i) % 97 == 0;
+            mem[7 * i] = (float)(done + i); /* rows told apart */
+        }
+        char *answer = NULL;
+        ck_assert_msg(rqd_ingest(a, tr, k, NULL, &answer, &target, &err) == 0, "%s", err.msg);
+        free(answer);
+    }
+}
+
+static long long stored_count(const test_reg *t, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long v = -1;
+    ck_assert_int_eq(sqlite3_open_v2(t->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Runs the pruning until it has nothing left to do (each round waits for the writer). */
+static void prune_until_idle(test_reg *t, rqd_agent *a)
+{
+    rqd_err err = {0};
+    long long before = -1;
+    for (int i = 0; i < 200 && rqd_registry_pruned_rows(t->r) != before; i++) {
+        before = rqd_registry_pruned_rows(t->r);
+        for (int k = 0; k < 3; k++) { /* a job, then the one its result makes due */
+            rqd_registry_prune(t->r);
+            ck_assert_int_eq(rqd_agent_stats_sync(a, &err), 0); /* FIFO: after the jobs */
+        }
+    }
+}
+
+/* The learner's state with its buffer, as a download of its checkpoint gives it. */
+static void buffer_bytes(rqd_agent *a, int64_t ckpt, rqd_buf *out)
+{
+    void *data = NULL;
+    size_t len = 0;
+    rqd_err err = {0};
+    ck_assert_msg(rqd_ckpt_download(a, ckpt, 1, &data, &len, &err) == 0, "%s", err.msg);
+    out->data = data;
+    out->len = len;
+}
+
+/* The stored buffer is a ring: after pruning the file holds about buffer_size
+ * transitions, a restart rebuilds the same replay buffer bit for bit from the base head,
+ * and training goes on identically. */
+START_TEST(test_pruned_ring_restarts_identically)
+{
+    enum { CAP = 300, EVERY = 256, CHUNK = 37 };
+    test_reg t;
+    store_ckpt_info ck;
+    rqd_err err = {0};
+    rqd_buf b0, b1;
+
+    reg_open(&t, 16);
+    rqd_agent *a = ring_agent(t.r, "ring", CAP);
+    int64_t id = a->id;
+    post_rows(a, 2000, CHUNK);
+    prune_until_idle(&t, a);
+    long long kept = stored_count(&t, "SELECT count(*) FROM transitions");
+    /* The base is the newest head buffer_size rows old: at most CAP + EVERY + a post + the
+     * n-step lag after it. */
+    ck_assert_msg(kept >= CAP && kept <= CAP + EVERY + CHUNK + 2, "%lld transitions kept", kept);
+    ck_assert_int_eq(stored_count(&t, "SELECT count(*) FROM replay_heads WHERE base = 1"), 1);
+    ck_assert_int_le(stored_count(&t, "SELECT count(*) FROM replay_heads"), 3);
+    ck_assert_int_eq(stored_count(&t, "SELECT max(seq) FROM transitions"), 2000);
+    ck_assert_int_eq(rqd_ckpt_create(a, 0, &ck, &err), 0);
+    buffer_bytes(a, ck.id, &b0);
+    rqd_agent_put(a);
+
+    reg_reopen(&t);
+    a = rqd_agent_find(t.r, "ring");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(atomic_load(&a->status), RQD_AGENT_OK);
+    ck_assert_int_eq(env_steps_of(a), 2000);
+    buffer_bytes(a, ck.id, &b1);
+    ck_assert_msg(b0.len == b1.len && memcmp(b0.data, b1.data, b0.len) == 0,
+                  "the rebuilt replay buffer differs");
+    rqd_buf_free(&b1);
+    /* It goes on: more rows, more pruning, another restart, the same again. */
+    post_rows(a, 700, CHUNK);
+    prune_until_idle(&t, a);
+    ck_assert_int_le(stored_count(&t, "SELECT count(*) FROM transitions"),
+                     CAP + EVERY + CHUNK + 2);
+    buffer_bytes(a, ck.id, &b0);
+    rqd_agent_put(a);
+    reg_reopen(&t);
+    a = rqd_agent_find(t.r, "ring");
+    ck_assert_int_eq(env_steps_of(a), 2700);
+    buffer_bytes(a, ck.id, &b1);
+    ck_assert(b0.len == b1.len && memcmp(b0.data, b1.data, b0.len) == 0);
+    ck_assert_int_eq(a->id, id);
+    rqd_buf_free(&b0);
+    rqd_buf_free(&b1);
+    rqd_agent_put(a);
+    reg_close(&t);
+}
+END_TEST
+
+/* A post that stores a replay head: rows, head and learner, or none of them, under
+ * allocation failures at every step and a failed commit. */
+START_TEST(test_post_with_a_head_is_all_or_nothing)
+{
+    enum { N = 8 };
+    test_reg t;
+    store_transition tr[N];
+    float mem[7 * N];
+    rqd_err err = {0};
+    double target;
+    int rc = -1;
+    long nth;
+
+    reg_open(&t, 16);
+    rqd_agent *a = ring_agent(t.r, "h", 300);
+    post_rows(a, 256, 32); /* the next post is at the first head's mark (256) */
+    ck_assert_int_eq(stored_count(&t, "SELECT count(*) FROM replay_heads"), 0);
+    rows_of(tr, mem, N);
+    rqd_writer_fail_next(rqd_registry_writer(t.r), SQLITE_FULL);
+    for (nth = 0; rc != 0 && nth < 1000; nth++) {
+        char *answer = NULL;
+        fail_alloc_arm(nth);
+        rc = rqd_ingest(a, tr, N, "hb", &answer, &target, &err);
+        long failed = fail_alloc_disarm();
+        if (rc == 0) {
+            ck_assert_msg(failed == 0, "the post succeeded though allocation %ld failed", nth);
+            free(answer);
+            break;
+        }
+        ck_assert_ptr_null(answer);
+        ck_assert_int_eq(env_steps_of(a), 256);
+        ck_assert_int_eq(stored_max_seq(&t, a->id), 256);
+        ck_assert_msg(stored_count(&t, "SELECT count(*) FROM replay_heads") == 0,
+                      "a failed post (allocation %ld) stored its head: %s", nth, err.msg);
+    }
+    ck_assert_int_eq(rc, 0);
+    ck_assert(nth > 1);
+    ck_assert_int_eq(stored_count(&t, "SELECT seq FROM replay_heads"), 256);
+    ck_assert_int_eq(env_steps_of(a), 256 + N);
+    /* The next head is a full interval later. */
+    post_rows(a, 255, 51);
+    ck_assert_int_eq(stored_count(&t, "SELECT count(*) FROM replay_heads"), 1);
+    post_rows(a, 1, 1);
+    ck_assert_int_eq(stored_count(&t, "SELECT max(seq) FROM replay_heads"), 256 + N + 255);
+    rqd_agent_put(a);
+    reg_close(&t);
+}
+END_TEST
+
 Suite *suite_registry(void)
 {
     Suite *s = suite_create("registry");
@@ -349,6 +532,8 @@ Suite *suite_registry(void)
     tcase_add_test(tc, test_create_is_all_or_nothing);
     tcase_add_test(tc, test_import_is_all_or_nothing);
     tcase_add_test(tc, test_post_is_all_or_nothing);
+    tcase_add_test(tc, test_pruned_ring_restarts_identically);
+    tcase_add_test(tc, test_post_with_a_head_is_all_or_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
