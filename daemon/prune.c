@@ -140,10 +140,11 @@ void rqd__prune_init(rqd_agent *a, long long newest_head_seq)
     pthread_mutex_lock(&a->prune_mu);
     a->prune.added = info.buffer_added;
     a->prune.capacity = c->buffer_size;
-    a->prune.due = 0; /* look once: a crash may have left a job half done */
+    /* Look at once: a crash may have left a job half done, and a daemon that is
+     * restarted often must still get to the history (a look costs a few lookups). */
+    a->prune.due = 0;
     a->prune.more_ring = a->prune.more_history = 0;
-    /* Agents loaded together do not all look at their history in the same tick. */
-    a->prune.next_check = rqd__mono() + (double)(a->id % RQD_HISTORY_CHECK_SECONDS);
+    a->prune.next_check = 0;
     retention_of(&a->prune, c);
     a->next_head_at = newest_head_seq + head_every(c->buffer_size);
     pthread_mutex_unlock(&a->prune_mu);

@@ -451,6 +451,7 @@ START_TEST(test_pruned_ring_restarts_identically)
     buffer_bytes(a, ck.id, &b1);
     ck_assert_msg(b0.len == b1.len && memcmp(b0.data, b1.data, b0.len) == 0,
                   "the rebuilt replay buffer differs");
+    rqd_buf_free(&b0);
     rqd_buf_free(&b1);
     /* It goes on: more rows, more pruning, another restart, the same again. */
     post_rows(a, 700, CHUNK);

@@ -355,6 +355,89 @@ class RestartTest(DaemonTestCase):
         for k in b1:
             self.assertEqual(b1[k], b2[k], "tensor %s differs after a restart" % k)
 
+    # ---- the same after the stored buffer was pruned (issue 10): restarts rebuild the
+    # replay buffer from a replay head and the transitions after it, and a checkpoint
+    # downloaded with its buffer continues as the agent does.
+
+    RING_CFG = dict(DET_CFG, buffer_size=500, update_per_step=1)
+    RING_ENVS = 6                                      # parallel Pendulums, one act each step
+    RING_BOUND = 500 + 256 + RING_ENVS + 2             # rqd_limits.h: what a restart replays
+
+    def kept(self, name):
+        import sqlite3
+        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.daemon.data_dir,
+                                                               "redqd.db"), uri=True)
+        try:
+            return con.execute("SELECT count(*) FROM transitions WHERE agent ="
+                               " (SELECT id FROM agents WHERE name = ?)", (name,)).fetchone()[0]
+        finally:
+            con.close()
+
+    def replayed(self, name):
+        import re
+        with open(self.daemon.log_path, "rb") as f:
+            found = re.findall(r"agent %s: reloaded \(.*replayed (\d+) transitions" % name,
+                               f.read().decode("utf-8", "replace"))
+        return int(found[-1])
+
+    def ring_steps(self, name, envs, obs, steps, restart_at=()):
+        """steps rounds of one act for every env and one post of their transitions (each
+        env its own n-step stream), restarting (once the pruning has caught up) before the
+        rounds in restart_at; returns the actions."""
+        trace = []
+        for t in range(steps):
+            if t in restart_at:
+                self.wait_until(lambda: self.kept(name) <= self.RING_BOUND, 30,
+                                "the pruning of " + name)
+                self.daemon.restart()
+                self.assertLessEqual(self.replayed(name), self.RING_BOUND)
+            acts = self.act(name, obs)["action"]
+            batch = []
+            for i, env in enumerate(envs):
+                nxt, rew, term, trunc = env.step(acts[i][0])
+                batch.append({"obs": obs[i], "action": acts[i], "reward": rew, "next_obs": nxt,
+                              "terminated": term, "truncated": trunc, "env_id": "e%d" % i})
+                obs[i] = env.reset() if (term or trunc) else nxt
+            self.post_transitions(name, batch)
+            trace.append(acts)
+        return trace
+
+    def ring_run(self, name, restart_at=()):
+        self.create(name, obs_dim=3, act_dim=1, config=dict(self.RING_CFG))
+        envs = [Pendulum(seed=20 + i) for i in range(self.RING_ENVS)]
+        obs = [e.reset() for e in envs]
+        trace = self.ring_steps(name, envs, obs, 500, restart_at)
+        st = self.state(name)
+        self.assertEqual((st["env_steps"], st["buffer_len"], st["pending_updates"]),
+                         (3000, 500, 0))
+        return trace, envs, obs
+
+    def test_sync_determinism_across_restarts_after_pruning(self):
+        import copy
+        t1, envs, obs = self.ring_run("ring-a")
+        t2, _, _ = self.ring_run("ring-b", restart_at=(150, 290, 430))
+        first = next((i for i, (x, y) in enumerate(zip(t1, t2)) if x != y), None)
+        self.assertIsNone(first, "the actions differ from round %s on" % first)
+        pa = tensor_bytes(self.c.get("/v1/agents/ring-a/policy").body)
+        self.assertEqual(pa, tensor_bytes(self.c.get("/v1/agents/ring-b/policy").body))
+
+        # A checkpoint downloaded with its buffer (the ring pruned) goes on as ring-a does,
+        # through its own pruning and a restart.
+        ck = self.assertOK(self.c.post("/v1/agents/ring-a/checkpoints", data=b""), 201)
+        blob = self.c.get("/v1/agents/ring-a/checkpoints/%d?with_buffer=true" % ck["id"]).body
+        self.assertOK(self.c.put("/v1/agents/ring-i/checkpoint", data=blob,
+                                 content_type="application/octet-stream"), 201)
+        envs2, obs2 = copy.deepcopy(envs), list(obs)
+        ta = self.ring_steps("ring-a", envs, obs, 250)
+        ti = self.ring_steps("ring-i", envs2, obs2, 250, restart_at=(200,))
+        first = next((i for i, (x, y) in enumerate(zip(ta, ti)) if x != y), None)
+        self.assertIsNone(first, "the imported agent's actions differ from round %s on" % first)
+        self.assertEqual(tensor_bytes(self.c.get("/v1/agents/ring-a/policy").body),
+                         tensor_bytes(self.c.get("/v1/agents/ring-i/policy").body))
+        sa, si = self.state("ring-a"), self.state("ring-i")
+        for k in ("env_steps", "updates", "buffer_len", "pending_updates"):
+            self.assertEqual(sa[k], si[k], k)
+
 
 if __name__ == "__main__":
     unittest.main()
