@@ -23,10 +23,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import Daemon  # noqa: E402
 
 ROUNDS = int(os.environ.get("CRASH_ROUNDS", "20"))
-AGENTS = {"crash-a": 3, "crash-b": 5}  # name -> obs_dim
+AGENTS = {"crash-a": 3, "crash-b": 5, "crash-ring": 3}  # name -> obs_dim
 CONFIG = {"hidden_sizes": [16, 16], "ensemble_size": 3, "batch_size": 8,
           "start_timesteps": 8, "update_per_step": 1, "actor_delay": 2,
           "checkpoint_every": 40, "keep_checkpoints": 3, "max_pending_updates": 100000}
+# A small ring: its stored transitions are pruned while the kills come (issue 10), with
+# n-step streams, so that restarts rebuild it from replay heads.
+EXTRA = {"crash-ring": {"buffer_size": 64, "batch_size": 8, "estimation_step": 2}}
 
 
 def row(rng, obs_dim):
@@ -80,7 +83,8 @@ class SigkillTest(unittest.TestCase):
             c = d.client
             for name, obs_dim in AGENTS.items():
                 r = c.post("/v1/agents", {"name": name, "obs_dim": obs_dim, "action_low": [-2],
-                                          "action_high": [2], "config": CONFIG})
+                                          "action_high": [2],
+                                          "config": dict(CONFIG, **EXTRA.get(name, {}))})
                 self.assertEqual(r.status, 201, r.body)
             rng = random.Random(1)
             acked = {n: 0 for n in AGENTS}
