@@ -43,6 +43,8 @@ struct rqd_registry {
     atomic_int vacuum_busy;         /* a vacuum step is in flight */
     double vacuum_next;             /* CLOCK_MONOTONIC seconds (the loop thread's) */
     atomic_llong pruned_rows;       /* rows deleted by pruning jobs */
+    void (*prune_work)(void *arg);  /* a job left work (rqd_registry_on_prune_work) */
+    void *prune_work_arg;
 
     store_agent_row *load_rows;     /* the agents to load (rqd_registry_load) */
     int n_load_rows;

@@ -36,6 +36,7 @@ typedef struct {
     uv_loop_t *loop;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t tick, progress, prune;
+    uv_async_t prune_now;       /* a pruning job left work (the writer thread sends it) */
     int stopping;
     int watchdog_every;         /* ticks between WATCHDOG=1, 0 = none */
     int ticks;
@@ -133,6 +134,18 @@ static void on_prune(uv_timer_t *t)
     rqd_registry_prune(d->reg);
 }
 
+static void on_prune_now(uv_async_t *h)
+{
+    rqd *d = h->data;
+    if (!d->stopping && d->reg != NULL) /* may be delivered after the shutdown */
+        rqd_registry_prune(d->reg);
+}
+
+static void wake_pruner(void *arg)
+{
+    uv_async_send(arg);
+}
+
 /* The loader thread, once every agent is loaded. */
 static void on_loaded(void *arg, int n)
 {
@@ -222,6 +235,9 @@ int main(int argc, char **argv)
     uv_timer_start(&d.tick, on_tick, 1000, 1000);
     uv_timer_start(&d.progress, on_progress, 10000, 10000);
     uv_timer_start(&d.prune, on_prune, RQD_PRUNE_TICK_MS, RQD_PRUNE_TICK_MS);
+    uv_async_init(d.loop, &d.prune_now, on_prune_now);
+    d.prune_now.data = &d;
+    rqd_registry_on_prune_work(d.reg, wake_pruner, &d.prune_now);
     /* The agents load while the daemon serves (those not loaded yet answer 503 "loading");
      * systemd hears READY=1 once all have. */
     if (rqd_registry_load(d.reg, on_loaded, &d, &err) < 0) {
@@ -236,6 +252,7 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&d.tick, NULL);
     uv_close((uv_handle_t *)&d.progress, NULL);
     uv_close((uv_handle_t *)&d.prune, NULL);
+    uv_close((uv_handle_t *)&d.prune_now, NULL);
     uv_run(d.loop, UV_RUN_DEFAULT);
     uv_loop_close(d.loop);
     return 0;

@@ -212,6 +212,10 @@ void rqd_registry_log_progress(rqd_registry *r);
 void rqd_registry_prune(rqd_registry *r);
 /* Rows the pruning deleted so far, all agents and tables (for /metrics and tests). */
 long long rqd_registry_pruned_rows(rqd_registry *r);
+/* fn(arg) is called on the writer thread when a pruning job leaves work behind, so that
+ * the loop calls rqd_registry_prune again without waiting for its timer (uv_async_send
+ * is the intended fn: it must not block). Set before rqd_registry_load. */
+void rqd_registry_on_prune_work(rqd_registry *r, void (*fn)(void *arg), void *arg);
 
 int rqd_registry_count(rqd_registry *r);
 /* Stats rows given up because the database refused writes too long (for /metrics). */

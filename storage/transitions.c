@@ -21,11 +21,14 @@ static const char SQL_SCAN[] =
     "SELECT seq, data, terminated, truncated, env_id FROM transitions"
     " WHERE agent = ?1 AND seq >= ?2 ORDER BY seq";
 
-/* The oldest max_rows up to a seq: the subquery bounds the work of one call (one write
- * transaction holds the writer; daemon/prune.c keeps them short). */
-static const char SQL_DELETE_UPTO[] =
-    "DELETE FROM transitions WHERE agent = ?1 AND seq IN"
-    " (SELECT seq FROM transitions WHERE agent = ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3)";
+/* The oldest max_rows up to a seq, in two steps: the seq of the last of them (a walk of
+ * max_rows index entries), then one range delete up to it, which is about twice as fast
+ * as deleting the keys of a subquery one by one (measured). One call holds the writer's
+ * transaction; daemon/prune.c keeps it short. */
+static const char SQL_CUT[] =
+    "SELECT seq FROM transitions WHERE agent = ?1 AND seq <= ?2 ORDER BY seq LIMIT 1"
+    " OFFSET ?3";
+static const char SQL_DELETE_UPTO[] = "DELETE FROM transitions WHERE agent = ?1 AND seq <= ?2";
 
 /* Floats in one row's blob. */
 static size_t row_floats(int obs_dim, int act_dim)
@@ -113,15 +116,28 @@ int store_transitions_delete_upto(store *s, int64_t agent, int64_t upto, int max
                                   int *deleted, rqd_err *err)
 {
     sqlite3_stmt *st = NULL;
-    int rc = RQD_OK, src;
+    int64_t cut = upto;
+    int rc = RQD_OK, src, token = 0;
 
     assert(max_rows >= 1);
     *deleted = 0;
-    if ((rc = store__stmt(s, SQL_DELETE_UPTO, &st, err)) < 0)
+    if ((rc = store__atomic_begin(s, &token, err)) < 0 ||
+        (rc = store__stmt(s, SQL_CUT, &st, err)) < 0)
         goto out;
     sqlite3_bind_int64(st, 1, agent);
     sqlite3_bind_int64(st, 2, upto);
-    sqlite3_bind_int(st, 3, max_rows);
+    sqlite3_bind_int(st, 3, max_rows - 1);
+    if ((src = store__step(s, st)) == SQLITE_ROW)
+        cut = sqlite3_column_int64(st, 0); /* the max_rows-th: more may follow */
+    else if (src != SQLITE_DONE) {
+        rc = store__fail(s, src, err, "delete transitions");
+        goto out;
+    }
+    store__done(st);
+    if ((rc = store__stmt(s, SQL_DELETE_UPTO, &st, err)) < 0)
+        goto out;
+    sqlite3_bind_int64(st, 1, agent);
+    sqlite3_bind_int64(st, 2, cut);
     if ((src = store__step(s, st)) != SQLITE_DONE) {
         rc = store__fail(s, src, err, "delete transitions");
         goto out;
@@ -129,7 +145,7 @@ int store_transitions_delete_upto(store *s, int64_t agent, int64_t upto, int max
     *deleted = sqlite3_changes(s->db);
 out:
     store__done(st);
-    return rc;
+    return store__atomic_end(s, token, rc, err);
 }
 
 int store_transitions_scan(store *s, int64_t agent, int64_t from_seq, int obs_dim, int act_dim,
