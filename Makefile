@@ -6,6 +6,7 @@
 #   make test       unit tests, the same under ASan+UBSan, the learning test
 #   make bench      performance against PyTorch and the sgemm peak (docs/BENCHMARKS.md)
 #   make bench-learn  REDQ against SAC on MuJoCo through the daemon (hours; resumable)
+#   make bench-longrun  10^7 transitions through one agent: disk, restart, ingest (minutes)
 #   make clean      remove build/
 #
 # Objects live under $(BUILD)/obj (or obj-san for SAN=...), with -MMD -MP header tracking.
@@ -90,7 +91,7 @@ PY ?= /usr/bin/python3
 # A bare `make` builds; only `make run` starts the daemon.
 .DEFAULT_GOAL := all
 
-.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz fuzz-tools soak bench-http bench-learn
+.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz fuzz-tools soak bench-http bench-learn bench-longrun
 
 # The daemon in the foreground on 127.0.0.1:8470 with ./redqd-data (Ctrl-C stops it
 # cleanly: every agent is checkpointed).
@@ -249,6 +250,17 @@ bench-learn: deps
 	$(Q)$(PY) bench/bench_learn.py --redqd $(BUILD)/redqd --client $(BUILD)/redq-mujoco \
 	  --out $(LEARN_OUT) $(if $(filter 1,$(LEARN_QUICK)),--quick,--steps $(LEARN_STEPS) --seeds $(LEARN_SEEDS)) \
 	  $(LEARN_ARGS)
+
+# The stored replay buffer as a ring over a long run (issue 10): LONGRUN_TOTAL transitions
+# through one agent with buffer_size LONGRUN_BUFFER, the database's size, a restart's time
+# and the ingest rate at 10^6, 5 x 10^6 and 10^7 (docs/BENCHMARKS.md). Not part of `make
+# test`; LONGRUN_TOTAL=1000000 is a quick look. Report: bench/results/longrun-latest.md.
+LONGRUN_TOTAL  ?= 10000000
+LONGRUN_BUFFER ?= 100000
+bench-longrun: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd
+	$(Q)$(PY) bench/bench_longrun.py --redqd $(BUILD)/redqd --total $(LONGRUN_TOTAL) \
+	  --buffer $(LONGRUN_BUFFER) --out bench/results/longrun-latest.md
 
 $(BUILD)/bench/bare_mhd: bench/bare_mhd.c
 	@mkdir -p $(@D)

@@ -4,7 +4,7 @@ database, a restart and ingestion cost after 10^6, 5 x 10^6 and 10^7 transitions
 buffer_size 10^5, now that the stored buffer is a ring.
 
     bench/bench_longrun.py [--redqd build/redqd] [--total N] [--buffer B] [--post P]
-                           [--marks M,M,...] [--out FILE] [--keep DIR]
+                           [--marks M,M,...] [--out FILE] [--keep DIR] [--baseline]
 
 Starts its own daemon (--log-level info) on a free port with a fresh data directory,
 creates one Pendulum-shaped agent (obs 3, act 1; training "manual", so that no update
@@ -163,7 +163,11 @@ def db_facts(data_dir):
     db = os.path.join(data_dir, "redqd.db")
     con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
     try:
-        q = lambda s: con.execute(s).fetchone()[0]  # noqa: E731
+        def q(sql):
+            try:
+                return con.execute(sql).fetchone()[0]
+            except sqlite3.OperationalError:  # a daemon from before replay heads (--baseline)
+                return 0
         f = {"page_size": q("PRAGMA page_size"), "pages": q("PRAGMA page_count"),
              "free": q("PRAGMA freelist_count"), "auto_vacuum": q("PRAGMA auto_vacuum"),
              "transitions": q("SELECT count(*) FROM transitions"),
@@ -205,6 +209,9 @@ def main():
     ap.add_argument("--marks", default="1000000,5000000,10000000")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results", "longrun-latest.md"))
     ap.add_argument("--keep", default="", help="keep the data directory here")
+    ap.add_argument("--baseline", action="store_true",
+                    help="a daemon from before issue 10 (--redqd): nothing is pruned, so do "
+                         "not wait for it")
     a = ap.parse_args()
     marks = [m for m in (int(x) for x in a.marks.split(",")) if m <= a.total]
     if a.total not in marks:
@@ -258,7 +265,8 @@ def main():
                                                        log_since(log_path, log0)))
             done = m
             t0 = time.monotonic()
-            while db_facts(data_dir)["transitions"] > bound and time.monotonic() - t0 < 600:
+            while not a.baseline and db_facts(data_dir)["transitions"] > bound and \
+                    time.monotonic() - t0 < 600:
                 time.sleep(0.2)
             settle = time.monotonic() - t0
             live = db_facts(data_dir)

@@ -15,6 +15,8 @@
  *               the published policy snapshot and never waits for training.
  * a->core_rw    read-held by whoever uses a->core without a->mu (acts, policy
  *               downloads); write-held by a restore only for the pointer swap.
+ * a->prune_mu   a leaf: what the pruning knows of the agent (a->prune), taken by the
+ *               loop's prune timer, the writer's callbacks and posts (daemon/prune.c).
  * reg->mu       guards the name table; agents are reference counted (rqd_agent_put).
  * Waiter callbacks run on a trainer thread (or the loop thread for deadlines and
  * shutdown) with no lock held.
