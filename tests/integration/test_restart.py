@@ -438,6 +438,39 @@ class RestartTest(DaemonTestCase):
         for k in ("env_steps", "updates", "buffer_len", "pending_updates"):
             self.assertEqual(sa[k], si[k], k)
 
+    def test_episode_steps_prune_and_restart(self):
+        # The episodes API forms the transitions itself (its own n-step stream per
+        # episode): its steps store replay heads too, and a restart rebuilds the same
+        # buffer from the base head.
+        name = "ring-ep"
+        self.create(name, obs_dim=3, act_dim=1, config=small_config(
+            buffer_size=300, estimation_step=3, training="manual"))
+        env = Pendulum(seed=5)
+        steps = 0
+        while steps < 900:
+            o = env.reset()
+            ep = self.assertOK(self.c.post("/v1/agents/%s/episodes" % name, {"obs": o}), 201)
+            a = ep["action"]
+            for t in range(50):
+                nxt, rew, term, trunc = env.step(a[0])
+                r = self.assertOK(self.c.post("/v1/agents/%s/episodes/%s/step" % (
+                    name, ep["episode_id"]), {"reward": rew, "obs": nxt, "terminated": term,
+                                              "truncated": trunc or t == 49}))
+                steps += 1
+                if r.get("done"):
+                    break
+                a = r["action"]
+        self.wait_until(lambda: self.kept(name) <= 300 + 256 + 1 + 2, 30, "the pruning")
+        ck = self.assertOK(self.c.post("/v1/agents/%s/checkpoints" % name, data=b""), 201)
+        url = "/v1/agents/%s/checkpoints/%d?with_buffer=true" % (name, ck["id"])
+        before, st0 = self.c.get(url).body, self.state(name)
+        self.daemon.restart()
+        self.assertLessEqual(self.replayed(name), 300 + 256 + 1 + 2)
+        self.assertEqual(self.c.get(url).body, before)
+        st = self.state(name)
+        for k in ("env_steps", "buffer_len", "episodes"):
+            self.assertEqual(st[k], st0[k], k)
+
 
 if __name__ == "__main__":
     unittest.main()
