@@ -286,6 +286,45 @@ START_TEST(test_import_is_all_or_nothing)
 }
 END_TEST
 
+/* Posts the n rows of tr with the nth allocation failing, nth = 0, 1, ... (0: none, but
+ * the commit fails: the writer is armed here) until the post succeeds; after every failed
+ * attempt unchanged(t, a, nth, err) checks that nothing was stored or learnt. Returns how
+ * many attempts failed. */
+typedef void (*unchanged_fn)(test_reg *t, rqd_agent *a, long nth, const rqd_err *err);
+
+static long post_until_it_succeeds(test_reg *t, rqd_agent *a, const store_transition *tr,
+                                   int n, const char *batch_id, unchanged_fn unchanged)
+{
+    rqd_err err = {0};
+    double target;
+    int rc = -1;
+    long nth;
+
+    rqd_writer_fail_next(rqd_registry_writer(t->r), SQLITE_FULL);
+    for (nth = 0; rc != 0 && nth < 1000; nth++) {
+        char *answer = NULL;
+        fail_alloc_arm(nth);
+        rc = rqd_ingest(a, tr, n, batch_id, &answer, &target, &err);
+        long failed = fail_alloc_disarm();
+        if (rc == 0) {
+            ck_assert_msg(failed == 0, "the post succeeded though allocation %ld failed", nth);
+            free(answer);
+            break;
+        }
+        ck_assert_ptr_null(answer);
+        unchanged(t, a, nth, &err);
+    }
+    ck_assert_int_eq(rc, 0);
+    return nth;
+}
+
+static void post_left_nothing(test_reg *t, rqd_agent *a, long nth, const rqd_err *err)
+{
+    ck_assert_int_eq(env_steps_of(a), 1020);
+    ck_assert_msg(stored_max_seq(t, a->id) == 1020, "a failed post (allocation %ld) stored "
+                  "its rows: %s", nth, err->msg);
+}
+
 /* A transitions post: stored and learnt from, or neither. The 1025th row needs a new
  * chunk of the replay buffer, so a post crossing it allocates. */
 START_TEST(test_post_is_all_or_nothing)
@@ -296,8 +335,6 @@ START_TEST(test_post_is_all_or_nothing)
     float mem[7 * N];
     rqd_err err = {0};
     double target;
-    int rc = -1;
-    long nth;
 
     reg_open(&t, 16);
     rqd_agent *a = dt_create(t.r, "p");
@@ -310,24 +347,7 @@ START_TEST(test_post_is_all_or_nothing)
     }
     ck_assert_int_eq(env_steps_of(a), 1020);
     long long before = env_steps_of(a);
-    rqd_writer_fail_next(rqd_registry_writer(t.r), SQLITE_FULL);
-    for (nth = 0; rc != 0 && nth < 1000; nth++) {
-        char *answer = NULL;
-        fail_alloc_arm(nth);
-        rc = rqd_ingest(a, tr, N, "batch", &answer, &target, &err);
-        long failed = fail_alloc_disarm();
-        if (rc == 0) {
-            ck_assert_msg(failed == 0, "the post succeeded though allocation %ld failed", nth);
-            free(answer);
-            break;
-        }
-        ck_assert_ptr_null(answer);
-        ck_assert_int_eq(env_steps_of(a), before);
-        ck_assert_msg(stored_max_seq(&t, a->id) == before, "a failed post (allocation %ld) "
-                      "stored its rows: %s", nth, err.msg);
-    }
-    ck_assert_int_eq(rc, 0);
-    ck_assert(nth > 1);
+    ck_assert(post_until_it_succeeds(&t, a, tr, N, "batch", post_left_nothing) > 1);
     ck_assert_int_eq(env_steps_of(a), before + N);
     ck_assert_int_eq(stored_max_seq(&t, a->id), before + N);
     rqd_agent_state st;
@@ -473,6 +493,14 @@ START_TEST(test_pruned_ring_restarts_identically)
 }
 END_TEST
 
+static void head_post_left_nothing(test_reg *t, rqd_agent *a, long nth, const rqd_err *err)
+{
+    ck_assert_int_eq(env_steps_of(a), 256);
+    ck_assert_int_eq(stored_max_seq(t, a->id), 256);
+    ck_assert_msg(stored_count(t, "SELECT count(*) FROM replay_heads") == 0,
+                  "a failed post (allocation %ld) stored its head: %s", nth, err->msg);
+}
+
 /* A post that stores a replay head: rows, head and learner, or none of them, under
  * allocation failures at every step and a failed commit. */
 START_TEST(test_post_with_a_head_is_all_or_nothing)
@@ -481,35 +509,13 @@ START_TEST(test_post_with_a_head_is_all_or_nothing)
     test_reg t;
     store_transition tr[N];
     float mem[7 * N];
-    rqd_err err = {0};
-    double target;
-    int rc = -1;
-    long nth;
 
     reg_open(&t, 16);
     rqd_agent *a = ring_agent(t.r, "h", 300);
     post_rows(a, 256, 32); /* the next post is at the first head's mark (256) */
     ck_assert_int_eq(stored_count(&t, "SELECT count(*) FROM replay_heads"), 0);
     rows_of(tr, mem, N);
-    rqd_writer_fail_next(rqd_registry_writer(t.r), SQLITE_FULL);
-    for (nth = 0; rc != 0 && nth < 1000; nth++) {
-        char *answer = NULL;
-        fail_alloc_arm(nth);
-        rc = rqd_ingest(a, tr, N, "hb", &answer, &target, &err);
-        long failed = fail_alloc_disarm();
-        if (rc == 0) {
-            ck_assert_msg(failed == 0, "the post succeeded though allocation %ld failed", nth);
-            free(answer);
-            break;
-        }
-        ck_assert_ptr_null(answer);
-        ck_assert_int_eq(env_steps_of(a), 256);
-        ck_assert_int_eq(stored_max_seq(&t, a->id), 256);
-        ck_assert_msg(stored_count(&t, "SELECT count(*) FROM replay_heads") == 0,
-                      "a failed post (allocation %ld) stored its head: %s", nth, err.msg);
-    }
-    ck_assert_int_eq(rc, 0);
-    ck_assert(nth > 1);
+    ck_assert(post_until_it_succeeds(&t, a, tr, N, "hb", head_post_left_nothing) > 1);
     ck_assert_int_eq(stored_count(&t, "SELECT seq FROM replay_heads"), 256);
     ck_assert_int_eq(env_steps_of(a), 256 + N);
     /* The next head is a full interval later. */

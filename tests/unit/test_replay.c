@@ -149,33 +149,31 @@ END_TEST
 
 /* ------------------------------------------------------------------ heads */
 
-/* Transition i of a fixed sequence: four env streams (one the default), episodes that
- * end by termination or truncation now and then, values that tell the rows apart. */
-static void seq_transition(int i, float *obs, float *act, float *rew, float *next, int *term,
-                           int *trunc, const char **id)
+/* Transition i of a fixed sequence, its values in m[5] (obs 2, act 1, next 2): four env
+ * streams (one the default), episodes that end by termination or truncation now and
+ * then, values that tell the rows apart. */
+static redq_transition seq_transition(int i, float m[5])
 {
     static const char *const ids[4] = {"a", NULL, "b", "c"};
     uint32_t h = (uint32_t)i * 2654435761u;
-    obs[0] = (float)i;
-    obs[1] = (float)(h % 1000) * 0.001f;
-    act[0] = (float)((h >> 10) % 200) * 0.01f - 1.0f;
-    *rew = (float)((h >> 3) % 97) * 0.1f - 4.0f;
-    next[0] = (float)i + 0.5f;
-    next[1] = obs[1] * 0.5f;
-    *term = (h >> 17) % 23 == 0;
-    *trunc = !*term && (h >> 19) % 29 == 0;
-    *id = ids[(h >> 7) % 4];
+    m[0] = (float)i;
+    m[1] = (float)(h % 1000) * 0.001f;
+    m[2] = (float)((h >> 10) % 200) * 0.01f - 1.0f;
+    m[3] = (float)i + 0.5f;
+    m[4] = m[1] * 0.5f;
+    int term = (h >> 17) % 23 == 0;
+    return (redq_transition){m, m + 2, (float)((h >> 3) % 97) * 0.1f - 4.0f, m + 3, term,
+                             !term && (h >> 19) % 29 == 0, ids[(h >> 7) % 4]};
 }
 
 static void feed(redq__replay *r, int from, int to)
 {
     rqd_err err = {0};
+    float m[5];
     for (int i = from; i < to; i++) {
-        float obs[2], act[1], rew, next[2];
-        int term, trunc;
-        const char *id;
-        seq_transition(i, obs, act, &rew, next, &term, &trunc, &id);
-        ck_assert_msg(redq__replay_add(r, obs, act, rew, next, term, trunc, id, &err) == 0,
+        redq_transition t = seq_transition(i, m);
+        ck_assert_msg(redq__replay_add(r, t.obs, t.action, t.reward, t.next_obs, t.terminated,
+                                       t.truncated, t.env_id, &err) == 0,
                       "add %d: %s", i, err.msg);
     }
 }
@@ -246,16 +244,13 @@ START_TEST(head_resumes_the_same_ring_streams_and_seen)
 }
 END_TEST
 
-/* The learner's transition i (obs_dim 2, act_dim 1) of the same sequence. */
+/* The learner gets the same sequence (obs_dim 2, act_dim 1). */
 static void agent_feed(redq_agent *a, int from, int to)
 {
     rqd_err err = {0};
+    float m[5];
     for (int i = from; i < to; i++) {
-        float obs[2], act[1], rew, next[2];
-        int term, trunc;
-        const char *id;
-        seq_transition(i, obs, act, &rew, next, &term, &trunc, &id);
-        redq_transition t = {obs, act, rew, next, term, trunc, id};
+        redq_transition t = seq_transition(i, m);
         ck_assert_msg(redq_agent_add(a, &t, 1, &err) == 0, "add %d: %s", i, err.msg);
     }
 }
