@@ -11,7 +11,9 @@
  * The walk takes whole groups of `thin` rows and keeps the first of each: rows past the
  * window are kept at every thin-th position of the agent's own sequence (stats row
  * numbers are shared by all agents, so a modulo of them would not be). It stops at the
- * first row inside the age limit. Rows of one agent are numbered in time order.
+ * first row inside the age limit. Rows of one agent are numbered in time order. (A stats
+ * row whose write was retried after a full disk may land below the mark: it is counted
+ * but never walked, so the count is one high and one more old row is thinned. Harmless.)
  *
  * Episodes: seq numbers an agent's episodes densely from 1 (the newest is never deleted,
  * so max + 1 never reuses one), so "outside the newest keep_rows" is seq <= max -
@@ -319,7 +321,7 @@ int store_history_prune(store *s, int64_t agent, const store_retention *r, int m
     store__done(st);
     st = NULL;
     int64_t edge = ep_max - (r->keep_rows > 0 ? r->keep_rows : 1), reach = ep_mark, below;
-    int full_below = 0;
+    int full_below = 0; /* the walk below the mark: bounded by the open episodes anyway */
     if ((rc = walk_episodes(s, agent, ep_mark, edge, 0, max_rows, r, cutoff_text, &t, &reach,
                             &full, &out->episodes, err)) < 0 ||
         (rc = walk_episodes(s, agent, 0, ep_mark < edge ? ep_mark : edge, 1, max_rows, r,

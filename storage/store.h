@@ -81,8 +81,8 @@ void store_fault_inject(store *s, int nth, int sqlite_rc);
 void store_test_part_size(size_t bytes);
 
 /* Test hook: creates the file at path, or brings an older one, to schema version
- * `version` (1 .. STORE_SCHEMA_VERSION) as a redqd of that version would, and closes
- * it; a test then fills the old layout with SQL and opens it to see it migrated.
+ * `version` (1 .. STORE_SCHEMA_VERSION) as a redqd of that version would (below 4, with
+ * auto_vacuum off), and closes it; a test then fills the old layout with SQL and opens it to see it migrated.
  * RQD_EINVAL for a version out of range. */
 int store_test_create_version(const char *path, int version, rqd_err *err);
 
