@@ -367,8 +367,9 @@ def describe(event):
         how = "created" if event["created"] else (
             "exists" if event["by_name"] else "exists with this shape and config") + \
             f": continuing from env_steps {event['env_steps']}"
-        return (f"agent {name!r} {how} (training {event['training']}; "
-                f"{event['envs']} environments, run {event['run_id']})")
+        envs = event["envs"]
+        return (f"agent {name!r} {how} (training {event['training']}; {envs} "
+                f"environment{'s' if envs != 1 else ''}, run {event['run_id']})")
     if kind == "progress":
         return (f"{name}  steps {event['steps']:>7}/{event['total']}"
                 f"  env_steps {event['env_steps']:>8}  steps/s {event['steps_per_s']:7.1f}"
