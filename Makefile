@@ -2,7 +2,8 @@
 # commands of the README; both install what they need first (`deps`).
 #
 #   make            build everything into build/
-#   make run        build and start the daemon on 127.0.0.1:8470 (data in ./redqd-data)
+#   make run        build and start the daemon on 127.0.0.1:8470 (data in ./redqd-data);
+#                   PORT=8471 listens elsewhere, ARGS="--log-level debug" adds options
 #   make test       unit tests, the same under ASan+UBSan, the learning test
 #   make bench      performance against PyTorch and the sgemm peak (docs/BENCHMARKS.md)
 #   make bench-learn  REDQ against SAC on MuJoCo through the daemon (hours; resumable)
@@ -80,11 +81,15 @@ PY ?= /usr/bin/python3
 
 .PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz soak bench-http bench-learn
 
-# The daemon in the foreground on 127.0.0.1:8470 with ./redqd-data (Ctrl-C stops it
-# cleanly: every agent is checkpointed).
+# The daemon in the foreground on 127.0.0.1:$(PORT) with ./redqd-data (Ctrl-C stops it
+# cleanly: every agent is checkpointed). ARGS adds options (`build/redqd --help`), e.g.
+# make run PORT=8471 ARGS="--data-dir /tmp/other --trainer-threads 1"; a later
+# --data-dir wins over the default one.
+PORT ?= 8470
+ARGS ?=
 run: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd
-	$(BUILD)/redqd --bind 127.0.0.1 --port 8470 --data-dir ./redqd-data
+	$(BUILD)/redqd --bind 127.0.0.1 --port $(PORT) --data-dir ./redqd-data $(ARGS)
 
 all: build
 
@@ -178,7 +183,7 @@ test: deps-test
 	  "learning (Pendulum)" "$(BUILD)/test_learn" \
 	  "MuJoCo environments (clients/mujoco)" "$(BUILD)/test_mujoco_envs" \
 	  "Python client and HTTP integration (the real daemon)" \
-	  "REDQD_BIN=$(BUILD)/redqd $(PY) tests/integration/run.py tests/clients/test_client_unit.py $(sort $(wildcard tests/integration/test_*.py)) tests/crash/test_sigkill.py tests/load/test_load.py" \
+	  "REDQD_BIN=$(BUILD)/redqd $(PY) tests/integration/run.py $(sort $(wildcard tests/clients/test_*.py)) $(sort $(wildcard tests/integration/test_*.py)) tests/crash/test_sigkill.py tests/load/test_load.py" \
 	  "HTTP integration against the ASan+UBSan daemon" \
 	  "REDQD_BIN=$(BUILD)/san/redqd $(PY) tests/integration/run.py"
 
