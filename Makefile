@@ -21,11 +21,12 @@ BINDIR  := $(BUILD)$(if $(SAN),/san)
 OPT     ?= -O2
 
 # Debian packages needed to build; `deps` installs the missing ones. The tests also need
-# Python 3 (the integration tests and clients are stdlib only) and Chromium (the
-# dashboard is checked in a real headless browser): `deps-test`.
+# Python 3 (the integration tests and clients are stdlib only), Chromium (the
+# dashboard is checked in a real headless browser), and for the client's install test
+# and the tutorial's commands python3-venv and python3-matplotlib: `deps-test`.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libsqlite3-dev \
             libopenblas-dev libuv1-dev check zlib1g-dev libmujoco-dev libcurl4-openssl-dev
-DEB_TEST_PKGS := python3 chromium
+DEB_TEST_PKGS := python3 chromium python3-venv python3-matplotlib
 PC_PKGS  := libcjson openblas zlib sqlite3 libmicrohttpd libuv
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wwrite-strings -Wno-unused-parameter

@@ -202,12 +202,12 @@ class _Run:
                 before, done = done, done + k
                 if len(self.pending) >= self.post_every * len(self.envs) or done == steps:
                     self.flush()
-                if eval_episodes and eval_every and done // eval_every > before // eval_every:
-                    self.evaluate(eval_episodes, done)
-                    evaluated_at = done
                 if done // log_every > before // log_every or done == steps:
                     self.flush()
                     mark = self.progress(done, steps, mark)
+                if eval_episodes and eval_every and done // eval_every > before // eval_every:
+                    self.evaluate(eval_episodes, done)
+                    evaluated_at = done
             if eval_episodes and final_eval and evaluated_at != done:
                 self.evaluate(eval_episodes, done)
         except KeyboardInterrupt:
