@@ -1,4 +1,5 @@
-"""docs/tutorial.md's commands, run as written against a daemon on a free port.
+"""docs/tutorial.md's commands (and README.md's curl session), run as written against a
+daemon on a free port.
 
 The tutorial marks what a reader types with an HTML comment before the fenced block:
 
@@ -90,6 +91,28 @@ class TutorialTest(DaemonTestCase):
         page = self.c.get("/")                                   # step 5's dashboard
         self.assertEqual(page.status, 200)
         self.assertIn("html", page.ctype)
+
+    def test_readme_curl_session_runs_twice(self):
+        """README.md's curl session, twice: PUT finds its agent the second time."""
+        with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        block = re.search(r"^## A session with curl\n\n```sh\n(.*?)^```$", readme,
+                          re.M | re.S).group(1)
+        url = "http://127.0.0.1:%d" % self.daemon.port
+        self.assertIn("U=http://127.0.0.1:8470\n", block)
+        script = block.replace("U=http://127.0.0.1:8470\n", "U=%s\n" % url)
+        for _ in range(2):
+            r = subprocess.run(["bash", "-euo", "pipefail", "-c", script],
+                               cwd=self.daemon.tmp, capture_output=True, text=True,
+                               timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertNotIn('"code":', r.stdout)             # no problem document
+        names = [a["name"] for a in self.assertOK(self.c.get("/v1/agents"))["agents"]]
+        self.assertIn("curl-pendulum", names)
+        state = self.state("curl-pendulum")
+        self.assertEqual((state["env_steps"], state["episodes"]), (2, 2))
+        evals = self.assertOK(self.c.get("/v1/agents/curl-pendulum/evaluations"))["rows"]
+        self.assertEqual(len(evals), 2)
 
     def test_script_extraction(self):
         text = ("intro\n\n<!-- test -->\n```sh\necho one\n```\n\n```sh\nnot marked\n```\n"
