@@ -11,6 +11,13 @@
 #
 # Objects live under $(BUILD)/obj (or obj-san for SAN=...), with -MMD -MP header tracking.
 # CFLAGS from the command line add to the project's flags, never replace them.
+#
+# The daemon that ships -- $(BUILD)/redqd, which `make run`, `make install` and the
+# integration tests use -- is a release build: -DNDEBUG, so that ALWAYS()/NEVER() keep
+# their defensive branch and carry on (common/rqd_attrs.h) instead of aborting a server
+# many people share. Its objects live apart, under $(BUILD)/obj-rel. The unit, learning
+# and fuzz tests, the benchmark and every SAN= build ($(BUILD)/san/redqd included) keep
+# their assertions.
 
 BUILD   ?= build
 SAN     ?=
@@ -18,6 +25,8 @@ V       ?= 0
 Q       := $(if $(filter 1,$(V)),,@)
 OBJDIR  := $(BUILD)/obj$(if $(SAN),-san)
 BINDIR  := $(BUILD)$(if $(SAN),/san)
+RELDIR  := $(BUILD)/obj-rel
+DAEMON_DIR := $(if $(SAN),$(OBJDIR),$(RELDIR))
 OPT     ?= -O2
 
 # Debian packages needed to build; `deps` installs the missing ones. The tests also need
@@ -26,7 +35,7 @@ OPT     ?= -O2
 # and the tutorial's commands python3-venv and python3-matplotlib: `deps-test`.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libsqlite3-dev \
             libopenblas-dev libuv1-dev check zlib1g-dev libmujoco-dev libcurl4-openssl-dev
-DEB_TEST_PKGS := python3 chromium python3-venv python3-matplotlib
+DEB_TEST_PKGS := python3 chromium sqlite3 python3-venv python3-matplotlib
 PC_PKGS  := libcjson openblas zlib sqlite3 libmicrohttpd libuv
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wwrite-strings -Wno-unused-parameter
@@ -36,8 +45,8 @@ PC_CFLAGS = $(shell pkg-config --cflags $(PC_PKGS) 2>/dev/null)
 PC_LIBS   = $(shell pkg-config --libs $(PC_PKGS) 2>/dev/null)
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
-FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(OPT) -g $(SANFLAGS) $(PC_CFLAGS) \
-               $(CHECK_CFLAGS) $(CFLAGS)
+FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(DEFS) -pthread $(WARN) $(OPT) -g $(SANFLAGS) \
+               $(PC_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS)
 FINAL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 
 COMMON_SRC := $(wildcard common/*.c)
@@ -47,13 +56,13 @@ CORE_SRC   := $(COMMON_SRC) $(REDQ_SRC) $(STORE_SRC)
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard api/*.c)
 # Files linked into the binary as they are (ld -r -b binary): served by api/h_service.c.
 EMBED      := docs/openapi.json api/assets/dashboard.html
-UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c
+UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c api/json_scan.c api/json_in.c
 # The daemon's registry without HTTP (build/test_daemon), with allocation failures
 # injected through the linker (-Wl,--wrap: tests/daemon/fail_alloc.c).
 DTEST_SRC  := $(wildcard tests/daemon/*.c)
 LEARN_SRC  := tests/learn/test_pendulum.c tests/env/pendulum.c
 BENCH_SRC  := bench/bench_update.c daemon/pool.c
-FUZZ_SRC   := tests/fuzz/fuzz_request.c api/json_in.c
+FUZZ_SRC   := tests/fuzz/fuzz_request.c tests/fuzz/fuzz_ckpt.c api/json_in.c api/json_scan.c
 # The MuJoCo client (clients/mujoco/): its models are linked in like EMBED; its tests
 # (tests/mujoco/) check the environments without a daemon.
 MJ_MODELS  := clients/mujoco/models/hopper.xml clients/mujoco/models/halfcheetah.xml
@@ -68,19 +77,22 @@ DTEST_OBJ := $(call obj,$(DTEST_SRC) $(filter-out daemon/main.c,$(wildcard daemo
 LEARN_OBJ := $(call obj,$(LEARN_SRC))
 BENCH_OBJ := $(call obj,$(BENCH_SRC))
 FUZZ_OBJ  := $(call obj,$(FUZZ_SRC) tests/fuzz/test_fuzz.c)
-DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 EMBED_OBJ := $(patsubst %,$(OBJDIR)/embed/%.o,$(EMBED))
+# The daemon's own objects and core library: release, or the SAN= build's.
+DAEMON_OBJ := $(patsubst %.c,$(DAEMON_DIR)/%.o,daemon/main.c $(DAEMON_SRC))
+DAEMON_LIB := $(if $(SAN),$(BINDIR),$(RELDIR))/libredq.a
+REL_CORE_OBJ := $(patsubst %.c,$(RELDIR)/%.o,$(CORE_SRC))
 MJ_OBJ    := $(call obj,$(MJ_SRC)) $(patsubst %,$(OBJDIR)/embed/%.o,$(MJ_MODELS))
 MJ_TEST_OBJ := $(call obj,$(MJ_TEST_SRC)) $(patsubst %,$(OBJDIR)/embed/%.o,$(MJ_MODELS))
 ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(DTEST_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(FUZZ_OBJ) \
-             $(OBJDIR)/daemon/main.o $(MJ_OBJ) $(MJ_TEST_OBJ)
+             $(REL_CORE_OBJ) $(MJ_OBJ) $(MJ_TEST_OBJ)
 
 PY ?= /usr/bin/python3
 
 # A bare `make` builds; only `make run` starts the daemon.
 .DEFAULT_GOAL := all
 
-.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz soak bench-http bench-learn
+.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz fuzz-tools soak bench-http bench-learn
 
 # The daemon in the foreground on 127.0.0.1:$(PORT) with ./redqd-data (Ctrl-C stops it
 # cleanly: every agent is checkpointed). ARGS adds options (`build/redqd --help`), e.g.
@@ -98,14 +110,24 @@ build: $(BINDIR)/redqd $(BINDIR)/test_unit $(BINDIR)/test_daemon $(BINDIR)/test_
        $(BINDIR)/bench_update $(BINDIR)/redq-mujoco $(BINDIR)/test_mujoco_envs
 
 # The learning core's loops want the vectoriser at full strength.
-$(OBJDIR)/redq/%.o: OPT := -O3
+$(OBJDIR)/redq/%.o $(RELDIR)/redq/%.o: OPT := -O3
+$(RELDIR)/%.o: DEFS := -DNDEBUG
 
-$(OBJDIR)/%.o: %.c
+define compile
 	@mkdir -p $(@D)
-	@$(if $(Q),echo "  CC      $<",true)
+	@$(if $(Q),echo "  CC      $<$(if $(DEFS), (release))",true)
 	$(Q)$(CC) $(FINAL_CFLAGS) -MMD -MP -c $< -o $@
+endef
+$(OBJDIR)/%.o: %.c
+	$(compile)
+$(RELDIR)/%.o: %.c
+	$(compile)
 
 $(BINDIR)/libredq.a: $(CORE_OBJ)
+	@mkdir -p $(@D)
+	$(Q)$(AR) rcs $@ $^
+
+$(RELDIR)/libredq.a: $(REL_CORE_OBJ)
 	@mkdir -p $(@D)
 	$(Q)$(AR) rcs $@ $^
 
@@ -113,7 +135,7 @@ $(OBJDIR)/embed/%.o: %
 	@mkdir -p $(@D)
 	$(Q)ld -r -b binary -z noexecstack -o $@ $<
 
-$(BINDIR)/redqd: $(OBJDIR)/daemon/main.o $(DAEMON_OBJ) $(EMBED_OBJ) $(BINDIR)/libredq.a
+$(BINDIR)/redqd: $(DAEMON_OBJ) $(EMBED_OBJ) $(DAEMON_LIB)
 	@$(if $(Q),echo "  LD      $@",true)
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm
 
@@ -238,20 +260,40 @@ $(BUILD)/bench/bare_mhd: bench/bare_mhd.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) -std=c11 -O2 $(WARN) -pthread -o $@ $< $(shell pkg-config --cflags --libs libmicrohttpd)
 
-# Coverage-guided fuzzing of the request parsers with clang's libFuzzer, bounded in
-# time (FUZZ_SECONDS); new inputs go to build/fuzz-corpus, crashes to build/fuzz-crash-*.
+# Coverage-guided fuzzing with clang's libFuzzer, each target for FUZZ_SECONDS: the
+# request parsers (corpus tests/fuzz/corpus) and the checkpoint loader (tests/fuzz/
+# corpus-ckpt). New inputs go to build/fuzz-corpus-<target>, crashes to
+# build/fuzz-crash-<target>-*. Undefined behaviour is a finding (-fno-sanitize-recover),
+# and so is an input that takes over FUZZ_TIMEOUT seconds.
 FUZZ_SECONDS ?= 120
-fuzz: deps
+FUZZ_TIMEOUT ?= 30
+FUZZ_CC   = clang -std=c11 -D_GNU_SOURCE -DFUZZ_LIBFUZZER -g -O1 \
+            -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+            $(shell pkg-config --cflags libcjson zlib openblas)
+FUZZ_LIBS = $(shell pkg-config --libs libcjson zlib openblas) -lm -lpthread
+FUZZ_DEPS := $(COMMON_SRC) $(REDQ_SRC) $(wildcard common/*.h redq/*.h tests/fuzz/*.h)
+define fuzz_run
+	@mkdir -p $(BUILD)/fuzz-corpus-$(1)
+	$(BUILD)/fuzz_$(1) -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) \
+	  -artifact_prefix=$(BUILD)/fuzz-crash-$(1)- $(BUILD)/fuzz-corpus-$(1) $(2)
+endef
+
+fuzz: $(BUILD)/fuzz_request $(BUILD)/fuzz_ckpt
+	$(call fuzz_run,request,tests/fuzz/corpus)
+	$(call fuzz_run,ckpt,tests/fuzz/corpus-ckpt)
+
+fuzz-tools: deps
 	@command -v clang >/dev/null && [ -n "$$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ] || { \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq clang libclang-rt-14-dev >/dev/null; }
-	@mkdir -p $(BUILD)/fuzz-corpus
-	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
-	  $(shell pkg-config --cflags libcjson zlib openblas) -o $(BUILD)/fuzz_request \
-	  tests/fuzz/fuzz_request.c api/json_in.c $(COMMON_SRC) $(REDQ_SRC) \
-	  $(shell pkg-config --libs libcjson zlib openblas) -lm -lpthread
-	$(BUILD)/fuzz_request -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-crash- \
-	  $(BUILD)/fuzz-corpus tests/fuzz/corpus
+
+$(BUILD)/fuzz_request: tests/fuzz/fuzz_request.c api/json_in.c api/json_scan.c api/json_in.h \
+                       $(FUZZ_DEPS) | fuzz-tools
+$(BUILD)/fuzz_ckpt: tests/fuzz/fuzz_ckpt.c $(FUZZ_DEPS) | fuzz-tools
+$(BUILD)/fuzz_request $(BUILD)/fuzz_ckpt:
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  FUZZCC  $@",true)
+	$(Q)$(FUZZ_CC) -o $@ $(filter %.c,$^) $(FUZZ_LIBS)
 
 # The dependency rule of DESIGN.md: redq/ and storage/ know nothing of each other or
 # of HTTP; common/ depends on nothing.
