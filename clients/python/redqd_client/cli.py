@@ -219,7 +219,7 @@ def cmd_list(client, args):
 
 def cmd_create(client, args):
     spec = load_agent_file(args.file)
-    name = args.name or spec.pop("name", None)
+    name = args.name or spec.get("name")
     spec.pop("name", None)
     if not name:
         raise UsageError(f"{args.file} has no name: add `name = \"...\"` or give --name")
