@@ -5,10 +5,18 @@
 #   make run        build and start the daemon on 127.0.0.1:8470 (data in ./redqd-data)
 #   make test       unit tests, the same under ASan+UBSan, the learning test
 #   make bench      performance against PyTorch and the sgemm peak (docs/BENCHMARKS.md)
+#   make bench-learn  REDQ against SAC on MuJoCo through the daemon (hours; resumable)
 #   make clean      remove build/
 #
 # Objects live under $(BUILD)/obj (or obj-san for SAN=...), with -MMD -MP header tracking.
 # CFLAGS from the command line add to the project's flags, never replace them.
+#
+# The daemon that ships -- $(BUILD)/redqd, which `make run`, `make install` and the
+# integration tests use -- is a release build: -DNDEBUG, so that ALWAYS()/NEVER() keep
+# their defensive branch and carry on (common/rqd_attrs.h) instead of aborting a server
+# many people share. Its objects live apart, under $(BUILD)/obj-rel. The unit, learning
+# and fuzz tests, the benchmark and every SAN= build ($(BUILD)/san/redqd included) keep
+# their assertions.
 
 BUILD   ?= build
 SAN     ?=
@@ -16,14 +24,16 @@ V       ?= 0
 Q       := $(if $(filter 1,$(V)),,@)
 OBJDIR  := $(BUILD)/obj$(if $(SAN),-san)
 BINDIR  := $(BUILD)$(if $(SAN),/san)
+RELDIR  := $(BUILD)/obj-rel
+DAEMON_DIR := $(if $(SAN),$(OBJDIR),$(RELDIR))
 OPT     ?= -O2
 
 # Debian packages needed to build; `deps` installs the missing ones. The tests also need
 # Python 3 (the integration tests and clients are stdlib only) and Chromium (the
 # dashboard is checked in a real headless browser): `deps-test`.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libsqlite3-dev \
-            libopenblas-dev libuv1-dev check zlib1g-dev
-DEB_TEST_PKGS := python3 chromium
+            libopenblas-dev libuv1-dev check zlib1g-dev libmujoco-dev libcurl4-openssl-dev
+DEB_TEST_PKGS := python3 chromium sqlite3
 PC_PKGS  := libcjson openblas zlib sqlite3 libmicrohttpd libuv
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wwrite-strings -Wno-unused-parameter
@@ -33,8 +43,8 @@ PC_CFLAGS = $(shell pkg-config --cflags $(PC_PKGS) 2>/dev/null)
 PC_LIBS   = $(shell pkg-config --libs $(PC_PKGS) 2>/dev/null)
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
-FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(OPT) -g $(SANFLAGS) $(PC_CFLAGS) \
-               $(CHECK_CFLAGS) $(CFLAGS)
+FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(DEFS) -pthread $(WARN) $(OPT) -g $(SANFLAGS) \
+               $(PC_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS)
 FINAL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 
 COMMON_SRC := $(wildcard common/*.c)
@@ -44,28 +54,43 @@ CORE_SRC   := $(COMMON_SRC) $(REDQ_SRC) $(STORE_SRC)
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard api/*.c)
 # Files linked into the binary as they are (ld -r -b binary): served by api/h_service.c.
 EMBED      := docs/openapi.json api/assets/dashboard.html
-UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c
+UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c api/json_scan.c api/json_in.c
+# The daemon's registry without HTTP (build/test_daemon), with allocation failures
+# injected through the linker (-Wl,--wrap: tests/daemon/fail_alloc.c).
+DTEST_SRC  := $(wildcard tests/daemon/*.c)
 LEARN_SRC  := tests/learn/test_pendulum.c tests/env/pendulum.c
 BENCH_SRC  := bench/bench_update.c daemon/pool.c
-FUZZ_SRC   := tests/fuzz/fuzz_request.c api/json_in.c
+FUZZ_SRC   := tests/fuzz/fuzz_request.c tests/fuzz/fuzz_ckpt.c api/json_in.c api/json_scan.c
+# The MuJoCo client (clients/mujoco/): its models are linked in like EMBED; its tests
+# (tests/mujoco/) check the environments without a daemon.
+MJ_MODELS  := clients/mujoco/models/hopper.xml clients/mujoco/models/halfcheetah.xml
+MJ_ENV_SRC := clients/mujoco/env.c common/rqd_err.c
+MJ_SRC     := $(MJ_ENV_SRC) clients/mujoco/http.c clients/mujoco/main.c
+MJ_TEST_SRC := tests/mujoco/test_envs.c $(MJ_ENV_SRC)
 
 obj = $(patsubst %.c,$(OBJDIR)/%.o,$(1))
 CORE_OBJ  := $(call obj,$(CORE_SRC))
 UNIT_OBJ  := $(call obj,$(UNIT_SRC))
+DTEST_OBJ := $(call obj,$(DTEST_SRC) $(filter-out daemon/main.c,$(wildcard daemon/*.c)))
 LEARN_OBJ := $(call obj,$(LEARN_SRC))
 BENCH_OBJ := $(call obj,$(BENCH_SRC))
 FUZZ_OBJ  := $(call obj,$(FUZZ_SRC) tests/fuzz/test_fuzz.c)
-DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 EMBED_OBJ := $(patsubst %,$(OBJDIR)/embed/%.o,$(EMBED))
-ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(FUZZ_OBJ) \
-             $(OBJDIR)/daemon/main.o
+# The daemon's own objects and core library: release, or the SAN= build's.
+DAEMON_OBJ := $(patsubst %.c,$(DAEMON_DIR)/%.o,daemon/main.c $(DAEMON_SRC))
+DAEMON_LIB := $(if $(SAN),$(BINDIR),$(RELDIR))/libredq.a
+REL_CORE_OBJ := $(patsubst %.c,$(RELDIR)/%.o,$(CORE_SRC))
+MJ_OBJ    := $(call obj,$(MJ_SRC)) $(patsubst %,$(OBJDIR)/embed/%.o,$(MJ_MODELS))
+MJ_TEST_OBJ := $(call obj,$(MJ_TEST_SRC)) $(patsubst %,$(OBJDIR)/embed/%.o,$(MJ_MODELS))
+ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(DTEST_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(FUZZ_OBJ) \
+             $(REL_CORE_OBJ) $(MJ_OBJ) $(MJ_TEST_OBJ)
 
 PY ?= /usr/bin/python3
 
 # A bare `make` builds; only `make run` starts the daemon.
 .DEFAULT_GOAL := all
 
-.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz soak bench-http
+.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz fuzz-tools soak bench-http bench-learn
 
 # The daemon in the foreground on 127.0.0.1:8470 with ./redqd-data (Ctrl-C stops it
 # cleanly: every agent is checkpointed).
@@ -75,17 +100,28 @@ run: deps
 
 all: build
 
-build: $(BINDIR)/redqd $(BINDIR)/test_unit $(BINDIR)/test_learn $(BINDIR)/bench_update
+build: $(BINDIR)/redqd $(BINDIR)/test_unit $(BINDIR)/test_daemon $(BINDIR)/test_learn \
+       $(BINDIR)/bench_update $(BINDIR)/redq-mujoco $(BINDIR)/test_mujoco_envs
 
 # The learning core's loops want the vectoriser at full strength.
-$(OBJDIR)/redq/%.o: OPT := -O3
+$(OBJDIR)/redq/%.o $(RELDIR)/redq/%.o: OPT := -O3
+$(RELDIR)/%.o: DEFS := -DNDEBUG
 
-$(OBJDIR)/%.o: %.c
+define compile
 	@mkdir -p $(@D)
-	@$(if $(Q),echo "  CC      $<",true)
+	@$(if $(Q),echo "  CC      $<$(if $(DEFS), (release))",true)
 	$(Q)$(CC) $(FINAL_CFLAGS) -MMD -MP -c $< -o $@
+endef
+$(OBJDIR)/%.o: %.c
+	$(compile)
+$(RELDIR)/%.o: %.c
+	$(compile)
 
 $(BINDIR)/libredq.a: $(CORE_OBJ)
+	@mkdir -p $(@D)
+	$(Q)$(AR) rcs $@ $^
+
+$(RELDIR)/libredq.a: $(REL_CORE_OBJ)
 	@mkdir -p $(@D)
 	$(Q)$(AR) rcs $@ $^
 
@@ -93,13 +129,18 @@ $(OBJDIR)/embed/%.o: %
 	@mkdir -p $(@D)
 	$(Q)ld -r -b binary -z noexecstack -o $@ $<
 
-$(BINDIR)/redqd: $(OBJDIR)/daemon/main.o $(DAEMON_OBJ) $(EMBED_OBJ) $(BINDIR)/libredq.a
+$(BINDIR)/redqd: $(DAEMON_OBJ) $(EMBED_OBJ) $(DAEMON_LIB)
 	@$(if $(Q),echo "  LD      $@",true)
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm
 
 $(BINDIR)/test_unit: $(UNIT_OBJ) $(BINDIR)/libredq.a
 	@$(if $(Q),echo "  LD      $@",true)
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) $(CHECK_LIBS) -lm
+
+$(BINDIR)/test_daemon: $(DTEST_OBJ) $(BINDIR)/libredq.a
+	@$(if $(Q),echo "  LD      $@",true)
+	$(Q)$(CC) $(FINAL_LDFLAGS) -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc -o $@ $^ \
+	  $(PC_LIBS) $(CHECK_LIBS) -lm
 
 $(BINDIR)/test_learn: $(LEARN_OBJ) $(BINDIR)/libredq.a
 	@$(if $(Q),echo "  LD      $@",true)
@@ -112,6 +153,18 @@ $(BINDIR)/test_fuzz: $(FUZZ_OBJ) $(BINDIR)/libredq.a
 $(BINDIR)/bench_update: $(BENCH_OBJ) $(BINDIR)/libredq.a
 	@$(if $(Q),echo "  LD      $@",true)
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm
+
+# The MuJoCo client links libcurl (HTTP) and MuJoCo; Debian's MuJoCo 2.2.2 ships no
+# pkg-config file (headers <mujoco/mujoco.h>, library -lmujoco).
+$(OBJDIR)/clients/mujoco/http.o: PC_CFLAGS += $(shell pkg-config --cflags libcurl 2>/dev/null)
+
+$(BINDIR)/redq-mujoco: $(MJ_OBJ)
+	@$(if $(Q),echo "  LD      $@",true)
+	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ -lmujoco $(shell pkg-config --libs libcurl libcjson 2>/dev/null) -lm
+
+$(BINDIR)/test_mujoco_envs: $(MJ_TEST_OBJ)
+	@$(if $(Q),echo "  LD      $@",true)
+	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ -lmujoco $(CHECK_LIBS) -lm
 
 -include $(ALL_OBJ:.o=.d)
 
@@ -137,12 +190,15 @@ install-pkgs:
 test: deps-test
 	$(Q)$(MAKE) --no-print-directory build check-deps
 	$(Q)$(MAKE) --no-print-directory SAN=address,undefined $(BUILD)/san/test_unit $(BUILD)/san/test_fuzz \
-	  $(BUILD)/san/redqd
+	  $(BUILD)/san/test_daemon $(BUILD)/san/redqd
 	$(Q)tests/run_suites.sh \
 	  "unit" "$(BUILD)/test_unit" \
 	  "unit (ASan+UBSan)" "$(BUILD)/san/test_unit" \
+	  "daemon registry" "$(BUILD)/test_daemon" \
+	  "daemon registry (ASan+UBSan)" "$(BUILD)/san/test_daemon" \
 	  "fuzz corpus and mutations (ASan+UBSan)" "$(BUILD)/san/test_fuzz" \
 	  "learning (Pendulum)" "$(BUILD)/test_learn" \
+	  "MuJoCo environments (clients/mujoco)" "$(BUILD)/test_mujoco_envs" \
 	  "Python client and HTTP integration (the real daemon)" \
 	  "REDQD_BIN=$(BUILD)/redqd $(PY) tests/integration/run.py tests/clients/test_client_unit.py $(sort $(wildcard tests/integration/test_*.py)) tests/crash/test_sigkill.py tests/load/test_load.py" \
 	  "HTTP integration against the ASan+UBSan daemon" \
@@ -176,24 +232,62 @@ bench-http: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd $(BUILD)/bench/bare_mhd
 	$(Q)BUILD=$(BUILD) REDQD_BIN=$(BUILD)/redqd bench/bench_http.sh
 
+# REDQ (the daemon's defaults) against SAC (N 2, UTD 1) on Hopper and HalfCheetah,
+# trained through the daemon by build/redq-mujoco: LEARN_STEPS environment steps for
+# each of the LEARN_SEEDS, one run at a time (the ensemble split over both cores);
+# LEARN_ARGS adds options of bench/bench_learn.py (e.g. --tasks hopper). Hours; not part
+# of `make test`. Interrupted, it resumes where it stopped when run
+# again (runs and the daemon's data under LEARN_OUT). LEARN_QUICK=1: the pipeline check
+# (minutes). Report: bench/results/learn-latest.{md,png,csv} (learn-quick.* for the check).
+LEARN_STEPS ?= 50000
+LEARN_SEEDS ?= 0,1,2
+LEARN_ARGS  ?=
+LEARN_OUT   ?= $(BUILD)/bench-learn$(if $(filter 1,$(LEARN_QUICK)),-quick)
+bench-learn: deps
+	@$(MAKE) --no-print-directory install-pkgs PKGS="python3 python3-matplotlib"
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd $(BUILD)/redq-mujoco
+	$(Q)$(PY) bench/bench_learn.py --redqd $(BUILD)/redqd --client $(BUILD)/redq-mujoco \
+	  --out $(LEARN_OUT) $(if $(filter 1,$(LEARN_QUICK)),--quick,--steps $(LEARN_STEPS) --seeds $(LEARN_SEEDS)) \
+	  $(LEARN_ARGS)
+
 $(BUILD)/bench/bare_mhd: bench/bare_mhd.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) -std=c11 -O2 $(WARN) -pthread -o $@ $< $(shell pkg-config --cflags --libs libmicrohttpd)
 
-# Coverage-guided fuzzing of the request parsers with clang's libFuzzer, bounded in
-# time (FUZZ_SECONDS); new inputs go to build/fuzz-corpus, crashes to build/fuzz-crash-*.
+# Coverage-guided fuzzing with clang's libFuzzer, each target for FUZZ_SECONDS: the
+# request parsers (corpus tests/fuzz/corpus) and the checkpoint loader (tests/fuzz/
+# corpus-ckpt). New inputs go to build/fuzz-corpus-<target>, crashes to
+# build/fuzz-crash-<target>-*. Undefined behaviour is a finding (-fno-sanitize-recover),
+# and so is an input that takes over FUZZ_TIMEOUT seconds.
 FUZZ_SECONDS ?= 120
-fuzz: deps
+FUZZ_TIMEOUT ?= 30
+FUZZ_CC   = clang -std=c11 -D_GNU_SOURCE -DFUZZ_LIBFUZZER -g -O1 \
+            -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+            $(shell pkg-config --cflags libcjson zlib openblas)
+FUZZ_LIBS = $(shell pkg-config --libs libcjson zlib openblas) -lm -lpthread
+FUZZ_DEPS := $(COMMON_SRC) $(REDQ_SRC) $(wildcard common/*.h redq/*.h tests/fuzz/*.h)
+define fuzz_run
+	@mkdir -p $(BUILD)/fuzz-corpus-$(1)
+	$(BUILD)/fuzz_$(1) -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) \
+	  -artifact_prefix=$(BUILD)/fuzz-crash-$(1)- $(BUILD)/fuzz-corpus-$(1) $(2)
+endef
+
+fuzz: $(BUILD)/fuzz_request $(BUILD)/fuzz_ckpt
+	$(call fuzz_run,request,tests/fuzz/corpus)
+	$(call fuzz_run,ckpt,tests/fuzz/corpus-ckpt)
+
+fuzz-tools: deps
 	@command -v clang >/dev/null && [ -n "$$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ] || { \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq clang libclang-rt-14-dev >/dev/null; }
-	@mkdir -p $(BUILD)/fuzz-corpus
-	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
-	  $(shell pkg-config --cflags libcjson zlib openblas) -o $(BUILD)/fuzz_request \
-	  tests/fuzz/fuzz_request.c api/json_in.c $(COMMON_SRC) $(REDQ_SRC) \
-	  $(shell pkg-config --libs libcjson zlib openblas) -lm -lpthread
-	$(BUILD)/fuzz_request -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-crash- \
-	  $(BUILD)/fuzz-corpus tests/fuzz/corpus
+
+$(BUILD)/fuzz_request: tests/fuzz/fuzz_request.c api/json_in.c api/json_scan.c api/json_in.h \
+                       $(FUZZ_DEPS) | fuzz-tools
+$(BUILD)/fuzz_ckpt: tests/fuzz/fuzz_ckpt.c $(FUZZ_DEPS) | fuzz-tools
+$(BUILD)/fuzz_request $(BUILD)/fuzz_ckpt:
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  FUZZCC  $@",true)
+	$(Q)$(FUZZ_CC) -o $@ $(filter %.c,$^) $(FUZZ_LIBS)
 
 # The dependency rule of DESIGN.md: redq/ and storage/ know nothing of each other or
 # of HTTP; common/ depends on nothing.

@@ -22,6 +22,7 @@ typedef struct {
     int max_per_ip;           /* connections from one address; 0 = no such limit */
     int header_timeout;       /* seconds to send a request's line and headers */
     long long min_transfer_rate;/* bytes/s of bodies and answers; 0 = no such rule */
+    int max_waiting;          /* requests suspended at once (offloaded or waiting) */
 } api_opts;
 
 /* Starts the HTTP server: HTTPS only when tls_cert and tls_key are both set (their PEM
@@ -31,8 +32,9 @@ typedef struct {
 int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *err);
 /* New requests answer 503 unavailable from now on. */
 void api_stop_accepting(api_server *s);
-/* Resumes every suspended request (they answer 503) and waits until none is left:
- * MHD forbids stopping the daemon with a suspended connection. */
+/* Ends every wait for training (those requests answer 503), lets the offloaded requests
+ * in progress finish, and returns once no connection is suspended: MHD forbids stopping
+ * the daemon with a suspended connection. */
 void api_resume_all(api_server *s);
 /* Closes the connections past their request deadline (api/deadline.c); returns how
  * many. Called every second by the main loop. */

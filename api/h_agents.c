@@ -5,14 +5,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/rqd_json.h"
 #include "internal.h"
 #include "json_in.h"
 
 static const char *const training_names[] = {"async", "sync", "manual", "paused"};
 
+/* Routes an agent that is not ok still answers (API.md): reads of what is stored, DELETE,
+ * and restore, which brings it back. The rest need its learner. */
+static int any_status(const api_req *r)
+{
+    return strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0 ||
+           strcmp(r->method, "DELETE") == 0 || r->route->handler == h_restore;
+}
+
 rqd_agent *api_agent(api_req *r)
 {
     char d[200];
+    rqd_err err = {0};
     if (!api_valid_name(r->name)) {
         api_problem_status(r, 400, "invalid_argument",
                            "name must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$");
@@ -22,6 +32,10 @@ rqd_agent *api_agent(api_req *r)
     if (a == NULL) {
         snprintf(d, sizeof d, "no agent named '%s'", r->name);
         api_problem_status(r, 404, "not_found", d);
+    } else if (!any_status(r) && rqd_agent_usable(a, &err) < 0) {
+        rqd_agent_put(a);
+        api_problem(r, &err);
+        a = NULL;
     }
     return a;
 }
@@ -53,51 +67,51 @@ int api_reply_agent(api_req *r, rqd_agent *a, unsigned status, int rc, const rqd
     return api_reply_json_take(r, status, o);
 }
 
+static const char *const status_names[] = {"ok", "loading", "unavailable"};
+
 cJSON *api_agent_json(rqd_agent *a)
 {
     rqd_agent_state st;
-    redq_config cfg;
     cJSON *o = cJSON_CreateObject(), *s;
 
     rqd_agent_state_get(a, &st);
-    rqd_agent_config(a, &cfg);
-    const float *low, *high;
-    rqd_agent_lock(a);
-    low = redq_agent_low(a->core);
-    high = redq_agent_high(a->core);
-    cJSON *jl = api_json_floats_out(low, a->A), *jh = api_json_floats_out(high, a->A);
-    pthread_mutex_unlock(&a->mu);
     cJSON_AddStringToObject(o, "name", a->name);
-    cJSON_AddNumberToObject(o, "obs_dim", a->S);
-    cJSON_AddNumberToObject(o, "act_dim", a->A);
-    cJSON_AddItemToObject(o, "action_low", jl);
-    cJSON_AddItemToObject(o, "action_high", jh);
+    rqd_json_add_int(o, "obs_dim", a->S);
+    rqd_json_add_int(o, "act_dim", a->A);
+    cJSON_AddItemToObject(o, "action_low", api_json_floats_out(a->low, a->A));
+    cJSON_AddItemToObject(o, "action_high", api_json_floats_out(a->high, a->A));
     cJSON_AddStringToObject(o, "created_at", a->created_at);
-    cJSON_AddItemToObject(o, "config", redq_config_to_json(&cfg));
+    cJSON_AddItemToObject(o, "config", rqd_agent_config_json(a));
     s = cJSON_AddObjectToObject(o, "state");
+    cJSON_AddStringToObject(s, "status", status_names[st.status % 3]);
+    if (st.status == RQD_AGENT_OK)
+        cJSON_AddNullToObject(s, "error");
+    else
+        cJSON_AddStringToObject(s, "error", st.error);
     cJSON_AddStringToObject(s, "training", training_names[st.training & 3]);
-    cJSON_AddNumberToObject(s, "env_steps", (double)st.info.env_steps);
-    cJSON_AddNumberToObject(s, "updates", (double)st.info.updates);
-    cJSON_AddNumberToObject(s, "actor_updates", (double)st.info.actor_updates);
-    cJSON_AddNumberToObject(s, "buffer_len", (double)st.info.buffer_len);
-    cJSON_AddNumberToObject(s, "pending_updates", st.pending);
-    cJSON_AddNumberToObject(s, "alpha", st.info.alpha);
-    cJSON_AddNumberToObject(s, "episodes", (double)st.episodes_done);
-    cJSON_AddNumberToObject(s, "open_episodes", st.n_open);
-    cJSON_AddNumberToObject(s, "policy_version", (double)st.info.policy_version);
+    rqd_json_add_int(s, "env_steps", st.info.env_steps);
+    rqd_json_add_int(s, "updates", st.info.updates);
+    rqd_json_add_int(s, "actor_updates", st.info.actor_updates);
+    rqd_json_add_int(s, "buffer_len", st.info.buffer_len);
+    rqd_json_add_number(s, "pending_updates", st.pending);
+    api_json_num_or_null(s, "alpha", st.status == RQD_AGENT_OK ? st.info.alpha : NAN);
+    rqd_json_add_int(s, "episodes", st.episodes_done);
+    rqd_json_add_int(s, "open_episodes", st.n_open);
+    rqd_json_add_int(s, "policy_version", st.info.policy_version);
+    rqd_json_add_int(s, "skipped_updates", st.skipped);
     cJSON_AddNumberToObject(s, "updates_per_s", st.ups);
     api_json_num_or_null(s, "last_return", st.last_return);
     api_json_num_or_null(s, "critic_loss", st.have_stats ? st.last.critic_loss : NAN);
     api_json_num_or_null(s, "actor_loss", st.have_stats ? st.last.actor_loss : NAN);
     api_json_num_or_null(s, "q_mean", st.have_stats ? st.last.q_mean : NAN);
-    cJSON_AddNumberToObject(s, "memory_bytes", (double)st.info.bytes);
+    rqd_json_add_int(s, "memory_bytes", st.info.bytes);
     if (st.have_ckpt) {
         cJSON *c = cJSON_AddObjectToObject(s, "last_checkpoint");
         if (st.last_ckpt.id >= 0)
-            cJSON_AddNumberToObject(c, "id", (double)st.last_ckpt.id);
+            rqd_json_add_int(c, "id", st.last_ckpt.id);
         else
             cJSON_AddNullToObject(c, "id"); /* an automatic one still being written */
-        cJSON_AddNumberToObject(c, "updates", (double)st.last_ckpt.updates);
+        rqd_json_add_int(c, "updates", st.last_ckpt.updates);
         cJSON_AddStringToObject(c, "created_at", st.last_ckpt.created_at);
     } else {
         cJSON_AddNullToObject(s, "last_checkpoint");
@@ -105,62 +119,152 @@ cJSON *api_agent_json(rqd_agent *a)
     return o;
 }
 
-int h_agents_create(api_req *r)
+/* What POST and PUT /v1/agents carry. */
+typedef struct {
+    const char *name;       /* in the body (POST), or the path's (PUT) */
+    long long S;
+    int A;
+    float low[RQD_MAX_ACT_DIM], high[RQD_MAX_ACT_DIM];
+    redq_config cfg;
+} agent_spec;
+
+/* Parses an agent body; path_name (PUT) may stand for a missing "name", and a given one
+ * must equal it. Action bounds are at most max_abs in magnitude (--max-abs-value). */
+static int parse_spec(const cJSON *body, const char *path_name, double max_abs, agent_spec *sp,
+                      rqd_err *err)
 {
     static const char *const keys[] = {"name", "obs_dim", "action_low", "action_high", "config", NULL};
-    rqd_err err = {0};
-    redq_config cfg;
-    float low[RQD_MAX_ACT_DIM], high[RQD_MAX_ACT_DIM];
-    long long S;
-    int rc = RQD_OK;
-    rqd_agent *a = NULL;
     const cJSON *v;
-    cJSON *body = api_body_json(r, &err);
+    int rc;
 
-    if (body == NULL || (rc = api_json_keys(body, "", keys, &err)) < 0)
-        goto fail;
-    if ((v = api_json_need(body, "", "name", &err)) == NULL)
-        goto fail;
-    if (!cJSON_IsString(v) || !api_valid_name(v->valuestring)) {
-        rqd_err_set(&err, RQD_EINVAL, "name",
-                    "name must be a string matching ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$");
-        goto fail;
-    }
-    const char *name = v->valuestring;
-    if ((v = api_json_need(body, "", "obs_dim", &err)) == NULL ||
-        api_json_int(v, "obs_dim", 1, RQD_MAX_OBS_DIM, &S, &err) < 0)
-        goto fail;
-    const cJSON *jl = api_json_need(body, "", "action_low", &err);
+    if ((rc = api_json_keys(body, "", keys, err)) < 0)
+        return rc;
+    v = cJSON_GetObjectItemCaseSensitive(body, "name");
+    if (v == NULL && path_name == NULL)
+        return rqd_err_set(err, RQD_EINVAL, "name", "name is required");
+    if (v && (!cJSON_IsString(v) || !api_valid_name(v->valuestring)))
+        return rqd_err_set(err, RQD_EINVAL, "name",
+                           "name must be a string matching ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$");
+    if (v && path_name && strcmp(v->valuestring, path_name) != 0)
+        return rqd_err_set(err, RQD_EINVAL, "name", "name '%s' is not the path's '%s'",
+                           v->valuestring, path_name);
+    sp->name = v ? v->valuestring : path_name;
+    if ((v = api_json_need(body, "", "obs_dim", err)) == NULL ||
+        api_json_int(v, "obs_dim", 1, RQD_MAX_OBS_DIM, &sp->S, err) < 0)
+        return RQD_EINVAL;
+    const cJSON *jl = api_json_need(body, "", "action_low", err);
     if (jl == NULL)
-        goto fail;
-    int A = cJSON_GetArraySize(jl);
-    if (!cJSON_IsArray(jl) || A < 1 || A > RQD_MAX_ACT_DIM) {
-        rqd_err_set(&err, RQD_EINVAL, "action_low", "action_low must be an array of 1 to %d "
-                    "numbers (the limit on act_dim)", RQD_MAX_ACT_DIM);
-        goto fail;
-    }
-    const cJSON *jh = api_json_need(body, "", "action_high", &err);
-    if (jh == NULL || api_json_floats(jl, "action_low", A, "act_dim is", low, &err) < 0 ||
-        api_json_floats(jh, "action_high", A, "action_low has", high, &err) < 0)
-        goto fail;
+        return RQD_EINVAL;
+    int A = sp->A = cJSON_GetArraySize(jl);
+    if (!cJSON_IsArray(jl) || A < 1 || A > RQD_MAX_ACT_DIM)
+        return rqd_err_set(err, RQD_EINVAL, "action_low", "action_low must be an array of 1 to "
+                           "%d numbers (the limit on act_dim)", RQD_MAX_ACT_DIM);
+    const cJSON *jh = api_json_need(body, "", "action_high", err);
+    if (jh == NULL ||
+        api_json_values(jl, "action_low", A, "act_dim is", max_abs, sp->low, err) < 0 ||
+        api_json_values(jh, "action_high", A, "action_low has", max_abs, sp->high, err) < 0)
+        return RQD_EINVAL;
     for (int j = 0; j < A; j++)
-        if (!(low[j] < high[j])) {
+        if (!(sp->low[j] < sp->high[j])) {
             char f[32];
             snprintf(f, sizeof f, "action_high[%d]", j);
-            rqd_err_set(&err, RQD_EINVAL, f, "action_low[%d] (%g) must be below action_high[%d] (%g)",
-                        j, low[j], j, high[j]);
-            goto fail;
+            return rqd_err_set(err, RQD_EINVAL, f, "action_low[%d] (%g) must be below "
+                               "action_high[%d] (%g)", j, sp->low[j], j, sp->high[j]);
         }
-    if (redq_config_from_json(cJSON_GetObjectItemCaseSensitive(body, "config"), A, &cfg, &err) < 0)
-        goto fail;
-    if (rqd_agent_create(r->srv->reg, name, (int)S, A, low, high, &cfg, &a, &err) < 0)
-        goto fail;
+    return redq_config_from_json(cJSON_GetObjectItemCaseSensitive(body, "config"), A, &sp->cfg,
+                                 err);
+}
+
+int h_agents_create(api_req *r)
+{
+    rqd_err err = {0};
+    agent_spec sp;
+    rqd_agent *a = NULL;
+    cJSON *body = api_body_json(r, &err);
+    double max_abs = rqd_registry_limits(r->srv->reg)->max_abs_value;
+    int rc = body ? parse_spec(body, NULL, max_abs, &sp, &err) : RQD_EINVAL;
+    if (rc == RQD_OK)
+        rc = rqd_agent_create(r->srv->reg, sp.name, (int)sp.S, sp.A, sp.low, sp.high, &sp.cfg,
+                              &a, &err);
     cJSON_Delete(body);
+    if (rc < 0)
+        return api_problem(r, &err);
     return api_reply_agent(r, a, 201, RQD_OK, NULL);
-fail:
-    (void)rc;
-    cJSON_Delete(body);
-    return api_problem(r, &err);
+}
+
+/* The first way the agent differs from sp, into why; 0 when it does not. */
+static int first_difference(rqd_agent *a, const agent_spec *sp, char *why, size_t cap)
+{
+    if (sp->S != a->S) {
+        snprintf(why, cap, "obs_dim is %d here, %lld in the request", a->S, sp->S);
+        return 1;
+    }
+    if (sp->A != a->A) {
+        snprintf(why, cap, "act_dim is %d here, %d in the request", a->A, sp->A);
+        return 1;
+    }
+    for (int j = 0; j < a->A; j++)
+        if (a->low[j] != sp->low[j] || a->high[j] != sp->high[j]) {
+            int low = a->low[j] != sp->low[j];
+            snprintf(why, cap, "%s[%d] is %g here, %g in the request",
+                     low ? "action_low" : "action_high", j, low ? a->low[j] : a->high[j],
+                     low ? sp->low[j] : sp->high[j]);
+            return 1;
+        }
+    cJSON *have = rqd_agent_config_json(a), *want = redq_config_to_json(&sp->cfg);
+    int differs = 0;
+    for (const cJSON *w = want ? want->child : NULL; w && !differs; w = w->next) {
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(have, w->string);
+        if (h == NULL || !cJSON_Compare(h, w, 1)) {
+            char *hs = h ? cJSON_PrintUnformatted(h) : NULL, *ws = cJSON_PrintUnformatted(w);
+            snprintf(why, cap, "config.%s is %.40s here, %.40s in the request", w->string,
+                     hs ? hs : "absent", ws ? ws : "?");
+            free(hs);
+            free(ws);
+            differs = 1;
+        }
+    }
+    cJSON_Delete(have);
+    cJSON_Delete(want);
+    return differs;
+}
+
+int h_agents_put(api_req *r)
+{
+    rqd_err err = {0};
+    agent_spec sp;
+    rqd_agent *a = NULL;
+    char why[200];
+
+    if (!api_valid_name(r->name))
+        return api_problem_status(r, 400, "invalid_argument",
+                                  "name must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$");
+    cJSON *body = api_body_json(r, &err);
+    double max_abs = rqd_registry_limits(r->srv->reg)->max_abs_value;
+    int rc = body ? parse_spec(body, r->name, max_abs, &sp, &err) : RQD_EINVAL;
+    cJSON_Delete(body); /* sp.name is the path's from here on */
+    sp.name = r->name;
+    if (rc < 0)
+        return api_problem(r, &err);
+    /* Created now, or there already (found first, or made by a request that won the race
+     * to create it): then the same agent is 200, another one 409 naming the difference. */
+    if ((a = rqd_agent_find(r->srv->reg, r->name)) == NULL) {
+        rc = rqd_agent_create(r->srv->reg, r->name, (int)sp.S, sp.A, sp.low, sp.high, &sp.cfg,
+                              &a, &err);
+        if (rc == RQD_OK)
+            return api_reply_agent(r, a, 201, RQD_OK, NULL);
+        if (rc != RQD_EEXIST || (a = rqd_agent_find(r->srv->reg, r->name)) == NULL)
+            return api_problem(r, &err);
+    }
+    if ((rc = rqd_agent_usable(a, &err)) < 0)
+        return api_reply_agent(r, a, 0, rc, &err);
+    if (first_difference(a, &sp, why, sizeof why)) {
+        rqd_agent_put(a);
+        char d[400];
+        snprintf(d, sizeof d, "agent '%s' already exists and differs: %s", r->name, why);
+        return api_problem_status(r, 409, "already_exists", d);
+    }
+    return api_reply_agent(r, a, 200, RQD_OK, NULL);
 }
 
 int h_agents_list(api_req *r)
@@ -175,11 +279,12 @@ int h_agents_list(api_req *r)
         rqd_agent_state_get(v[i], &st);
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "name", v[i]->name);
-        cJSON_AddNumberToObject(e, "obs_dim", v[i]->S);
-        cJSON_AddNumberToObject(e, "act_dim", v[i]->A);
-        cJSON_AddNumberToObject(e, "env_steps", (double)st.info.env_steps);
-        cJSON_AddNumberToObject(e, "updates", (double)st.info.updates);
+        rqd_json_add_int(e, "obs_dim", v[i]->S);
+        rqd_json_add_int(e, "act_dim", v[i]->A);
+        rqd_json_add_int(e, "env_steps", st.info.env_steps);
+        rqd_json_add_int(e, "updates", st.info.updates);
         cJSON_AddStringToObject(e, "training", training_names[st.training & 3]);
+        cJSON_AddStringToObject(e, "status", status_names[st.status % 3]);
         cJSON_AddItemToArray(arr, e);
     }
     rqd_agent_list_free(v, n);
@@ -203,10 +308,8 @@ int h_agents_patch(api_req *r)
         return MHD_YES;
     cJSON *body = api_body_json(r, &err);
     int rc = body ? RQD_OK : RQD_EINVAL;
-    if (rc == RQD_OK) {
-        rqd_agent_config(a, &cfg);
+    if (rc == RQD_OK && (rc = rqd_agent_config(a, &cfg, &err)) == RQD_OK)
         rc = redq_config_patch(body, "", &cfg, &err);
-    }
     if (rc == RQD_OK)
         rc = rqd_agent_patch(a, &cfg, &err);
     cJSON_Delete(body);

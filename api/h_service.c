@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "../common/rqd_buf.h"
+#include "../common/rqd_json.h"
 #include "internal.h"
 
 #ifndef REDQD_VERSION
@@ -30,8 +31,9 @@ int h_health(api_req *r)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "ok");
     cJSON_AddStringToObject(o, "version", REDQD_VERSION);
-    cJSON_AddNumberToObject(o, "uptime_s", floor(mono() - r->srv->started));
-    cJSON_AddNumberToObject(o, "agents", rqd_registry_count(r->srv->reg));
+    rqd_json_add_int(o, "uptime_s", (long long)(mono() - r->srv->started));
+    rqd_json_add_int(o, "agents", rqd_registry_count(r->srv->reg));
+    rqd_json_add_int(o, "agents_loading", rqd_registry_loading(r->srv->reg));
     return api_reply_json_take(r, 200, o);
 }
 
@@ -133,6 +135,10 @@ int h_metrics(api_req *r)
             {"redqd_agent_updates_per_second", "gauge", "Recent training rate."},
             {"redqd_agent_memory_bytes", "gauge", "Memory held by networks, optimisers and buffer."},
             {"redqd_agent_checkpoint_bytes", "gauge", "Size of the latest checkpoint."},
+            {"redqd_agent_skipped_updates_total", "counter",
+             "Updates skipped because their loss or gradients were not finite."},
+            {"redqd_agent_available", "gauge",
+             "1 when the agent is ok, 0 when loading or unavailable (state.status)."},
         };
         rqd_agent_state *st = calloc((size_t)(n ? n : 1), sizeof *st);
         for (int i = 0; st && i < n; i++)
@@ -151,8 +157,11 @@ int h_metrics(api_req *r)
                                 x->have_stats ? finite_or_nan(x->last.q_std) : NAN,
                                 (double)x->episodes_done, x->last_return,
                                 (double)x->info.policy_version, x->ups, (double)x->info.bytes,
-                                x->have_ckpt ? (double)x->last_ckpt.bytes : NAN};
-                line(&b, "%s{agent=\"%s\"} %.10g\n", am[m].name, v[i]->name, val[m]);
+                                x->have_ckpt ? (double)x->last_ckpt.bytes : NAN,
+                                (double)x->skipped, x->status == RQD_AGENT_OK ? 1.0 : 0.0};
+                char num[40];
+                line(&b, "%s{agent=\"%s\"} %s\n", am[m].name, v[i]->name,
+                     rqd_json_number_text(val[m], num, sizeof num));
             }
         }
         free(st);
@@ -185,6 +194,9 @@ int h_metrics(api_req *r)
         histogram(&b, "redqd_http_request_duration_seconds", label, api_latency_bounds,
                   API_LATENCY_BUCKETS, counts, (double)atomic_load(&s->lat_sum_us[i]) * 1e-6);
     }
+    help(&b, "redqd_http_waiting_requests", "gauge", "Requests waiting for training (sync "
+         "posts and episode steps, train calls; at most --max-waiting-requests).");
+    line(&b, "redqd_http_waiting_requests %d\n", atomic_load(&s->training_waits));
     help(&b, "redqd_http_slow_connections_closed_total", "counter",
          "Connections closed for not sending their request, or taking the answer, in time "
          "(--request-header-timeout, --min-transfer-rate).");

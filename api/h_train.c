@@ -8,36 +8,57 @@
 #include <time.h>
 
 #include "../storage/store.h"
+#include "../common/rqd_json.h"
 #include "internal.h"
 #include "json_in.h"
 
 
+/* A stats row as JSON (GET .../stats, and the train answer's "stats"). */
+static cJSON *stats_row_json(const store_stats_row *row)
+{
+    cJSON *e = cJSON_CreateObject();
+    if (row->row > 0)
+        rqd_json_add_int(e, "row", row->row);
+    else
+        cJSON_AddNullToObject(e, "row");
+    rqd_json_add_int(e, "update", row->update);
+    rqd_json_add_int(e, "env_steps", row->env_steps);
+    cJSON_AddNumberToObject(e, "time", row->time);
+    api_json_num_or_null(e, "actor_loss", row->actor_loss);
+    api_json_num_or_null(e, "critic_loss", row->critic_loss);
+    api_json_num_or_null(e, "alpha", row->alpha);
+    api_json_num_or_null(e, "alpha_loss", row->alpha_loss);
+    api_json_num_or_null(e, "q_mean", row->q_mean);
+    api_json_num_or_null(e, "q_std", row->q_std);
+    api_json_num_or_null(e, "train_time", row->train_time);
+    return e;
+}
+
 static int after_train(api_req *r)
 {
+    rqd_err err = {0};
     int p = api_wake_problem(r);
     if (p >= 0)
         return p;
     if (r->wake_status == 1)
         return api_problem_status(r, 503, "unavailable", "the updates did not finish within "
                                   "--sync-timeout; they continue in the background");
-    cJSON *o = cJSON_CreateObject(), *s;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    cJSON_AddNumberToObject(o, "updates", (double)r->w.updates);
-    /* The keys of a stats row (API.md). The row's number is given by SQLite when the
-     * row is flushed (within a second), so it is not known yet: null. */
-    s = cJSON_AddObjectToObject(o, "stats");
-    cJSON_AddNullToObject(s, "row");
-    cJSON_AddNumberToObject(s, "update", (double)r->w.updates);
-    cJSON_AddNumberToObject(s, "env_steps", (double)r->w.env_steps);
-    cJSON_AddNumberToObject(s, "time", (double)now.tv_sec + 1e-9 * (double)now.tv_nsec);
-    api_json_num_or_null(s, "actor_loss", r->w.stats.actor_loss);
-    api_json_num_or_null(s, "critic_loss", r->w.stats.critic_loss);
-    api_json_num_or_null(s, "alpha", r->w.stats.alpha);
-    api_json_num_or_null(s, "alpha_loss", r->w.stats.alpha_loss);
-    api_json_num_or_null(s, "q_mean", r->w.stats.q_mean);
-    api_json_num_or_null(s, "q_std", r->w.stats.q_std);
-    cJSON_AddNumberToObject(s, "train_time", r->w.train_time);
+    /* API.md: the call's row is in GET .../stats once this answer is out. On a full
+     * disk it waits in memory for room (registry.c) and the updates are done all the
+     * same: the answer is still 200. */
+    (void)rqd_agent_stats_sync(r->agent, &err);
+    store_stats_row row = r->w.row;
+    if (row.row <= 0) { /* no row: every update of the call was skipped as non-finite */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        row = (store_stats_row){0, r->w.updates, r->w.env_steps,
+                                (double)now.tv_sec + 1e-9 * (double)now.tv_nsec,
+                                NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+    }
+    row.train_time = r->w.train_time; /* this call's updates (API.md) */
+    cJSON *o = cJSON_CreateObject();
+    rqd_json_add_int(o, "updates", r->w.updates);
+    cJSON_AddItemToObject(o, "stats", stats_row_json(&row));
     return api_reply_json_take(r, 200, o);
 }
 
@@ -68,17 +89,38 @@ int h_train(api_req *r)
         rqd_agent_put(a);
         return api_problem(r, &err);
     }
-    return api_suspend_wait(r, a, RQD_WAIT_TRAIN, 0, (int)k, after_train);
+    return api_wait(r, a, RQD_WAIT_TRAIN, 0, (int)k, after_train);
 }
 
 /* ------------------------------------------------------------------ stats */
 
-static void csv_num(rqd_buf *b, double v, int last)
+void api_csv_num(rqd_buf *b, double v, int last)
 {
     char s[40];
     int n = isfinite(v) ? snprintf(s, sizeof s, "%.9g", v) : 0;
     rqd_buf_append(b, s, (size_t)n);
     rqd_buf_append(b, last ? "\n" : ",", 1);
+}
+
+int api_page(api_req *r, long long *since, long long *limit, int *csv, rqd_err *err)
+{
+    const char *q;
+    char *end;
+    *since = 0;
+    *limit = 1000;
+    *csv = 0;
+    if ((q = api_query(r, "since")) &&
+        (*since = strtoll(q, &end, 10), *q == '\0' || *end || *since < 0))
+        return rqd_err_set(err, RQD_EINVAL, "since", "since must be an integer >= 0");
+    if ((q = api_query(r, "limit")) &&
+        (*limit = strtoll(q, &end, 10), *q == '\0' || *end || *limit < 1 || *limit > 100000))
+        return rqd_err_set(err, RQD_EINVAL, "limit", "limit must be an integer in [1, 100000]");
+    if ((q = api_query(r, "format")) && strcmp(q, "json") != 0) {
+        if (strcmp(q, "csv") != 0)
+            return rqd_err_set(err, RQD_EINVAL, "format", "format must be json or csv");
+        *csv = 1;
+    }
+    return RQD_OK;
 }
 
 int h_stats(api_req *r)
@@ -87,23 +129,10 @@ int h_stats(api_req *r)
     store_stats_row *rows = NULL;
     int n = 0, csv = 0;
     long long since = 0, limit = 1000;
-    const char *q;
-    char *end;
     rqd_agent *a = api_agent(r);
     if (a == NULL)
         return MHD_YES;
-    if ((q = api_query(r, "since")) && (since = strtoll(q, &end, 10), *q == '\0' || *end || since < 0))
-        rqd_err_set(&err, RQD_EINVAL, "since", "since must be an integer >= 0");
-    if ((q = api_query(r, "limit")) &&
-        (limit = strtoll(q, &end, 10), *q == '\0' || *end || limit < 1 || limit > 100000))
-        rqd_err_set(&err, RQD_EINVAL, "limit", "limit must be an integer in [1, 100000]");
-    if ((q = api_query(r, "format"))) {
-        if (strcmp(q, "csv") == 0)
-            csv = 1;
-        else if (strcmp(q, "json") != 0)
-            rqd_err_set(&err, RQD_EINVAL, "format", "format must be json or csv");
-    }
-    if (err.code == RQD_OK)
+    if (api_page(r, &since, &limit, &csv, &err) == RQD_OK)
         rqd_agent_stats(a, since, (int)limit, &rows, &n, &err);
     rqd_agent_put(a);
     if (err.code)
@@ -119,13 +148,13 @@ int h_stats(api_req *r)
             int len = snprintf(s, sizeof s, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%.3f,",
                                rows[i].row, rows[i].update, rows[i].env_steps, rows[i].time);
             rqd_buf_append(&b, s, (size_t)len);
-            csv_num(&b, rows[i].actor_loss, 0);
-            csv_num(&b, rows[i].critic_loss, 0);
-            csv_num(&b, rows[i].alpha, 0);
-            csv_num(&b, rows[i].alpha_loss, 0);
-            csv_num(&b, rows[i].q_mean, 0);
-            csv_num(&b, rows[i].q_std, 0);
-            csv_num(&b, rows[i].train_time, 1);
+            api_csv_num(&b, rows[i].actor_loss, 0);
+            api_csv_num(&b, rows[i].critic_loss, 0);
+            api_csv_num(&b, rows[i].alpha, 0);
+            api_csv_num(&b, rows[i].alpha_loss, 0);
+            api_csv_num(&b, rows[i].q_mean, 0);
+            api_csv_num(&b, rows[i].q_std, 0);
+            api_csv_num(&b, rows[i].train_time, 1);
         }
         free(rows);
         if (b.data == NULL)
@@ -133,21 +162,8 @@ int h_stats(api_req *r)
         return api_reply_bytes_take(r, 200, "text/csv", b.data, b.len);
     }
     cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "rows");
-    for (int i = 0; i < n; i++) {
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddNumberToObject(e, "row", (double)rows[i].row);
-        cJSON_AddNumberToObject(e, "update", (double)rows[i].update);
-        cJSON_AddNumberToObject(e, "env_steps", (double)rows[i].env_steps);
-        cJSON_AddNumberToObject(e, "time", rows[i].time);
-        api_json_num_or_null(e, "actor_loss", rows[i].actor_loss);
-        api_json_num_or_null(e, "critic_loss", rows[i].critic_loss);
-        api_json_num_or_null(e, "alpha", rows[i].alpha);
-        api_json_num_or_null(e, "alpha_loss", rows[i].alpha_loss);
-        api_json_num_or_null(e, "q_mean", rows[i].q_mean);
-        api_json_num_or_null(e, "q_std", rows[i].q_std);
-        api_json_num_or_null(e, "train_time", rows[i].train_time);
-        cJSON_AddItemToArray(arr, e);
-    }
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, stats_row_json(&rows[i]));
     free(rows);
     return api_reply_json_take(r, 200, o);
 }
@@ -157,13 +173,13 @@ int h_stats(api_req *r)
 static cJSON *ckpt_json(const store_ckpt_info *c)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)c->id);
-    cJSON_AddNumberToObject(o, "updates", (double)c->updates);
-    cJSON_AddNumberToObject(o, "env_steps", (double)c->env_steps);
+    rqd_json_add_int(o, "id", c->id);
+    rqd_json_add_int(o, "updates", c->updates);
+    rqd_json_add_int(o, "env_steps", c->env_steps);
     cJSON_AddStringToObject(o, "created_at", c->created_at);
-    cJSON_AddNumberToObject(o, "bytes", (double)c->bytes);
+    rqd_json_add_int(o, "bytes", c->bytes);
     cJSON_AddBoolToObject(o, "automatic", c->automatic);
-    cJSON_AddNumberToObject(o, "policy_version", (double)c->policy_version);
+    rqd_json_add_int(o, "policy_version", c->policy_version);
     return o;
 }
 
@@ -317,6 +333,11 @@ int h_policy(api_req *r)
     if (a == NULL)
         return MHD_YES;
     redq_policy *p = rqd_agent_policy(a);
+    if (p == NULL) { /* no learner: it could not be loaded */
+        rqd_agent_usable(a, &err);
+        rqd_agent_put(a);
+        return api_problem(r, &err);
+    }
     rqd_agent_put(a);
     snprintf(etag, sizeof etag, "\"%lld\"", redq_policy_version(p));
     const char *inm = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "If-None-Match");

@@ -8,6 +8,7 @@
 
 #include "../common/rqd_buf.h"
 #include "api.h"
+#include "json_scan.h"
 
 typedef struct cJSON cJSON;
 typedef struct api_req api_req;
@@ -22,6 +23,7 @@ typedef struct {
     int (*handler)(api_req *r);
     int body;
     int open;             /* no token needed */
+    int wait;             /* may wait (commit, lock, training): runs offloaded */
 } api_route;
 
 /* Route index ranges for metrics: one slot per route plus "unmatched". */
@@ -39,6 +41,7 @@ struct api_server {
     pthread_mutex_t token_mu;
     atomic_int stopping;
     atomic_int suspended;       /* connections currently suspended */
+    atomic_int training_waits;  /* ... of which waiting for training (capped) */
     struct api_offload *offload; /* threads for work that would block an HTTP thread */
     double started;             /* monotonic seconds */
     api_deadlines *deadlines;   /* api/deadline.c */
@@ -66,17 +69,21 @@ struct api_req {
     double t0;
     api_conn *dl;               /* the connection's deadline (api/deadline.c) */
 
-    /* A suspended request (sync posts, train calls). */
+    /* Offloaded requests (api/offload.c) and waits for training (api/suspend.c). */
+    int waiting;                /* suspended: on_request waits for ready */
+    int ready;                  /* resumed: result (and resp, if any) are set */
+    int result;                 /* the offloaded step's MHD result */
+    int deferred;               /* on an offload thread: api_queue keeps the answer ... */
+    struct MHD_Response *resp;  /* ... here, queued once resumed */
+    int (*step)(api_req *r);    /* what the offload thread runs next */
+    api_req *queue_next;        /* the offload queue's link */
     rqd_waiter w;
-    rqd_agent *agent;           /* referenced while suspended */
-    int waiting;                /* suspended, waiting for wake */
-    int woke;                   /* the waiter fired: wake_status holds its status */
-    int wake_status;
+    rqd_agent *agent;           /* referenced while waiting for training */
+    int wake_status;            /* the waiter's status (rqd_waiter cb) */
     rqd_err wake_err;           /* why the wait was refused (wake_status < 0) */
-    int (*after_wake)(api_req *r); /* builds the answer once resumed */
+    int (*cont)(api_req *r);    /* runs on an offload thread once the waiter fired */
+    int wait_slot;              /* holds one of --max-waiting-requests */
     char *answer;               /* prepared JSON answer (sync posts) */
-    void *job;                  /* an offloaded request's parsed input ... */
-    void (*job_free)(void *job); /* ... freed in on_completed */
 };
 
 /* ---- request deadlines (api/deadline.c) ---- */
@@ -106,27 +113,43 @@ int api_problem(api_req *r, const rqd_err *e);
 int api_problem_status(api_req *r, unsigned status, const char *code, const char *detail);
 
 /* ---- input ---- */
-/* The body as strict JSON (object unless any_type), or NULL with err filled. */
+/* The body as strict JSON, or NULL with err filled (api_json_parse). */
 cJSON *api_body_json(api_req *r, rqd_err *err);
+/* The same under a route's bounds (api_json_parse_bounded: *each, when not NULL, gets
+ * the text of an array left out of the tree to be read one element at a time). */
+cJSON *api_body_json_bounded(api_req *r, const api_json_bound *b, int nb, api_json_span *each,
+                             rqd_err *err);
 const char *api_query(api_req *r, const char *key);
+/* The paging query of stats and evaluations: ?since= (>= 0, default 0), &limit= (1 ...
+ * 100000, default 1000), &format=json|csv. RQD_EINVAL naming the parameter. */
+int api_page(api_req *r, long long *since, long long *limit, int *csv, rqd_err *err);
+/* One CSV field: v, or nothing when it is not finite; then ',' or '\n' when last. */
+void api_csv_num(rqd_buf *b, double v, int last);
 
-/* ---- suspension (api/suspend.c) and offloading (api/offload.c) ---- */
-/* Suspends r and registers its waiter on a (taking the caller's reference to a);
- * after_wake(r) answers once it fires. */
-int api_suspend_wait(api_req *r, rqd_agent *a, int kind, double target, int k,
-                     int (*after_wake)(api_req *r));
-/* The pieces: suspend r (taking the reference to a); register r's waiter on r->agent,
- * or wake r at once when the wait is already over or refused (returns 1 either way);
- * wake r with a status (any thread). */
-void api_suspend(api_req *r, rqd_agent *a, int (*after_wake)(api_req *r));
-int api_wait_or_wake(api_req *r, int kind, double target, int k);
-void api_wake(api_req *r, int status);
-/* Suspends r and runs work(r) on an offload thread; work returns 0 when r can be
- * answered now (r->wake_status, r->wake_err, r->answer set as after needs), or 1 when it
- * called api_wait_or_wake. Takes the caller's reference to a. */
-int api_offload(api_req *r, rqd_agent *a, int (*work)(api_req *r), int (*after)(api_req *r));
+/* ---- offloading (api/offload.c) and waits for training (api/suspend.c) ---- */
+/* A step's result when a waiter took the request over (it must not be touched after). */
+#define API_WAITING 2
+/* Suspends r and runs step(r) on an offload thread with r->deferred set (429 past
+ * --max-waiting-requests, 503 when stopping); returns the MHD result for now. */
+int api_offload(api_req *r, int (*step)(api_req *r));
+/* Queues step(r) on the offload threads again (r is suspended already). */
+void api_offload_again(api_req *r, int (*step)(api_req *r));
+/* Resumes r with the MHD result of its last step (its answer, if any, is in r->resp). */
+void api_resume(api_req *r, int result);
 int api_offload_start(api_server *s);
 void api_offload_stop(api_server *s);
+/* Registers r's waiter on a (taking the caller's reference to a) and returns
+ * API_WAITING; cont(r) runs on an offload thread once it fires. When the wait is already
+ * over or refused, runs cont(r) at once and returns its result; past
+ * --max-waiting-requests, answers 429 (a request whose wait follows a commit takes its
+ * slot before: api_wait_slot). Offloaded steps only. */
+int api_wait(api_req *r, rqd_agent *a, int kind, double target, int k,
+             int (*cont)(api_req *r));
+/* Takes one of the --max-waiting-requests slots for r (1), or 0 when none is free;
+ * released when the wait ends, or when r completes without waiting. */
+int api_wait_slot(api_req *r);
+void api_wait_slot_release(api_req *r);
+int api_wait_busy(api_req *r); /* the 429 answer when no slot is free */
 
 /* After a wake: answers the problem for a refused, conflicting or cancelled wait and
  * returns its MHD result, or returns -1 when the wait succeeded (0) or timed out (1). */
@@ -162,6 +185,9 @@ int h_ckpt_delete(api_req *r);
 int h_restore(api_req *r);
 int h_import(api_req *r);
 int h_policy(api_req *r);
+int h_agents_put(api_req *r);
+int h_eval_post(api_req *r);
+int h_eval_list(api_req *r);
 
 /* A JSON array of n floats. */
 cJSON *api_json_floats_out(const float *v, int n);

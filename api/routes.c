@@ -1,38 +1,43 @@
 /* api/routes.c: the route table (STYLE R9), read top to bottom, and path matching. A
- * path that matches with another method is 405 with Allow; HEAD is served as GET. */
+ * path that matches with another method is 405 with Allow; HEAD is served as GET.
+ * `wait` marks the routes that may wait for a commit, an agent's lock or training: they
+ * run on the offload threads (api/offload.c), so that no HTTP thread ever waits. */
 #include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
 
 static const api_route routes[] = {
-    /* method   pattern                                       handler           body     open */
-    {"GET",    "/v1/health",                                  h_health,         BODY_NONE, 1},
-    {"GET",    "/metrics",                                    h_metrics,        BODY_NONE, 0},
-    {"GET",    "/v1/openapi.json",                            h_openapi,        BODY_NONE, 0},
-    {"GET",    "/",                                           h_dashboard,      BODY_NONE, 1},
-    {"GET",    "/assets/{id}",                                h_dashboard,      BODY_NONE, 1},
-    {"POST",   "/v1/agents",                                  h_agents_create,  BODY_JSON, 0},
-    {"GET",    "/v1/agents",                                  h_agents_list,    BODY_NONE, 0},
-    {"GET",    "/v1/agents/{name}",                           h_agents_get,     BODY_NONE, 0},
-    {"PATCH",  "/v1/agents/{name}",                           h_agents_patch,   BODY_JSON, 0},
-    {"DELETE", "/v1/agents/{name}",                           h_agents_delete,  BODY_NONE, 0},
-    {"POST",   "/v1/agents/{name}/act",                       h_act,            BODY_JSON, 0},
-    {"POST",   "/v1/agents/{name}/transitions",               h_transitions,    BODY_JSON, 0},
-    {"POST",   "/v1/agents/{name}/episodes",                  h_episode_start,  BODY_JSON, 0},
-    {"GET",    "/v1/agents/{name}/episodes",                  h_episode_list,   BODY_NONE, 0},
-    {"POST",   "/v1/agents/{name}/episodes/{id}/step",        h_episode_step,   BODY_JSON, 0},
-    {"DELETE", "/v1/agents/{name}/episodes/{id}",             h_episode_delete, BODY_NONE, 0},
-    {"POST",   "/v1/agents/{name}/train",                     h_train,          BODY_JSON, 0},
-    {"GET",    "/v1/agents/{name}/stats",                     h_stats,          BODY_NONE, 0},
-    {"POST",   "/v1/agents/{name}/checkpoints",               h_ckpt_create,    BODY_JSON, 0},
-    {"GET",    "/v1/agents/{name}/checkpoints",               h_ckpt_list,      BODY_NONE, 0},
-    {"GET",    "/v1/agents/{name}/checkpoints/{id}",          h_ckpt_get,       BODY_NONE, 0},
-    {"DELETE", "/v1/agents/{name}/checkpoints/{id}",          h_ckpt_delete,    BODY_NONE, 0},
-    {"POST",   "/v1/agents/{name}/restore",                   h_restore,        BODY_JSON, 0},
-    {"PUT",    "/v1/agents/{name}/checkpoint",                h_import,         BODY_OCTETS, 0},
-    {"GET",    "/v1/agents/{name}/policy",                    h_policy,         BODY_NONE, 0},
-    {NULL, NULL, NULL, 0, 0},
+    /* method   pattern                                       handler           body     open wait */
+    {"GET",    "/v1/health",                                  h_health,         BODY_NONE, 1, 0},
+    {"GET",    "/metrics",                                    h_metrics,        BODY_NONE, 0, 0},
+    {"GET",    "/v1/openapi.json",                            h_openapi,        BODY_NONE, 0, 0},
+    {"GET",    "/",                                           h_dashboard,      BODY_NONE, 1, 0},
+    {"GET",    "/assets/{id}",                                h_dashboard,      BODY_NONE, 1, 0},
+    {"POST",   "/v1/agents",                                  h_agents_create,  BODY_JSON, 0, 1},
+    {"PUT",    "/v1/agents/{name}",                           h_agents_put,     BODY_JSON, 0, 1},
+    {"GET",    "/v1/agents",                                  h_agents_list,    BODY_NONE, 0, 0},
+    {"GET",    "/v1/agents/{name}",                           h_agents_get,     BODY_NONE, 0, 0},
+    {"PATCH",  "/v1/agents/{name}",                           h_agents_patch,   BODY_JSON, 0, 1},
+    {"DELETE", "/v1/agents/{name}",                           h_agents_delete,  BODY_NONE, 0, 1},
+    {"POST",   "/v1/agents/{name}/act",                       h_act,            BODY_JSON, 0, 0},
+    {"POST",   "/v1/agents/{name}/transitions",               h_transitions,    BODY_JSON, 0, 1},
+    {"POST",   "/v1/agents/{name}/episodes",                  h_episode_start,  BODY_JSON, 0, 1},
+    {"GET",    "/v1/agents/{name}/episodes",                  h_episode_list,   BODY_NONE, 0, 0},
+    {"POST",   "/v1/agents/{name}/episodes/{id}/step",        h_episode_step,   BODY_JSON, 0, 1},
+    {"DELETE", "/v1/agents/{name}/episodes/{id}",             h_episode_delete, BODY_NONE, 0, 1},
+    {"POST",   "/v1/agents/{name}/train",                     h_train,          BODY_JSON, 0, 1},
+    {"GET",    "/v1/agents/{name}/stats",                     h_stats,          BODY_NONE, 0, 1},
+    {"POST",   "/v1/agents/{name}/checkpoints",               h_ckpt_create,    BODY_JSON, 0, 1},
+    {"GET",    "/v1/agents/{name}/checkpoints",               h_ckpt_list,      BODY_NONE, 0, 0},
+    {"GET",    "/v1/agents/{name}/checkpoints/{id}",          h_ckpt_get,       BODY_NONE, 0, 1},
+    {"DELETE", "/v1/agents/{name}/checkpoints/{id}",          h_ckpt_delete,    BODY_NONE, 0, 1},
+    {"POST",   "/v1/agents/{name}/restore",                   h_restore,        BODY_JSON, 0, 1},
+    {"PUT",    "/v1/agents/{name}/checkpoint",                h_import,         BODY_OCTETS, 0, 1},
+    {"GET",    "/v1/agents/{name}/policy",                    h_policy,         BODY_NONE, 0, 0},
+    {"POST",   "/v1/agents/{name}/evaluations",               h_eval_post,      BODY_JSON, 0, 1},
+    {"GET",    "/v1/agents/{name}/evaluations",               h_eval_list,      BODY_NONE, 0, 0},
+    {NULL, NULL, NULL, 0, 0, 0},
 };
 
 int api_route_count(void)

@@ -79,12 +79,17 @@ typedef struct {
     int64_t id;
     char name[72];
     rqd_agent *a;           /* automatic ones: referenced, told the id once written */
+    const char *config;     /* a restore that repairs an agent: its config, stored too */
 } ckpt_job;
 
 static int do_ckpt(store *s, void *arg, rqd_err *err)
 {
     ckpt_job *j = arg;
-    return store_ckpt_insert(s, j->agent, &j->info, j->blob.data, j->blob.len, j->keep, &j->id, err);
+    int rc = store_ckpt_insert(s, j->agent, &j->info, j->blob.data, j->blob.len, j->keep, &j->id,
+                               err);
+    if (rc == RQD_OK && j->config)
+        rc = store_agent_set_config(s, j->agent, j->config, err);
+    return rc;
 }
 
 static void free_ckpt_job(void *arg)
@@ -138,8 +143,17 @@ int rqd_ckpt_create(rqd_agent *a, int automatic, store_ckpt_info *info, rqd_err 
 {
     ckpt_job j = {0};
     int rc;
+    /* Shutdown checkpoints (automatic) are taken of every agent with a learner, one that
+     * stopped itself included: its learner is as it was before the bad updates. */
+    if ((rc = automatic ? rqd__write_begin_any(a, err) : rqd__write_begin(a, err)) < 0)
+        return rc;
     rqd_buf_init(&j.blob, 0);
     rqd_agent_lock(a);
+    if (a->core == NULL) {
+        pthread_mutex_unlock(&a->mu);
+        rqd__write_end(a);
+        return rqd_agent_usable(a, err);
+    }
     j.agent = a->id;
     j.keep = redq_agent_config(a->core)->keep_checkpoints;
     rc = rqd__ckpt_blob(a, automatic, &j.blob, &j.info, err);
@@ -156,6 +170,7 @@ int rqd_ckpt_create(rqd_agent *a, int automatic, store_ckpt_info *info, rqd_err 
         a->last_ckpt = j.info;
         pthread_mutex_unlock(&a->mu);
     }
+    rqd__write_end(a);
     rqd_buf_free(&j.blob);
     return rc;
 }
@@ -192,6 +207,11 @@ int rqd_ckpt_download(rqd_agent *a, int64_t id, int with_buffer, void **data, si
     rqd_buf_init(&out, 0);
     rqd_agent_lock(a);
     redq_info ri;
+    if (a->core == NULL) { /* its buffer is not in memory */
+        pthread_mutex_unlock(&a->mu);
+        redq_agent_free(tmp);
+        return rqd_agent_usable(a, err);
+    }
     redq_agent_info(a->core, &ri);
     if ((rc = redq_agent_swap_buffer(tmp, a->core, err)) == RQD_OK) {
         redq_agent_set_env_steps(tmp, ri.env_steps);
@@ -222,7 +242,11 @@ static int do_del(store *s, void *arg, rqd_err *err)
 int rqd_ckpt_delete(rqd_agent *a, int64_t id, rqd_err *err)
 {
     del_job j = {a->id, id};
-    int rc = rqd_writer_run(a->reg->writer, do_del, &j, err);
+    int rc = rqd__write_begin_any(a, err);
+    if (rc < 0)
+        return rc;
+    rc = rqd_writer_run(a->reg->writer, do_del, &j, err);
+    rqd__write_end(a);
     if (rc == RQD_ENOTFOUND)
         rqd_err_set(err, rc, "id", "agent '%s' has no checkpoint %lld", a->name, (long long)id);
     return rc;
@@ -245,6 +269,34 @@ static rqd_waiter *take_train_waiters(rqd_agent *a)
     return out;
 }
 
+/* Under a->mu, for an agent that has no learner (it could not be loaded): gives core,
+ * loaded from one of its checkpoints, the replay buffer and counters a restart would,
+ * and the config text to store with it (the stored one may be what failed). */
+static int repair(rqd_agent *a, redq_agent *core, const store_ckpt_info *ck, char **config,
+                  rqd_err *err)
+{
+    long long env_steps = 0;
+    int rc;
+    if (redq_agent_obs_dim(core) != a->S || redq_agent_act_dim(core) != a->A)
+        return rqd_err_set(err, RQD_EINVAL, "checkpoint", "checkpoint %lld is of another "
+                           "shape than agent '%s'", (long long)ck->id, a->name);
+    store *rd = rqd_reader_get(a->reg, err);
+    if (rd == NULL)
+        return err->code ? err->code : RQD_EIO;
+    rc = rqd__rebuild_buffer(a->reg, rd, a->id, core, ck->env_steps, &env_steps, err);
+    rqd_reader_put(a->reg, rd);
+    if (rc < 0)
+        return rc;
+    redq_info info;
+    redq_agent_info(core, &info);
+    if (a->stored.policy_version > info.policy_version) /* every version below the lease */
+        redq_agent_set_policy_version(core, a->stored.policy_version);
+    cJSON *cj = redq_config_to_json(redq_agent_config(core));
+    *config = cj ? cJSON_PrintUnformatted(cj) : NULL;
+    cJSON_Delete(cj);
+    return *config ? RQD_OK : rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+}
+
 int rqd_ckpt_restore(rqd_agent *a, int64_t id, rqd_err *err)
 {
     store_ckpt_info info;
@@ -253,6 +305,7 @@ int rqd_ckpt_restore(rqd_agent *a, int64_t id, rqd_err *err)
     size_t len;
     rqd_waiter *done = NULL, *cut = NULL;
     ckpt_job j = {0};
+    char *config = NULL;
     int rc = fetch(a, id, &info, &blob, &len, err);
     if (rc < 0)
         return rc;
@@ -260,26 +313,51 @@ int rqd_ckpt_restore(rqd_agent *a, int64_t id, rqd_err *err)
     free(blob);
     if (rc < 0)
         return rc;
+    /* A restore brings an unavailable agent back, but not one the loader is loading. */
+    if ((rc = rqd__write_begin_any(a, err)) == RQD_OK &&
+        atomic_load(&a->status) == RQD_AGENT_LOADING) {
+        rqd__write_end(a);
+        rc = rqd_err_set(err, RQD_EUNAVAIL, "name", "agent '%s' is still loading; retry "
+                         "shortly", a->name);
+    }
+    if (rc < 0) {
+        redq_agent_free(core);
+        return rc;
+    }
     rqd_buf_init(&j.blob, 0);
-    pthread_mutex_lock(&a->ingest_mu);
     rqd_agent_lock(a); /* waits for the chunk in progress */
+    int repairing = a->core == NULL;
     redq_info now;
-    redq_agent_info(a->core, &now);
-    rc = redq_agent_set_config(core, redq_agent_config(a->core), err);
-    if (rc == RQD_OK)
-        rc = redq_agent_swap_buffer(core, a->core, err); /* the data stays as it is */
+    if (repairing) {
+        rc = repair(a, core, &info, &config, err);
+    } else {
+        redq_agent_info(a->core, &now);
+        rc = redq_agent_set_config(core, redq_agent_config(a->core), err);
+        if (rc == RQD_OK)
+            rc = redq_agent_swap_buffer(core, a->core, err); /* the data stays as it is */
+        if (rc == RQD_OK) {
+            redq_agent_set_env_steps(core, now.env_steps);
+            redq_agent_set_policy_version(core, now.policy_version);
+        }
+    }
     if (rc == RQD_OK) {
-        redq_agent_set_env_steps(core, now.env_steps);
+        redq_agent_info(core, &now);
+        if (now.policy_version >= RQD_MAX_COUNTER)
+            rc = rqd_err_set(err, RQD_EINVAL, "checkpoint", "policy_version %lld is at its "
+                             "limit (2^53 - 1)", now.policy_version);
+    }
+    if (rc == RQD_OK) {
         redq_agent_set_policy_version(core, now.policy_version + 1);
         /* Durable before anything changes: the restored learner is recorded as a new
          * automatic checkpoint (API.md), and its version is inside the lease. */
         j.agent = a->id;
         j.keep = redq_agent_config(core)->keep_checkpoints;
+        j.config = config;
         lease_for(a, core);
         rc = blob_of(core, 0.0, 1, &j.blob, &j.info, err);
         if (rc == RQD_OK)
             rc = rqd_writer_run(a->reg->writer, do_ckpt, &j, err);
-        if (rc < 0)
+        if (rc < 0 && !repairing)
             redq_agent_swap_buffer(core, a->core, err); /* give the data back; nothing changed */
     }
     if (rc == RQD_OK) {
@@ -301,16 +379,24 @@ int rqd_ckpt_restore(rqd_agent *a, int64_t id, rqd_err *err)
         a->have_ckpt = 1;
         a->last_ckpt = j.info;
         a->last_auto_ckpt = j.info.updates;
+        a->skipped_run = 0;
+        a->error[0] = '\0';
+        free(a->config_json);
+        a->config_json = NULL;
+        atomic_store(&a->status, RQD_AGENT_OK);
     }
     pthread_mutex_unlock(&a->mu);
-    pthread_mutex_unlock(&a->ingest_mu);
+    rqd__write_end(a);
     redq_agent_free(core);
     rqd_buf_free(&j.blob);
+    free(config);
     rqd__call_waiters(done, 0);
     rqd__call_waiters(cut, RQD_ECONFLICT);
-    if (rc == RQD_OK)
-        LOG(LOG_INFO, "agent %s: restored checkpoint %lld (updates %lld)", a->name,
-            (long long)id, (long long)info.updates);
+    if (rc == RQD_OK) {
+        LOG(LOG_INFO, "agent %s: restored checkpoint %lld (updates %lld)%s", a->name,
+            (long long)id, (long long)info.updates, repairing ? ": available again" : "");
+        rqd_sched_kick(a);
+    }
     return rc;
 }
 
@@ -344,58 +430,60 @@ int rqd_ckpt_import(rqd_registry *r, const char *name, const void *data, size_t 
                     rqd_agent **out, rqd_err *err)
 {
     redq_agent *core = NULL;
-    char *cfg = NULL, now[32];
+    rqd_agent *a = NULL;
+    char *cfg = NULL;
     cJSON *cj = NULL;
     int rc;
 
-    if (rqd_registry_count(r) >= r->max_agents)
-        return rqd_err_set(err, RQD_EINVAL, "name", "this daemon already hosts %d agents, its "
-                           "limit (--max-agents)", r->max_agents);
-    rqd_agent *dup = rqd_agent_find(r, name);
-    if (dup) {
-        rqd_agent_put(dup);
-        return rqd_err_set(err, RQD_EEXIST, "name", "agent '%s' already exists", name);
-    }
-    if ((rc = redq_agent_load_within(data, len, &r->limits, &core, err)) < 0)
+    if ((rc = rqd__name_reserve(r, name, err)) < 0)
         return rc;
+    /* Everything in memory first: once the rows are committed nothing may fail. */
+    if ((rc = redq_agent_load_within(data, len, &r->limits, &core, err)) < 0)
+        goto out;
     redq_info ri;
     redq_agent_info(core, &ri);
-    redq_agent_set_policy_version(core, ri.policy_version + 1);
-    if ((cj = redq_config_to_json(redq_agent_config(core))) == NULL ||
-        (cfg = cJSON_PrintUnformatted(cj)) == NULL) {
-        rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+    if (ri.policy_version >= RQD_MAX_COUNTER) {
+        rc = rqd_err_set(err, RQD_EINVAL, "", "the checkpoint's policy_version %lld is at its "
+                         "limit (2^53 - 1)", ri.policy_version);
         goto out;
     }
+    redq_agent_set_policy_version(core, ri.policy_version + 1);
     import_job j = {name, redq_agent_obs_dim(core), redq_agent_act_dim(core),
-                    redq_agent_low(core), redq_agent_high(core), cfg, {0}, data, len};
+                    redq_agent_low(core), redq_agent_high(core), NULL, {0}, data, len};
     j.ck.info.updates = ri.updates;
     j.ck.info.env_steps = ri.env_steps;
     j.ck.info.policy_version = ri.policy_version + 1;
     j.ck.info.automatic = 0;
     j.ck.info.bytes = (int64_t)len;
     rqd__now_rfc3339(j.ck.info.created_at);
-    if ((rc = rqd_writer_run(r->writer, do_import, &j, err)) < 0)
-        goto out;
-    rqd_agent *a = rqd__agent_wrap(r, j.ck.agent, name, core, j.ck.info.created_at);
-    if (a == NULL) {
+    if ((cj = redq_config_to_json(redq_agent_config(core))) == NULL ||
+        (cfg = cJSON_PrintUnformatted(cj)) == NULL ||
+        (a = rqd__agent_wrap(r, 0, name, j.S, j.A, j.low, j.high, core,
+                             j.ck.info.created_at)) == NULL) {
         rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
         goto out;
     }
-    core = NULL;
+    core = NULL; /* a's */
+    j.config = cfg;
+    j.low = a->low; /* the learner's own copies are a's now */
+    j.high = a->high;
+    if ((rc = rqd_writer_run(r->writer, do_import, &j, err)) < 0)
+        goto out;
+    a->id = j.ck.agent;
     a->policy_lease = j.ck.info.policy_version + RQD_POLICY_LEASE;
     a->have_ckpt = 1;
     a->last_ckpt = j.ck.info;
     a->last_ckpt.id = j.ck.id;
-    if ((rc = rqd__table_insert(r, a, err)) < 0) {
-        rqd__agent_destroy(a);
-        goto out;
-    }
-    atomic_fetch_add(&a->refs, 1);
+    atomic_fetch_add(&a->refs, 1); /* the caller's; the first goes to the table */
+    rqd__name_publish(r, a);
     *out = a;
-    rqd__now_rfc3339(now);
+    a = NULL;
     LOG(LOG_INFO, "agent %s: imported (updates %lld, env_steps %lld, buffer %lld)", name,
         ri.updates, ri.env_steps, ri.buffer_len);
 out:
+    if (rc < 0)
+        rqd__name_release(r, name);
+    rqd__agent_destroy(a);
     redq_agent_free(core);
     cJSON_Delete(cj);
     free(cfg);

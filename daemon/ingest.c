@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/rqd_json.h"
 #include "internal.h"
 #include "log.h"
 
@@ -17,6 +18,11 @@ int rqd_agent_act(rqd_agent *a, const float *obs, int n, int mode, float *out,
 {
     pthread_mutex_lock(&a->act_mu);
     pthread_rwlock_rdlock(&a->core_rw);
+    if (a->core == NULL) {
+        pthread_rwlock_unlock(&a->core_rw);
+        pthread_mutex_unlock(&a->act_mu);
+        return rqd_agent_usable(a, err);
+    }
     redq_policy *p = redq_agent_policy(a->core);
     *version = redq_policy_version(p);
     int rc = redq_agent_act(a->core, obs, n, mode, out, err);
@@ -29,7 +35,7 @@ int rqd_agent_act(rqd_agent *a, const float *obs, int n, int mode, float *out,
 redq_policy *rqd_agent_policy(rqd_agent *a)
 {
     pthread_rwlock_rdlock(&a->core_rw);
-    redq_policy *p = redq_agent_policy(a->core);
+    redq_policy *p = a->core ? redq_agent_policy(a->core) : NULL;
     pthread_rwlock_unlock(&a->core_rw);
     return p;
 }
@@ -41,10 +47,12 @@ static int admit(rqd_agent *a, int n, double *owed, rqd_err *err)
     redq_info info;
     redq_agent_info(a->core, &info);
     double o = 0.0;
+    if (info.env_steps > RQD_MAX_COUNTER - n) /* API.md: integers stay below 2^53 */
+        return rqd_err_set(err, RQD_EINVAL, "transitions", "agent '%s' has received %lld "
+                           "transitions; %d more would pass 2^53 - 1", a->name,
+                           info.env_steps, n);
     for (int i = 1; i <= n; i++)
         o += rqd__owed(c, info.env_steps + i);
-    if (a->deleted)
-        return rqd_err_set(err, RQD_ENOTFOUND, "name", "agent '%s' was deleted", a->name);
     if (o > c->max_pending_updates)
         return rqd_err_set(err, RQD_EINVAL, "transitions",
                            "%d transitions owe %g updates, more than max_pending_updates %g; "
@@ -56,16 +64,26 @@ static int admit(rqd_agent *a, int n, double *owed, rqd_err *err)
     return RQD_OK;
 }
 
-/* Under a->mu, after the commit: feeds the learner and counts what is owed. */
-static int feed(rqd_agent *a, const store_transition *t, int n, double owed,
+/* The learner's view of n stored rows (pointing into t), malloc'd; NULL out of memory. */
+static redq_transition *learner_rows(const store_transition *t, int n)
+{
+    redq_transition *rt = malloc(sizeof *rt * (size_t)(n > 0 ? n : 1));
+    for (int i = 0; rt && i < n; i++)
+        rt[i] = (redq_transition){t[i].obs, t[i].action, t[i].reward, t[i].next_obs,
+                                  t[i].terminated, t[i].truncated, t[i].env_id};
+    return rt;
+}
+
+/* Under a->mu, after the commit: feeds the learner (room reserved before the commit, so
+ * it cannot fail) and counts what is owed. */
+static int feed(rqd_agent *a, const redq_transition *rt, int n, double owed,
                 double *wait_target, rqd_err *err)
 {
-    for (int i = 0; i < n; i++) {
-        redq_transition tr = {t[i].obs, t[i].action, t[i].reward, t[i].next_obs,
-                              t[i].terminated, t[i].truncated, t[i].env_id};
-        int rc = redq_agent_add(a->core, &tr, 1, err);
-        if (rc < 0) /* stored but not learnt from: a restart replays it */
-            return rc;
+    int rc = redq_agent_add(a->core, rt, n, err);
+    if (NEVER(rc < 0)) { /* stored but not learnt from: the agent is no longer whole */
+        rqd__agent_fail(a, "its learner could not take stored transitions (%s); restart the "
+                        "daemon or restore a checkpoint to rebuild it", err->msg);
+        return rc;
     }
     a->pending += owed;
     a->owed_total += owed;
@@ -87,6 +105,8 @@ typedef struct {
     const char *batch_id;
     const char *answer;
     const store_episode_row *episode; /* also written, when not NULL */
+    const rqd_returns_plan *plan;     /* the post's episodes from transitions, or NULL */
+    const rqd_eval *eval;             /* an eval episode that ended, or NULL */
 } ingest_job;
 
 static int do_ingest(store *s, void *arg, rqd_err *err)
@@ -99,16 +119,30 @@ static int do_ingest(store *s, void *arg, rqd_err *err)
         rc = store_batch_put(s, j->agent, j->batch_id, j->answer, err);
     if (rc == RQD_OK && j->episode)
         rc = store_episode_put(s, j->agent, j->episode, j->S, j->A, err);
+    if (rc == RQD_OK && j->plan)
+        rc = rqd_returns_write(s, j->agent, j->plan, err);
+    if (rc == RQD_OK && j->eval)
+        rc = rqd__eval_write(s, j->agent, j->eval, err);
     return rc;
+}
+
+/* Under a->mu, after the commit: the episodes that ended count in the state. */
+static void count_ended(rqd_agent *a, const store_episode_row *ended, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (ended[i].mode == STORE_EP_EXPLORE) {
+            a->episodes_done++;
+            a->last_return = ended[i].ret;
+        }
 }
 
 static char *answer_json(int n, long long env_steps, double pending)
 {
     cJSON *o = cJSON_CreateObject();
     char *s = NULL;
-    if (o && cJSON_AddNumberToObject(o, "accepted", n) &&
-        cJSON_AddNumberToObject(o, "env_steps", (double)env_steps) &&
-        cJSON_AddNumberToObject(o, "pending_updates", pending))
+    if (o && rqd_json_add_int(o, "accepted", n) &&
+        rqd_json_add_int(o, "env_steps", env_steps) &&
+        rqd_json_add_number(o, "pending_updates", pending))
         s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -118,12 +152,15 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
                char **answer, double *wait_target, rqd_err *err)
 {
     double owed = 0;
-    char *text = NULL;
-    int rc;
+    char *text = NULL, now[32];
+    redq_transition *rt = NULL;
+    rqd_returns_plan plan;
+    int rc, planned = 0;
 
     *answer = NULL;
     *wait_target = -1.0;
-    pthread_mutex_lock(&a->ingest_mu);
+    if ((rc = rqd__write_begin(a, err)) < 0)
+        return rc;
     if (batch_id) { /* API.md: a known batch_id answers as the first post did */
         store *rd = rqd_reader_get(a->reg, err);
         if (rd == NULL) {
@@ -135,11 +172,22 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
         if (rc < 0 || *answer)
             goto out;
     }
+    if ((rt = learner_rows(t, n)) == NULL) {
+        rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+        goto out;
+    }
     rqd_agent_lock(a);
     redq_info info;
     redq_agent_info(a->core, &info);
     rc = admit(a, n, &owed, err);
     double pending_after = a->pending + owed;
+    /* Sync mode answers after its updates (API.md): what is owed then, the fraction of an
+     * update a fractional update_per_step leaves over. A retry answers the same. */
+    if (redq_agent_config(a->core)->training == REDQ_TRAIN_SYNC && owed > 0)
+        pending_after -= floor(pending_after);
+    /* All or nothing: memory for the learner first, then the commit, then the learner. */
+    if (rc == RQD_OK)
+        rc = redq_agent_reserve(a->core, rt, n, err);
     pthread_mutex_unlock(&a->mu);
     if (rc < 0)
         goto out;
@@ -147,17 +195,28 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
         rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
         goto out;
     }
-    ingest_job j = {a->id, info.env_steps + 1, t, n, a->S, a->A, batch_id, text, NULL};
+    rqd__now_rfc3339(now);
+    if ((rc = rqd_returns_prepare(&a->returns, t, n, now, &plan, err)) < 0)
+        goto out;
+    planned = 1;
+    ingest_job j = {a->id, info.env_steps + 1, t, n, a->S, a->A, batch_id, text, NULL, &plan,
+                    NULL};
     if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) < 0)
         goto out;
     rqd_agent_lock(a);
-    rc = feed(a, t, n, owed, wait_target, err);
+    feed(a, rt, n, owed, wait_target, err); /* the rows are durable: the answer is 200 */
+    count_ended(a, plan.ended, plan.n_ended);
+    rqd_returns_apply(&a->returns, &plan); /* frees the plan */
+    planned = 0;
     pthread_mutex_unlock(&a->mu);
     *answer = text;
     text = NULL;
 out:
-    pthread_mutex_unlock(&a->ingest_mu);
+    if (planned)
+        rqd_returns_plan_free(&plan);
+    rqd__write_end(a);
     free(text);
+    free(rt);
     if (rc == RQD_OK)
         rqd_sched_kick(a);
     return rc;
@@ -224,7 +283,11 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
     new_episode_id(e->id);
     rqd__now_rfc3339(e->started_at);
     memcpy(e->last_obs, obs, sizeof(float) * (size_t)a->S);
-    pthread_mutex_lock(&a->ingest_mu);
+    if ((rc = rqd__write_begin(a, err)) < 0) {
+        free(e->last_obs);
+        free(e);
+        return rc;
+    }
     rqd_agent_lock(a);
     int cap = a->reg->limits.open_episodes;
     rc = a->n_open >= cap
@@ -237,7 +300,7 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
     if (rc == RQD_OK) {
         store_episode_row row;
         episode_row(a, e, NULL, 0, &row);
-        ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row};
+        ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row, NULL, NULL};
         rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err);
     }
     if (rc == RQD_OK) {
@@ -250,7 +313,7 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
         snprintf(id_out, 40, "%s", e->id);
         e = NULL;
     }
-    pthread_mutex_unlock(&a->ingest_mu);
+    rqd__write_end(a);
     if (e) {
         free(e->last_obs);
         free(e);
@@ -258,20 +321,22 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
     return rc;
 }
 
-/* Answers 404 for an id never seen and 409 for an ended or abandoned one. */
+/* Answers 404 for an id never seen and 409 for an ended or abandoned one (one row read:
+ * an agent may have ended millions of episodes). */
 static int missing_episode(rqd_agent *a, const char *id, rqd_err *err)
 {
-    store_episode_row *rows = NULL;
-    int n = 0, found = 0;
+    store_episode_row *row = NULL;
+    int rc = RQD_EIO;
     store *rd = rqd_reader_get(a->reg, err);
-    if (rd && store_episode_list(rd, a->id, 1 << 30, a->S, a->A, &rows, &n, err) == RQD_OK)
-        for (int i = 0; i < n && !found; i++)
-            found = strcmp(rows[i].id, id) == 0;
-    store_episode_rows_free(rows, n);
+    if (rd)
+        rc = store_episode_get(rd, a->id, id, a->S, a->A, &row, err);
+    store_episode_rows_free(row, row ? 1 : 0);
     rqd_reader_put(a->reg, rd);
-    if (found)
+    if (rc == RQD_OK)
         return rqd_err_set(err, RQD_ECONFLICT, "episode_id", "episode %s has ended", id);
-    return rqd_err_set(err, RQD_ENOTFOUND, "episode_id", "no episode %s", id);
+    if (rc == RQD_ENOTFOUND)
+        return rqd_err_set(err, RQD_ENOTFOUND, "episode_id", "no episode %s", id);
+    return rc;
 }
 
 int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *obs, int terminated,
@@ -285,7 +350,8 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
     float next_action[RQD_MAX_ACT_DIM];
 
     *wait_target = -1.0;
-    pthread_mutex_lock(&a->ingest_mu);
+    if ((rc = rqd__write_begin(a, err)) < 0)
+        return rc;
     rqd_agent_lock(a);
     rqd_episode **pp = find_episode(a, id), *e = *pp;
     int explore = e && e->mode == STORE_EP_EXPLORE;
@@ -295,7 +361,7 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
         rc = admit(a, 1, &owed, err);
     pthread_mutex_unlock(&a->mu);
     if (e == NULL) {
-        pthread_mutex_unlock(&a->ingest_mu);
+        rqd__write_end(a);
         return missing_episode(a, id, err);
     }
     if (rc < 0)
@@ -308,6 +374,14 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
     char stream[48];
     snprintf(stream, sizeof stream, "ep:%s", e->id);
     store_transition t = {e->last_obs, e->last_action, reward, obs, terminated, truncated, stream};
+    redq_transition rt = {t.obs, t.action, t.reward, t.next_obs, terminated, truncated, stream};
+    if (explore) { /* all or nothing, as a post (rqd_ingest) */
+        rqd_agent_lock(a);
+        rc = redq_agent_reserve(a->core, &rt, 1, err);
+        pthread_mutex_unlock(&a->mu);
+        if (rc < 0)
+            goto out;
+    }
     rqd_episode next = *e;
     float mem[2 * RQD_MAX_OBS_DIM + RQD_MAX_ACT_DIM];
     next.ret += reward;
@@ -319,12 +393,22 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
     store_episode_row row;
     rqd__now_rfc3339(now);
     episode_row(a, &next, *done ? now : NULL, 0, &row);
-    ingest_job j = {a->id, info.env_steps + 1, &t, explore, a->S, a->A, NULL, NULL, &row};
+    /* An eval episode that ends records its evaluation (API.md), with its last row. */
+    double eval_ret = next.ret;
+    int64_t eval_len = next.length;
+    rqd_eval ev;
+    if (*done && !explore) {
+        rqd_agent_lock(a);
+        rqd__eval_one(a, &eval_ret, &eval_len, &ev);
+        pthread_mutex_unlock(&a->mu);
+    }
+    ingest_job j = {a->id, info.env_steps + 1, &t, explore, a->S, a->A, NULL, NULL, &row, NULL,
+                    *done && !explore ? &ev : NULL};
     if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) < 0)
         goto out;
     rqd_agent_lock(a);
     if (explore)
-        rc = feed(a, &t, 1, owed, wait_target, err);
+        feed(a, &rt, 1, owed, wait_target, err); /* durable: the answer is 200 */
     e->ret = next.ret;
     e->length = next.length;
     memcpy(e->last_obs, next.last_obs, sizeof(float) * (size_t)(a->S));
@@ -345,7 +429,7 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
     }
     pthread_mutex_unlock(&a->mu);
 out:
-    pthread_mutex_unlock(&a->ingest_mu);
+    rqd__write_end(a);
     if (rc == RQD_OK)
         rqd_sched_kick(a);
     return rc;
@@ -355,18 +439,19 @@ int rqd_episode_abandon(rqd_agent *a, const char *id, rqd_err *err)
 {
     char now[32];
     int rc;
-    pthread_mutex_lock(&a->ingest_mu);
+    if ((rc = rqd__write_begin(a, err)) < 0)
+        return rc;
     rqd_agent_lock(a);
     rqd_episode **pp = find_episode(a, id), *e = *pp;
     pthread_mutex_unlock(&a->mu);
     if (e == NULL) {
-        pthread_mutex_unlock(&a->ingest_mu);
+        rqd__write_end(a);
         return missing_episode(a, id, err);
     }
     store_episode_row row;
     rqd__now_rfc3339(now);
     episode_row(a, e, now, 1, &row);
-    ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row};
+    ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row, NULL, NULL};
     if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) == RQD_OK) {
         rqd_agent_lock(a);
         *pp = e->next;
@@ -375,6 +460,6 @@ int rqd_episode_abandon(rqd_agent *a, const char *id, rqd_err *err)
         free(e->last_obs);
         free(e);
     }
-    pthread_mutex_unlock(&a->ingest_mu);
+    rqd__write_end(a);
     return rc;
 }

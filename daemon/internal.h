@@ -8,6 +8,8 @@ struct rqd_registry {
     pthread_mutex_t mu;             /* the name table */
     rqd_agent **agents;             /* sorted by name (byte order) */
     int n, cap;
+    char (*reserved)[72];           /* names being created or imported (under mu): they */
+    int n_reserved, cap_reserved;   /* count toward --max-agents and cannot be taken */
     int max_agents;
     rqd_limits limits;
     char *db_path;
@@ -33,6 +35,17 @@ struct rqd_registry {
     struct stats_job *stats_retry_tail;
     long long stats_retry_rows;
     atomic_llong stats_dropped;     /* rows given up past RQD_STATS_RETRY_ROWS */
+    atomic_llong next_stats_row;    /* stats rows are numbered when made (API.md: a train
+                                       answer names its row) */
+    atomic_int refuse_waits;        /* shutdown has begun */
+
+    store_agent_row *load_rows;     /* the agents to load (rqd_registry_load) */
+    int n_load_rows;
+    pthread_t loader;
+    int have_loader;
+    atomic_int load_stop;
+    void (*loaded_cb)(void *arg, int n);
+    void *loaded_arg;
 };
 
 /* Monotonic seconds, and the current UTC time as RFC 3339 with milliseconds. */
@@ -48,12 +61,43 @@ void rqd__now_rfc3339(char out[32]);
  * after it. */
 double rqd__owed(const redq_config *c, long long env_steps_after);
 
-/* An rqd_agent around a learner (takes core), with refs = 1, not yet in the table. */
-rqd_agent *rqd__agent_wrap(rqd_registry *r, int64_t id, const char *name, redq_agent *core,
+/* An rqd_agent around a learner (takes core; NULL: an unavailable agent), with the action
+ * box copied, refs = 1, not yet in the table; NULL out of memory (core not taken). */
+rqd_agent *rqd__agent_wrap(rqd_registry *r, int64_t id, const char *name, int S, int A,
+                           const float *low, const float *high, redq_agent *core,
                            const char *created_at);
 void rqd__agent_destroy(rqd_agent *a);
 /* Inserts into the sorted table (a reference moves to the table). */
 int rqd__table_insert(rqd_registry *r, rqd_agent *a, rqd_err *err);
+/* Creation and import in three steps, so that each is all or nothing: reserve the name
+ * (refused when taken, being created, or past --max-agents; the table's room is made
+ * now), then commit, then publish (cannot fail) or release. */
+int rqd__name_reserve(rqd_registry *r, const char *name, rqd_err *err);
+void rqd__name_publish(rqd_registry *r, rqd_agent *a);
+void rqd__name_release(rqd_registry *r, const char *name);
+
+/* Takes a->ingest_mu, the lock DELETE takes before marking the agent deleted, and fails
+ * (releasing it) when the agent was deleted or is not usable: every write about an agent
+ * starts here, so none can land after its DELETE (API.md). */
+int rqd__write_begin(rqd_agent *a, rqd_err *err);
+/* As rqd__write_begin, but an agent that is not ok is allowed (restore, its repair). */
+int rqd__write_begin_any(rqd_agent *a, rqd_err *err);
+static inline void rqd__write_end(rqd_agent *a) { pthread_mutex_unlock(&a->ingest_mu); }
+
+/* An evaluation on its way to SQLite (daemon/evaluations.c): the row and what was
+ * posted (borrowed). */
+typedef struct rqd_eval {
+    store_eval_row row;
+    const double *returns;
+    const int64_t *lengths;   /* NULL without lengths */
+} rqd_eval;
+/* Under a->mu: the row of one eval episode that ended (return, length). */
+void rqd__eval_one(rqd_agent *a, const double *ret, const int64_t *length, rqd_eval *e);
+/* In a writer job: stores e, its row number into e->row.row. */
+int rqd__eval_write(store *s, int64_t agent, const rqd_eval *e, rqd_err *err);
+
+/* Under a->mu: makes the agent unavailable with the reason (state.error). */
+void rqd__agent_fail(rqd_agent *a, const char *fmt, ...) RQD_PRINTF(2, 3);
 
 /* Under a->mu: makes sure the stored lease covers the core's policy_version (writes
  * through the writer when it must grow). */

@@ -23,6 +23,10 @@ int rqd_agent_episodes(rqd_agent *a, int limit, store_episode_row **rows, int *n
 int rqd_agent_stats(rqd_agent *a, int64_t since, int limit, store_stats_row **rows, int *n,
                     rqd_err *err)
 {
+    rqd_err why = {0};
+    /* Read-your-writes; a write that fails (a full disk) leaves its rows in the retry
+     * list, and the read shows what is there. */
+    (void)rqd_agent_stats_sync(a, &why);
     store *s = rqd_reader_get(a->reg, err);
     int rc = s ? store_stats_range(s, a->id, since, limit, rows, n, err) : err->code;
     rqd_reader_put(a->reg, s);
@@ -33,6 +37,15 @@ int rqd_agent_checkpoints(rqd_agent *a, store_ckpt_info **rows, int *n, rqd_err 
 {
     store *s = rqd_reader_get(a->reg, err);
     int rc = s ? store_ckpt_list(s, a->id, rows, n, err) : err->code;
+    rqd_reader_put(a->reg, s);
+    return rc;
+}
+
+int rqd_agent_evaluations(rqd_agent *a, int64_t since, int limit, store_eval_row **rows, int *n,
+                          rqd_err *err)
+{
+    store *s = rqd_reader_get(a->reg, err);
+    int rc = s ? store_eval_range(s, a->id, since, limit, rows, n, err) : err->code;
     rqd_reader_put(a->reg, s);
     return rc;
 }

@@ -3,6 +3,7 @@
  * waiter deadlines) and the registry's part of shutdown. THREADS: registry.h. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,21 +40,31 @@ double rqd__owed(const redq_config *c, long long env_steps_after)
     return c->update_per_step;
 }
 
-rqd_agent *rqd__agent_wrap(rqd_registry *r, int64_t id, const char *name, redq_agent *core,
+rqd_agent *rqd__agent_wrap(rqd_registry *r, int64_t id, const char *name, int S, int A,
+                           const float *low, const float *high, redq_agent *core,
                            const char *created_at)
 {
     rqd_agent *a = calloc(1, sizeof *a);
     if (a == NULL)
         return NULL;
+    a->low = malloc(2 * sizeof(float) * (size_t)A);
+    if (a->low == NULL) {
+        free(a);
+        return NULL;
+    }
+    a->high = a->low + A;
+    memcpy(a->low, low, sizeof(float) * (size_t)A);
+    memcpy(a->high, high, sizeof(float) * (size_t)A);
     a->reg = r;
     a->id = id;
     snprintf(a->name, sizeof a->name, "%s", name);
     snprintf(a->created_at, sizeof a->created_at, "%s", created_at);
     a->core = core;
-    a->S = redq_agent_obs_dim(core);
-    a->A = redq_agent_act_dim(core);
+    a->S = S;
+    a->A = A;
     atomic_init(&a->refs, 1);
     atomic_init(&a->mu_wanted, 0);
+    atomic_init(&a->status, core ? RQD_AGENT_OK : RQD_AGENT_UNAVAILABLE);
     pthread_mutex_init(&a->mu, NULL);
     pthread_mutex_init(&a->ingest_mu, NULL);
     pthread_mutex_init(&a->act_mu, NULL);
@@ -62,10 +73,12 @@ rqd_agent *rqd__agent_wrap(rqd_registry *r, int64_t id, const char *name, redq_a
     a->last_row_update = -1;
     a->last_return = NAN;
     a->ups_mark_time = rqd__mono();
-    redq_info info;
-    redq_agent_info(core, &info);
-    a->last_auto_ckpt = info.updates;
-    a->ups_mark_updates = info.updates;
+    if (core) {
+        redq_info info;
+        redq_agent_info(core, &info);
+        a->last_auto_ckpt = info.updates;
+        a->ups_mark_updates = info.updates;
+    }
     return a;
 }
 
@@ -79,13 +92,69 @@ void rqd__agent_destroy(rqd_agent *a)
         free(e);
     }
     redq_agent_free(a->core);
+    rqd_returns_free(&a->returns);
     free(a->rows);
+    free(a->low); /* high is in the same block */
+    free(a->config_json);
     pthread_mutex_destroy(&a->mu);
     pthread_mutex_destroy(&a->ingest_mu);
     pthread_mutex_destroy(&a->act_mu);
     pthread_rwlock_destroy(&a->core_rw);
     pthread_mutex_destroy(&a->ckpt_mu);
     free(a);
+}
+
+void rqd__agent_fail(rqd_agent *a, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->error, sizeof a->error, fmt, ap);
+    va_end(ap);
+    atomic_store(&a->status, RQD_AGENT_UNAVAILABLE);
+}
+
+int rqd_agent_usable(rqd_agent *a, rqd_err *err)
+{
+    int st = atomic_load(&a->status);
+    if (st == RQD_AGENT_OK)
+        return RQD_OK;
+    if (st == RQD_AGENT_LOADING)
+        return rqd_err_set(err, RQD_EUNAVAIL, "name", "agent '%s' is still loading; retry "
+                           "shortly", a->name);
+    rqd_agent_lock(a);
+    rqd_err_set(err, RQD_EUNAVAIL, "name", "agent '%s' is unavailable: %s", a->name, a->error);
+    pthread_mutex_unlock(&a->mu);
+    return RQD_EUNAVAIL;
+}
+
+static int write_begin(rqd_agent *a, int any, rqd_err *err)
+{
+    pthread_mutex_lock(&a->ingest_mu);
+    int rc = a->deleted ? rqd_err_set(err, RQD_ENOTFOUND, "name", "agent '%s' was deleted",
+                                      a->name)
+                        : any ? RQD_OK : rqd_agent_usable(a, err);
+    if (rc < 0)
+        pthread_mutex_unlock(&a->ingest_mu);
+    return rc;
+}
+
+int rqd__write_begin(rqd_agent *a, rqd_err *err) { return write_begin(a, 0, err); }
+int rqd__write_begin_any(rqd_agent *a, rqd_err *err) { return write_begin(a, 1, err); }
+
+int rqd_agent_training(rqd_agent *a)
+{
+    rqd_agent_lock(a);
+    int t = a->core ? redq_agent_config(a->core)->training : -1;
+    pthread_mutex_unlock(&a->mu);
+    return t;
+}
+
+double rqd_agent_pending(rqd_agent *a)
+{
+    rqd_agent_lock(a);
+    double p = a->pending;
+    pthread_mutex_unlock(&a->mu);
+    return p;
 }
 
 void rqd_agent_put(rqd_agent *a)
@@ -110,31 +179,104 @@ static int table_find(const rqd_registry *r, const char *name)
     return -lo - 1;
 }
 
+/* Under r->mu: room in the table for one more agent. */
+static int table_room(rqd_registry *r, int need, rqd_err *err)
+{
+    if (need <= r->cap)
+        return RQD_OK;
+    int cap = r->cap ? 2 * r->cap : 16;
+    while (cap < need)
+        cap *= 2;
+    rqd_agent **v = realloc(r->agents, (size_t)cap * sizeof *v);
+    if (v == NULL)
+        return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+    r->agents = v;
+    r->cap = cap;
+    return RQD_OK;
+}
+
+/* Under r->mu: inserts a (there is room and its name is free). */
+static void table_put(rqd_registry *r, rqd_agent *a, int at)
+{
+    memmove(r->agents + at + 1, r->agents + at, (size_t)(r->n - at) * sizeof *r->agents);
+    r->agents[at] = a;
+    r->n++;
+}
+
 int rqd__table_insert(rqd_registry *r, rqd_agent *a, rqd_err *err)
 {
     int rc = RQD_OK;
     pthread_mutex_lock(&r->mu);
     int at = table_find(r, a->name);
-    if (at >= 0) {
+    if (at >= 0)
         rc = rqd_err_set(err, RQD_EEXIST, "name", "agent '%s' already exists", a->name);
-    } else if (r->n == r->cap) {
-        int cap = r->cap ? 2 * r->cap : 16;
-        rqd_agent **v = realloc(r->agents, (size_t)cap * sizeof *v);
-        if (v == NULL)
-            rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
-        else {
-            r->agents = v;
-            r->cap = cap;
-        }
-    }
-    if (rc == RQD_OK) {
-        at = -at - 1;
-        memmove(r->agents + at + 1, r->agents + at, (size_t)(r->n - at) * sizeof *r->agents);
-        r->agents[at] = a;
-        r->n++;
-    }
+    else if ((rc = table_room(r, r->n + r->n_reserved + 1, err)) == RQD_OK)
+        table_put(r, a, -at - 1);
     pthread_mutex_unlock(&r->mu);
     return rc;
+}
+
+static int reserved_at(const rqd_registry *r, const char *name)
+{
+    for (int i = 0; i < r->n_reserved; i++)
+        if (strcmp(r->reserved[i], name) == 0)
+            return i;
+    return -1;
+}
+
+int rqd__name_reserve(rqd_registry *r, const char *name, rqd_err *err)
+{
+    int rc = RQD_OK;
+    pthread_mutex_lock(&r->mu);
+    if (table_find(r, name) >= 0 || reserved_at(r, name) >= 0) {
+        rc = rqd_err_set(err, RQD_EEXIST, "name", "agent '%s' already exists", name);
+    } else if (r->n + r->n_reserved >= r->max_agents) {
+        rc = rqd_err_set(err, RQD_EINVAL, "name", "this daemon already hosts %d agents, its "
+                         "limit (--max-agents)", r->max_agents);
+    } else if ((rc = table_room(r, r->n + r->n_reserved + 1, err)) == RQD_OK &&
+               r->n_reserved == r->cap_reserved) {
+        int cap = r->cap_reserved ? 2 * r->cap_reserved : 8;
+        char(*v)[72] = realloc(r->reserved, (size_t)cap * sizeof *v);
+        if (v == NULL) {
+            rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+        } else {
+            r->reserved = v;
+            r->cap_reserved = cap;
+        }
+    }
+    if (rc == RQD_OK)
+        snprintf(r->reserved[r->n_reserved++], sizeof r->reserved[0], "%s", name);
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+/* Under r->mu. */
+static void unreserve(rqd_registry *r, const char *name)
+{
+    int i = reserved_at(r, name);
+    if (ALWAYS(i >= 0)) {
+        memmove(r->reserved[i], r->reserved[i + 1],
+                (size_t)(r->n_reserved - i - 1) * sizeof r->reserved[0]);
+        r->n_reserved--;
+    }
+}
+
+void rqd__name_publish(rqd_registry *r, rqd_agent *a)
+{
+    pthread_mutex_lock(&r->mu);
+    unreserve(r, a->name);
+    int at = table_find(r, a->name);
+    /* The reservation kept the name free and the room made. */
+    if (ALWAYS(at < 0 && r->n < r->cap))
+        table_put(r, a, -at - 1);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void rqd__name_release(rqd_registry *r, const char *name)
+{
+    pthread_mutex_lock(&r->mu);
+    unreserve(r, name);
+    pthread_mutex_unlock(&r->mu);
 }
 
 rqd_agent *rqd_agent_find(rqd_registry *r, const char *name)
@@ -252,47 +394,41 @@ int rqd_agent_create(rqd_registry *r, const char *name, int S, int A, const floa
                      const float *high, const redq_config *cfg, rqd_agent **out, rqd_err *err)
 {
     redq_agent *core = NULL;
+    rqd_agent *a = NULL;
     char *text = NULL, now[32];
     int rc;
 
-    if (rqd_registry_count(r) >= r->max_agents)
-        return rqd_err_set(err, RQD_EINVAL, "name", "this daemon already hosts %d agents, its "
-                           "limit (--max-agents)", r->max_agents);
-    rqd_agent *dup = rqd_agent_find(r, name);
-    if (dup != NULL) {
-        rqd_agent_put(dup);
-        return rqd_err_set(err, RQD_EEXIST, "name", "agent '%s' already exists", name);
-    }
+    if ((rc = rqd__name_reserve(r, name, err)) < 0)
+        return rc;
+    /* Everything in memory first: once the row is committed nothing may fail. */
     if ((rc = redq_limits_check(&r->limits, cfg, S, A, err)) < 0 ||
         (rc = redq_agent_new(cfg, S, A, low, high, &core, err)) < 0)
-        return rc;
-    if ((text = config_text(cfg)) == NULL) {
-        redq_agent_free(core);
-        return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
-    }
-    create_job j = {name, S, A, low, high, text, 0};
-    rc = rqd_writer_run(r->writer, do_create, &j, err);
-    free(text);
-    if (rc < 0) {
-        redq_agent_free(core);
-        return rc;
-    }
+        goto out;
     rqd__now_rfc3339(now);
-    rqd_agent *a = rqd__agent_wrap(r, j.id, name, core, now);
-    if (a == NULL) {
-        redq_agent_free(core);
-        return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+    if ((text = config_text(cfg)) == NULL ||
+        (a = rqd__agent_wrap(r, 0, name, S, A, low, high, core, now)) == NULL) {
+        rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
+        goto out;
     }
+    core = NULL; /* a's */
+    create_job j = {name, S, A, low, high, text, 0};
+    if ((rc = rqd_writer_run(r->writer, do_create, &j, err)) < 0)
+        goto out;
+    a->id = j.id;
     a->policy_lease = RQD_POLICY_LEASE;
-    if ((rc = rqd__table_insert(r, a, err)) < 0) {
-        rqd__agent_destroy(a);
-        return rc;
-    }
-    atomic_fetch_add(&a->refs, 1);
+    atomic_fetch_add(&a->refs, 1); /* the caller's; the first goes to the table */
+    rqd__name_publish(r, a);
     *out = a;
+    a = NULL;
     LOG(LOG_INFO, "agent %s: created (obs %d, act %d, N %d, hidden %d layers)", name, S, A,
         cfg->ensemble_size, cfg->n_hidden);
-    return RQD_OK;
+out:
+    if (rc < 0)
+        rqd__name_release(r, name);
+    rqd__agent_destroy(a);
+    redq_agent_free(core);
+    free(text);
+    return rc;
 }
 
 typedef struct {
@@ -314,7 +450,17 @@ int rqd_agent_patch(rqd_agent *a, const redq_config *cfg, rqd_err *err)
 
     if (text == NULL)
         return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
-    pthread_mutex_lock(&a->ingest_mu); /* orders PATCHes among themselves and with posts */
+    /* Validated before the commit: the in-memory step after it must not fail (the
+     * settings that may not change were copied from the agent by the caller). */
+    if ((rc = redq_config_validate(cfg, err)) < 0) {
+        free(text);
+        return rc;
+    }
+    /* Orders PATCHes among themselves and with posts, and keeps DELETE out. */
+    if ((rc = rqd__write_begin(a, err)) < 0) {
+        free(text);
+        return rc;
+    }
     patch_job j = {a->id, text};
     rc = rqd_writer_run(a->reg->writer, do_patch, &j, err);
     if (rc == RQD_OK) {
@@ -333,7 +479,7 @@ int rqd_agent_patch(rqd_agent *a, const redq_config *cfg, rqd_err *err)
         }
         pthread_mutex_unlock(&a->mu);
     }
-    pthread_mutex_unlock(&a->ingest_mu);
+    rqd__write_end(a);
     free(text);
     rqd__call_waiters(wake, 0);
     rqd_sched_kick(a);
@@ -391,21 +537,54 @@ int rqd_agent_delete(rqd_registry *r, const char *name, rqd_err *err)
     return rc;
 }
 
-void rqd_agent_config(rqd_agent *a, redq_config *out)
+int rqd_agent_config(rqd_agent *a, redq_config *out, rqd_err *err)
 {
+    int rc = RQD_OK;
     rqd_agent_lock(a);
-    *out = *redq_agent_config(a->core);
+    if (a->core)
+        *out = *redq_agent_config(a->core);
+    else
+        rc = rqd_err_set(err, RQD_EUNAVAIL, "name", "agent '%s' is unavailable: %s", a->name,
+                         a->error);
     pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+cJSON *rqd_agent_config_json(rqd_agent *a)
+{
+    cJSON *o;
+    rqd_agent_lock(a);
+    if (a->core)
+        o = redq_config_to_json(redq_agent_config(a->core));
+    else /* as stored; an object whatever the text (it may be what failed to load) */
+        o = a->config_json ? cJSON_Parse(a->config_json) : NULL;
+    pthread_mutex_unlock(&a->mu);
+    if (o != NULL && !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    return o ? o : cJSON_CreateObject();
 }
 
 void rqd_agent_state_get(rqd_agent *a, rqd_agent_state *st)
 {
+    memset(st, 0, sizeof *st);
     rqd_agent_lock(a);
-    redq_agent_info(a->core, &st->info);
+    st->status = atomic_load(&a->status);
+    if (st->status != RQD_AGENT_OK)
+        snprintf(st->error, sizeof st->error, "%s",
+                 st->status == RQD_AGENT_LOADING ? "still loading" : a->error);
+    st->skipped = a->skipped_total;
+    if (a->core) {
+        redq_agent_info(a->core, &st->info);
+        st->training = redq_agent_config(a->core)->training;
+    } else {
+        st->info = a->stored;
+        st->training = REDQ_TRAIN_PAUSED;
+    }
     st->pending = a->pending;
     st->episodes_done = a->episodes_done;
     st->n_open = a->n_open;
-    st->training = redq_agent_config(a->core)->training;
     st->have_ckpt = a->have_ckpt;
     st->last_ckpt = a->last_ckpt;
     /* Automatic checkpoints count once committed (the writer records them). */
@@ -526,6 +705,25 @@ long long rqd_registry_stats_dropped(rqd_registry *r)
     return atomic_load(&r->stats_dropped);
 }
 
+/* Under a->mu: hands the agent's buffered rows to the writer. Queued under the lock, so
+ * that the writer gets each agent's rows in the order they were made, and a flush that
+ * waits (rqd_agent_stats_sync) comes after every row posted before it. */
+static void post_rows(rqd_agent *a)
+{
+    if (a->n_rows == 0)
+        return;
+    stats_job *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        return; /* kept for the next flush */
+    j->reg = a->reg;
+    j->agent = a->id;
+    j->rows = a->rows;
+    j->n = a->n_rows;
+    a->rows = NULL;
+    a->n_rows = a->cap_rows = 0;
+    rqd_writer_post(a->reg->writer, do_stats, j, stats_done);
+}
+
 void rqd_registry_flush_stats(rqd_registry *r)
 {
     rqd_agent **v;
@@ -545,23 +743,34 @@ void rqd_registry_flush_stats(rqd_registry *r)
     if (rqd_agent_list(r, &v, &n) < 0)
         return;
     for (int i = 0; i < n; i++) {
-        stats_job *j = calloc(1, sizeof *j);
-        if (j == NULL)
-            break;
         rqd_agent_lock(v[i]);
-        j->reg = r;
-        j->agent = v[i]->id;
-        j->rows = v[i]->rows;
-        j->n = v[i]->n_rows;
-        v[i]->rows = NULL;
-        v[i]->n_rows = v[i]->cap_rows = 0;
+        post_rows(v[i]);
         pthread_mutex_unlock(&v[i]->mu);
-        if (j->n == 0)
-            stats_job_free(j);
-        else
-            rqd_writer_post(r->writer, do_stats, j, stats_done);
     }
     rqd_agent_list_free(v, n);
+}
+
+static int do_nothing(store *s, void *arg, rqd_err *err)
+{
+    (void)s;
+    (void)arg;
+    (void)err;
+    return RQD_OK;
+}
+
+int rqd_agent_stats_sync(rqd_agent *a, rqd_err *err)
+{
+    rqd_agent_lock(a);
+    post_rows(a);
+    pthread_mutex_unlock(&a->mu);
+    /* The writer's queue is FIFO: once this empty job has committed, every row posted
+     * before it has too (or waits in the retry list, when the disk is full). */
+    return rqd_writer_run(a->reg->writer, do_nothing, NULL, err);
+}
+
+void rqd_registry_refuse_waits(rqd_registry *r)
+{
+    atomic_store(&r->refuse_waits, 1);
 }
 
 void rqd_registry_log_progress(rqd_registry *r)
@@ -575,6 +784,10 @@ void rqd_registry_log_progress(rqd_registry *r)
         rqd_agent *a = v[i];
         redq_info info;
         rqd_agent_lock(a);
+        if (a->core == NULL) {
+            pthread_mutex_unlock(&a->mu);
+            continue;
+        }
         redq_agent_info(a->core, &info);
         double dt = now - a->ups_mark_time;
         long long du = info.updates - a->ups_mark_updates;

@@ -29,6 +29,7 @@
 #include "../common/rqd_err.h"
 #include "../redq/redq.h"
 #include "../storage/store.h"
+#include "returns.h"
 #include "writer.h"
 
 #define RQD_TRAIN_CHUNK 8        /* updates per lock hold at most ... */
@@ -39,6 +40,13 @@ typedef struct rqd_registry rqd_registry;
 typedef struct rqd_agent rqd_agent;
 
 enum { RQD_WAIT_SYNC = 0, RQD_WAIT_TRAIN = 1 };
+
+/* An agent's state.status (API.md). Only an ok agent has a learner that requests may
+ * use; the others answer 503 unavailable to everything but reads, DELETE and restore. */
+enum { RQD_AGENT_OK = 0, RQD_AGENT_LOADING = 1, RQD_AGENT_UNAVAILABLE = 2 };
+
+/* Non-finite updates in a row after which an agent pauses itself (API.md). */
+#define RQD_MAX_SKIPPED_RUN 100
 
 /* A request waiting for training progress (owned by the caller, e.g. a suspended HTTP
  * request). cb(w, status) runs once: status 0 when the target was reached (and, for
@@ -56,6 +64,7 @@ typedef struct rqd_waiter {
     redq_stats stats;       /* train: the last update's statistics */
     double train_time;      /* train: seconds of this call's updates */
     double time_at_start;   /* train: manual_time when registered */
+    store_stats_row row;    /* train: the stats row written for the call (row.row 0: none) */
 } rqd_waiter;
 
 typedef struct rqd_episode {
@@ -81,7 +90,14 @@ struct rqd_agent {
     pthread_mutex_t mu, ingest_mu, act_mu;
     atomic_int mu_wanted;           /* threads other than trainers waiting for mu */
     pthread_rwlock_t core_rw;       /* read: acting outside mu; write: restore's swap */
-    redq_agent *core;
+    redq_agent *core;               /* NULL while loading or when it could not be loaded */
+    atomic_int status;              /* RQD_AGENT_*: written under mu, read anywhere */
+    char error[256];                /* why it is not ok (under mu) */
+    float *low, *high;              /* the action box, act_dim each (GET needs no core) */
+    char *config_json;              /* the stored config of an agent without a learner */
+    redq_info stored;               /* what is known of an agent without a learner */
+    long long skipped_total;        /* updates skipped as non-finite (under mu) */
+    int skipped_run;                /* ... in a row; RQD_MAX_SKIPPED_RUN pauses it */
     double pending;                 /* updates owed (API.md pending_updates) */
     double owed_total, done_total;  /* cumulative, for sync waiters */
     long long manual_pending, manual_total, manual_done;
@@ -92,6 +108,7 @@ struct rqd_agent {
     int have_stats;
     double time_since_row;          /* train_time since the previous stats row */
     long long last_row_update;      /* update number of the newest row, -1 if none */
+    store_stats_row last_row;       /* the newest row made */
     store_stats_row *rows;          /* rows not yet handed to the writer */
     int n_rows, cap_rows;
 
@@ -107,6 +124,8 @@ struct rqd_agent {
     rqd_episode *episodes;          /* open episodes */
     int n_open;
     long long episodes_done;        /* explore episodes that ended */
+    rqd_returns returns;            /* transitions streams adding up their episode
+                                       (returns.h; under ingest_mu) */
     double last_return;             /* return of the latest ended explore episode (NaN) */
 
     double ups;                     /* updates per second, smoothed, for logs and metrics */
@@ -116,6 +135,9 @@ struct rqd_agent {
 
 /* Snapshot of an agent's state for GET (taken under mu). */
 typedef struct {
+    int status;               /* RQD_AGENT_* */
+    char error[256];          /* "" when ok */
+    long long skipped;        /* state.skipped_updates */
     redq_info info;
     double pending;
     long long episodes_done;
@@ -138,9 +160,19 @@ typedef struct {
     rqd_limits limits;        /* what a request may create; stored agents load regardless */
 } rqd_registry_opts;
 
-/* Opens the database, reloads every agent (config, latest checkpoint, replay buffer,
- * counters, open episodes), and starts the writer and the trainers. */
+/* Opens the database, lists every stored agent as "loading", and starts the writer and
+ * the trainers; rqd_registry_load then reloads each (config, latest checkpoint, replay
+ * buffer, counters, open episodes). An agent that cannot be reloaded is kept,
+ * unavailable, with the reason (API.md); only a database that cannot be opened fails. */
 int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *err);
+/* Loads the agents rqd_registry_open listed as "loading", one after the other on a
+ * thread of its own, while the daemon serves the others; done(arg, n) runs on that
+ * thread once all are loaded (not when the registry is shut down first). */
+int rqd_registry_load(rqd_registry *r, void (*done)(void *arg, int n), void *arg, rqd_err *err);
+/* Agents still loading (GET /v1/health). */
+int rqd_registry_loading(rqd_registry *r);
+/* From now on waits for training are refused (RQD_EUNAVAIL): shutdown has begun. */
+void rqd_registry_refuse_waits(rqd_registry *r);
 /* Stops trainers after their current chunk, checkpoints every agent, stops the writer. */
 void rqd_registry_shutdown(rqd_registry *r);
 void rqd_registry_free(rqd_registry *r);
@@ -167,10 +199,21 @@ rqd_writer *rqd_registry_writer(rqd_registry *r);
 int rqd_agent_batch_answer(rqd_agent *a, const char *batch_id, char **answer, rqd_err *err);
 /* Newest first, at most limit (open ones included). */
 int rqd_agent_episodes(rqd_agent *a, int limit, store_episode_row **rows, int *n, rqd_err *err);
-/* Rows with row > since, oldest first, at most limit. */
+/* Rows with row > since, oldest first, at most limit; every row of the updates done
+ * before the call is written first (API.md: stats are read-your-writes). */
 int rqd_agent_stats(rqd_agent *a, int64_t since, int limit, store_stats_row **rows, int *n,
                     rqd_err *err);
+/* Writes the agent's buffered stats rows and waits until every row handed to the writer
+ * before the call is committed. */
+int rqd_agent_stats_sync(rqd_agent *a, rqd_err *err);
 int rqd_agent_checkpoints(rqd_agent *a, store_ckpt_info **rows, int *n, rqd_err *err);
+/* Evaluation rows with row > since, oldest first, at most limit. */
+int rqd_agent_evaluations(rqd_agent *a, int64_t since, int limit, store_eval_row **rows, int *n,
+                          rqd_err *err);
+/* Records an evaluation of n returns (lengths may be NULL) against the agent's counters
+ * now, durably; *out is the row as stored. */
+int rqd_agent_evaluate(rqd_agent *a, const double *returns, const int64_t *lengths, int n,
+                       store_eval_row *out, rqd_err *err);
 
 /* ------------------------------------------------------------------ agents */
 
@@ -183,12 +226,22 @@ void rqd_agent_list_free(rqd_agent **v, int n);
 
 int rqd_agent_create(rqd_registry *r, const char *name, int S, int A, const float *low,
                      const float *high, const redq_config *cfg, rqd_agent **out, rqd_err *err);
+/* RQD_OK when the agent is ok; otherwise RQD_EUNAVAIL with err saying why (its
+ * state.error, or "still loading"). */
+int rqd_agent_usable(rqd_agent *a, rqd_err *err);
+/* The training mode (REDQ_TRAIN_*), or -1 for an agent without a learner. */
+int rqd_agent_training(rqd_agent *a);
+/* Updates owed now (state.pending_updates). */
+double rqd_agent_pending(rqd_agent *a);
 /* Applies a validated config (only PATCH-able settings differ), durably. */
 int rqd_agent_patch(rqd_agent *a, const redq_config *cfg, rqd_err *err);
 int rqd_agent_delete(rqd_registry *r, const char *name, rqd_err *err);
 void rqd_agent_state_get(rqd_agent *a, rqd_agent_state *st);
-/* A copy of the agent's config. */
-void rqd_agent_config(rqd_agent *a, redq_config *out);
+/* The agent's config as JSON (every effective setting), or NULL out of memory. For an
+ * agent without a learner, the stored config as it is. */
+cJSON *rqd_agent_config_json(rqd_agent *a);
+/* A copy of the agent's config; RQD_EUNAVAIL for an agent without a learner. */
+int rqd_agent_config(rqd_agent *a, redq_config *out, rqd_err *err);
 
 /* ------------------------------------------------------------------ data */
 

@@ -3,6 +3,7 @@
 #include "settings.h"
 
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,8 @@
 #define REDQD_VERSION "0.1.0"
 #endif
 
-enum { T_STR, T_INT, T_SIZE, T_LEVEL, T_SYNC };
+/* T_MAGNITUDE: a positive float32 bound, written as a C number ("1e9"). */
+enum { T_STR, T_INT, T_SIZE, T_LEVEL, T_SYNC, T_MAGNITUDE };
 
 typedef struct {
     const char *name;  /* config-file key; flag is --name with '_' as '-' */
@@ -66,6 +68,8 @@ static const setting table[] = {
      "after a grace of --request-header-timeout (0 = no such rule)"},
     {"sync_timeout", "REDQD_SYNC_TIMEOUT", T_INT, OFF(sync_timeout), 0, "600", 1, 86400,
      "seconds a sync-mode post or a train call may wait for its updates"},
+    {"max_waiting_requests", "REDQD_MAX_WAITING_REQUESTS", T_INT, OFF(max_waiting), 0, "256",
+     1, 100000, "requests that may wait at once for storage or training (past it 429 busy)"},
     {"tls_cert", "REDQD_TLS_CERT", T_STR, OFF(tls_cert), CAP(tls_cert), "", 0, 0,
      "PEM certificate (chain) for HTTPS; needs --tls-key"},
     {"tls_key", "REDQD_TLS_KEY", T_STR, OFF(tls_key), CAP(tls_key), "", 0, 0,
@@ -95,6 +99,9 @@ static const setting table[] = {
      1 << 20, "observations in one act request"},
     {"max_open_episodes", "REDQD_MAX_OPEN_EPISODES", T_INT, OFF(limits.open_episodes), 0,
      "10000", 1, 10000000, "episodes one agent may have open at once"},
+    {"max_abs_value", "REDQD_MAX_ABS_VALUE", T_MAGNITUDE, OFF(limits.max_abs_value), 0, "1e9",
+     0, 0, "largest magnitude of an observation, reward or action bound a request may carry "
+     "(a positive number; past 1e9 an update's sums may overflow float32)"},
     {"config", "REDQD_CONFIG", T_STR, OFF(config_file), CAP(config_file), "", 0, 0,
      "config file: one 'key = value' per line, keys as above with '_'"},
     {NULL, NULL, 0, 0, 0, NULL, 0, 0, NULL},
@@ -156,6 +163,15 @@ static int apply(rqd_settings *s, const setting *t, const char *v, const char *s
                                "%s=%s: must be error, warning, notice, info or debug (%s)", t->name, v, source);
         *(int *)base = (int)n;
         return 0;
+    case T_MAGNITUDE: {
+        errno = 0;
+        double d = strtod(v, &end);
+        if (errno || end == v || *end || !(d > 0) || !(d <= FLT_MAX))
+            return rqd_err_set(err, RQD_EINVAL, t->name, "%s=%s: must be a positive number of "
+                               "at most %g (%s)", t->name, v, (double)FLT_MAX, source);
+        *(double *)base = d;
+        return 0;
+    }
     case T_SYNC:
         if (strcmp(v, "normal") != 0 && strcmp(v, "full") != 0)
             return rqd_err_set(err, RQD_EINVAL, t->name, "%s=%s: must be normal or full (%s)",

@@ -26,6 +26,7 @@ typedef struct {
     int header_timeout;       /* seconds to send a request line and headers */
     long long min_transfer_rate;/* bytes/s a body must keep arriving at; 0 = no rule */
     int sync_timeout;         /* seconds a sync/train request may wait for training */
+    int max_waiting;          /* requests suspended at once (offloaded or waiting) */
     char config_file[512];
     char tls_cert[512];       /* PEM certificate chain; with tls_key: HTTPS */
     char tls_key[512];        /* PEM private key */

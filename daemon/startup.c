@@ -108,22 +108,17 @@ static int load_episodes(store *s, rqd_agent *a, rqd_err *err)
     store_episode_rows_free(rows, n);
     if (rc < 0)
         return rc;
-    /* state.episodes: explore episodes that ended (not abandoned). */
-    if ((rc = store_episode_list(s, a->id, 1 << 30, a->S, a->A, &rows, &n, err)) < 0)
+    /* state.episodes and last_return, counted by SQLite: no row is read into memory. */
+    int64_t ended = 0;
+    if ((rc = store_episode_ended(s, a->id, &ended, &a->last_return, err)) < 0)
         return rc;
-    for (int i = 0; i < n; i++) {
-        if (rows[i].ended_at[0] && !rows[i].abandoned && rows[i].mode == STORE_EP_EXPLORE) {
-            if (a->episodes_done == 0)
-                a->last_return = rows[i].ret; /* newest first */
-            a->episodes_done++;
-        }
-    }
-    store_episode_rows_free(rows, n);
+    a->episodes_done = ended;
     return RQD_OK;
 }
 
-/* Reloads one stored agent. */
-static int load_agent(rqd_registry *r, store *s, const store_agent_row *row, rqd_err *err)
+/* Reloads one stored agent into *out (not yet in the table). */
+static int load_agent(rqd_registry *r, store *s, const store_agent_row *row, rqd_agent **out,
+                      rqd_err *err)
 {
     redq_config cfg;
     redq_agent *core = NULL;
@@ -132,10 +127,10 @@ static int load_agent(rqd_registry *r, store *s, const store_agent_row *row, rqd
     size_t len = 0;
     long long env_steps = 0;
     int have_ckpt = 0, rc;
-    cJSON *cj = cJSON_Parse(row->config_json);
+    cJSON *cj = cJSON_Parse(row->config_json ? row->config_json : "");
 
     rc = cj ? redq_config_from_json(cj, row->act_dim, &cfg, err)
-            : rqd_err_set(err, RQD_EIO, "", "stored config is not JSON");
+            : rqd_err_set(err, RQD_EIO, "", "its stored config is not JSON");
     cJSON_Delete(cj);
     if (rc < 0)
         return rc;
@@ -144,6 +139,10 @@ static int load_agent(rqd_registry *r, store *s, const store_agent_row *row, rqd
         have_ckpt = 1;
         rc = redq_agent_load(blob, len, &core, err);
         free(blob);
+        if (rc == RQD_OK && (redq_agent_obs_dim(core) != row->obs_dim ||
+                             redq_agent_act_dim(core) != row->act_dim))
+            rc = rqd_err_set(err, RQD_EIO, "", "its checkpoint %lld is of another shape",
+                             (long long)ck.id);
         if (rc == RQD_OK)
             rc = redq_agent_set_config(core, &cfg, err);
     } else if (rc == RQD_ENOTFOUND) {
@@ -152,14 +151,13 @@ static int load_agent(rqd_registry *r, store *s, const store_agent_row *row, rqd
     if (rc == RQD_OK)
         rc = rqd__rebuild_buffer(r, s, row->id, core, have_ckpt ? ck.env_steps : 0, &env_steps,
                                  err);
+    rqd_agent *a = NULL;
+    if (rc == RQD_OK && (a = rqd__agent_wrap(r, row->id, row->name, row->obs_dim, row->act_dim,
+                                             row->low, row->high, core, row->created_at)) == NULL)
+        rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
     if (rc < 0) {
         redq_agent_free(core);
         return rc;
-    }
-    rqd_agent *a = rqd__agent_wrap(r, row->id, row->name, core, row->created_at);
-    if (a == NULL) {
-        redq_agent_free(core);
-        return rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
     }
     /* Updates owed again: what the checkpoint still owed plus the transitions after it. */
     long long from = have_ckpt ? ck.env_steps : 0;
@@ -178,14 +176,160 @@ static int load_agent(rqd_registry *r, store *s, const store_agent_row *row, rqd
     long long v = row->policy_version > info.policy_version ? row->policy_version : info.policy_version;
     redq_agent_set_policy_version(core, v);
     a->policy_lease = row->policy_version;
-    if ((rc = load_episodes(s, a, err)) < 0 || (rc = rqd__table_insert(r, a, err)) < 0) {
+    if ((rc = load_episodes(s, a, err)) < 0 ||
+        (rc = rqd_returns_load(&a->returns, s, a->id, err)) < 0) {
         rqd__agent_destroy(a);
         return rc;
     }
     LOG(LOG_INFO, "agent %s: reloaded (env_steps %lld, updates %lld, buffer %lld, pending %.0f, "
         "checkpoint %s, %d open episodes)", a->name, env_steps, info.updates, info.buffer_len,
         a->pending, have_ckpt ? "yes" : "none", a->n_open);
+    *out = a;
     return RQD_OK;
+}
+
+/* An agent whose stored state could not be loaded: kept, unavailable, with what the
+ * database says of it, so that it is listed, explained, deletable and restorable. */
+static rqd_agent *unavailable_agent(rqd_registry *r, store *s, const store_agent_row *row,
+                                    const char *why)
+{
+    rqd_agent *a = rqd__agent_wrap(r, row->id, row->name, row->obs_dim, row->act_dim, row->low,
+                                   row->high, NULL, row->created_at);
+    if (a == NULL)
+        return NULL;
+    rqd__agent_fail(a, "%s", why);
+    a->config_json = row->config_json ? strdup(row->config_json) : NULL;
+    a->policy_lease = row->policy_version;
+    a->stored.policy_version = row->policy_version;
+    store_ckpt_info ck;
+    rqd_err ignore = {0};
+    if (store_ckpt_get(s, row->id, -1, &ck, NULL, NULL, &ignore) == RQD_OK) {
+        a->have_ckpt = 1;
+        a->last_ckpt = ck;
+        a->stored.updates = ck.updates;
+        a->stored.env_steps = ck.env_steps;
+    }
+    int64_t seq = 0;
+    if (store_transitions_max_seq(s, row->id, &seq, &ignore) == RQD_OK && seq > a->stored.env_steps)
+        a->stored.env_steps = seq;
+    return a;
+}
+
+/* Under a->ingest_mu and a->mu: the placeholder a takes what load_agent built in f. */
+static void adopt(rqd_agent *a, rqd_agent *f)
+{
+    pthread_rwlock_wrlock(&a->core_rw); /* acts read core under the read lock */
+    a->core = f->core;
+    f->core = NULL;
+    pthread_rwlock_unlock(&a->core_rw);
+    a->pending = f->pending;
+    a->have_ckpt = f->have_ckpt;
+    a->last_ckpt = f->last_ckpt;
+    a->policy_lease = f->policy_lease;
+    a->last_auto_ckpt = f->last_auto_ckpt;
+    a->ups_mark_updates = f->ups_mark_updates;
+    a->episodes = f->episodes;
+    a->n_open = f->n_open;
+    f->episodes = NULL;
+    a->episodes_done = f->episodes_done;
+    a->last_return = f->last_return;
+    a->returns = f->returns;
+    memset(&f->returns, 0, sizeof f->returns);
+    free(a->config_json);
+    a->config_json = NULL;
+    a->error[0] = '\0';
+    atomic_store(&a->status, RQD_AGENT_OK);
+}
+
+/* Loads one listed agent; false when the registry is stopping. */
+static int load_one(rqd_registry *r, store *s, const store_agent_row *row)
+{
+    rqd_agent *a = rqd_agent_find(r, row->name), *f = NULL;
+    rqd_err why = {0};
+    if (a == NULL || a->id != row->id) { /* deleted (and maybe made again) meanwhile */
+        rqd_agent_put(a);
+        return 1;
+    }
+    int rc = load_agent(r, s, row, &f, &why);
+    pthread_mutex_lock(&a->ingest_mu);
+    rqd_agent_lock(a);
+    if (a->deleted) {
+        /* nothing to keep */
+    } else if (rc == RQD_OK) {
+        adopt(a, f);
+        rqd__policy_lease(a); /* durable before anything can be published */
+    } else {
+        rqd__agent_fail(a, "%s", why.msg);
+        LOG(LOG_ERR, "agent %s: cannot be reloaded, kept as unavailable: %s", row->name,
+            why.msg);
+    }
+    pthread_mutex_unlock(&a->mu);
+    pthread_mutex_unlock(&a->ingest_mu);
+    rqd__agent_destroy(f);
+    rqd_sched_kick(a);
+    rqd_agent_put(a);
+    return !atomic_load(&r->load_stop);
+}
+
+static void *loader_main(void *p)
+{
+    rqd_registry *r = p;
+    rqd_err err = {0};
+    double t0 = rqd__mono();
+    int done = 0;
+    pthread_setname_np(pthread_self(), "redqd-loader");
+    store *s = rqd_reader_get(r, &err);
+    for (int i = 0; i < r->n_load_rows; i++) {
+        if (s == NULL) { /* no connection: every agent says why */
+            rqd_agent *a = rqd_agent_find(r, r->load_rows[i].name);
+            if (a) {
+                rqd_agent_lock(a);
+                if (atomic_load(&a->status) == RQD_AGENT_LOADING)
+                    rqd__agent_fail(a, "the database could not be read: %s", err.msg);
+                pthread_mutex_unlock(&a->mu);
+                rqd_agent_put(a);
+            }
+            continue;
+        }
+        if (!load_one(r, s, &r->load_rows[i]))
+            break;
+        done++;
+    }
+    rqd_reader_put(r, s);
+    if (!atomic_load(&r->load_stop)) {
+        LOG(LOG_NOTICE, "%d agents loaded in %.2f s", done, rqd__mono() - t0);
+        if (r->loaded_cb)
+            r->loaded_cb(r->loaded_arg, done);
+    }
+    return NULL;
+}
+
+int rqd_registry_load(rqd_registry *r, void (*done)(void *arg, int n), void *arg, rqd_err *err)
+{
+    r->loaded_cb = done;
+    r->loaded_arg = arg;
+    if (pthread_create(&r->loader, NULL, loader_main, r) != 0)
+        return rqd_err_set(err, RQD_EINTERNAL, "", "cannot start the loader thread");
+    r->have_loader = 1;
+    return RQD_OK;
+}
+
+static void loader_stop(rqd_registry *r)
+{
+    atomic_store(&r->load_stop, 1);
+    if (r->have_loader)
+        pthread_join(r->loader, NULL);
+    r->have_loader = 0;
+}
+
+int rqd_registry_loading(rqd_registry *r)
+{
+    int k = 0;
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->n; i++)
+        k += atomic_load(&r->agents[i]->status) == RQD_AGENT_LOADING;
+    pthread_mutex_unlock(&r->mu);
+    return k;
 }
 
 int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *err)
@@ -193,6 +337,7 @@ int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *e
     rqd_registry *r = calloc(1, sizeof *r);
     store *s = NULL;
     store_agent_row *rows = NULL;
+    int64_t next_row = 1;
     int n = 0, rc;
 
     if (r == NULL || (r->db_path = strdup(o->db_path)) == NULL) {
@@ -223,25 +368,29 @@ int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *e
     }
     if ((rc = store_agent_list(s, &rows, &n, err)) < 0)
         goto fail;
-    for (int i = 0; i < n; i++)
-        if ((rc = load_agent(r, s, &rows[i], err)) < 0) {
-            char why[sizeof err->msg];
-            snprintf(why, sizeof why, "%s", err->msg);
-            rqd_err_set(err, rc, "", "agent '%s' cannot be reloaded: %s", rows[i].name, why);
+    /* Every agent is listed at once, "loading" (its stored name, shape and counters);
+     * rqd_registry_load gives each its learner while the daemon already serves. */
+    for (int i = 0; i < n; i++) {
+        rqd_agent *a = unavailable_agent(r, s, &rows[i], "");
+        if (a == NULL) {
+            rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory listing agents");
             goto fail;
         }
-    store_agent_rows_free(rows, n);
+        atomic_store(&a->status, RQD_AGENT_LOADING);
+        if ((rc = rqd__table_insert(r, a, err)) < 0) {
+            rqd__agent_destroy(a);
+            goto fail;
+        }
+    }
+    if ((rc = store_stats_next_row(s, &next_row, err)) < 0)
+        goto fail;
+    atomic_store(&r->next_stats_row, next_row);
+    r->load_rows = rows;
+    r->n_load_rows = n;
     rows = NULL;
     if ((rc = rqd_writer_start(s, &r->writer, err)) < 0)
         goto fail;
     s = NULL; /* the writer owns it */
-    /* New policy leases, durable before anything can be published. */
-    for (int i = 0; i < r->n; i++) {
-        rqd_agent *a = r->agents[i];
-        rqd_agent_lock(a);
-        rqd__policy_lease(a);
-        pthread_mutex_unlock(&a->mu);
-    }
     if ((rc = rqd__trainers_start(r, o->trainer_threads, err)) < 0)
         goto fail;
     for (int i = 0; i < r->n; i++)
@@ -257,6 +406,7 @@ fail:
 
 void rqd_registry_shutdown(rqd_registry *r)
 {
+    loader_stop(r);
     rqd__trainers_stop(r);
     rqd_registry_wake_waiters(r, RQD_EUNAVAIL, 0);
     rqd_agent **v;
@@ -265,6 +415,8 @@ void rqd_registry_shutdown(rqd_registry *r)
         for (int i = 0; i < n; i++) {
             rqd_err err = {0};
             store_ckpt_info info;
+            if (v[i]->core == NULL) /* never loaded: its stored state stays as it is */
+                continue;
             if (rqd_ckpt_create(v[i], 1, &info, &err) < 0)
                 LOG(LOG_ERR, "agent %s: shutdown checkpoint failed: %s", v[i]->name, err.msg);
         }
@@ -278,6 +430,7 @@ void rqd_registry_free(rqd_registry *r)
 {
     if (r == NULL)
         return;
+    loader_stop(r);
     rqd__trainers_stop(r);
     /* Readers first: the connection closed last checkpoints the WAL into redqd.db and
      * removes it, and only the read-write one can (a read-only connection cannot take
@@ -289,6 +442,8 @@ void rqd_registry_free(rqd_registry *r)
     for (int i = 0; i < r->n; i++)
         rqd_agent_put(r->agents[i]);
     free(r->agents);
+    free(r->reserved);
+    store_agent_rows_free(r->load_rows, r->n_load_rows);
     free(r->q);
     free(r->trainers);
     free(r->db_path);

@@ -29,7 +29,7 @@
 static long long runnable(const rqd_agent *a)
 {
     redq_info info;
-    if (a->deleted)
+    if (a->deleted || a->core == NULL || atomic_load(&a->status) != RQD_AGENT_OK)
         return 0;
     redq_agent_info(a->core, &info);
     const redq_config *c = redq_agent_config(a->core);
@@ -111,21 +111,22 @@ void rqd__call_waiters(rqd_waiter *w, int status)
     }
 }
 
-/* Under a->mu: one stats row with the latest values (API.md "Training, stats"). */
-static void add_row(rqd_agent *a, const redq_info *info)
+/* Under a->mu: one stats row with the latest values (API.md "Training, stats"), numbered
+ * now; NULL when there is no memory for it. */
+static store_stats_row *add_row(rqd_agent *a, const redq_info *info)
 {
     if (a->n_rows == a->cap_rows) {
         int cap = a->cap_rows ? 2 * a->cap_rows : 8;
         store_stats_row *v = realloc(a->rows, (size_t)cap * sizeof *v);
         if (v == NULL)
-            return; /* a lost row is better than a stalled trainer; rows are statistics */
+            return NULL; /* a lost row is better than a stalled trainer; rows are statistics */
         a->rows = v;
         a->cap_rows = cap;
     }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     store_stats_row *row = &a->rows[a->n_rows++];
-    row->row = 0;
+    row->row = atomic_fetch_add(&a->reg->next_stats_row, 1);
     row->update = info->updates;
     row->env_steps = info->env_steps;
     row->time = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -138,11 +139,50 @@ static void add_row(rqd_agent *a, const redq_info *info)
     row->train_time = a->time_since_row;
     a->time_since_row = 0;
     a->last_row_update = info->updates;
+    a->last_row = *row;
+    return row;
+}
+
+/* Updates a chunk may run before the next boundary: a stats row every actor_delay
+ * updates, an automatic checkpoint every checkpoint_every (API.md: at N, 2N, 3N, ...). */
+static long long to_boundary(const redq_config *c, long long updates)
+{
+    long long k = c->actor_delay - updates % c->actor_delay;
+    if (c->checkpoint_every > 0) {
+        long long to_ckpt = c->checkpoint_every - updates % c->checkpoint_every;
+        if (to_ckpt < k)
+            k = to_ckpt;
+    }
+    return k;
+}
+
+/* Under a->mu: counts an update whose critic step was skipped as non-finite (it changed
+ * nothing: state.skipped_updates), or whose actor step was. After RQD_MAX_SKIPPED_RUN in
+ * a row of either kind the agent stops itself: its data keeps poisoning the batches. */
+static void count_skipped(rqd_agent *a, const redq_stats *one)
+{
+    if (one->skipped == 0 && one->actor_skipped == 0) {
+        a->skipped_run = 0;
+        return;
+    }
+    a->skipped_total += one->skipped;
+    a->skipped_run++;
+    if (a->skipped_run == 1 || a->skipped_run % 10 == 0)
+        LOG(LOG_WARNING, "agent %s: %s skipped: its loss or gradients were not finite "
+            "(%d in a row, %lld updates skipped in all)", a->name,
+            one->skipped ? "update" : "actor step", a->skipped_run, a->skipped_total);
+    if (a->skipped_run >= RQD_MAX_SKIPPED_RUN) {
+        rqd__agent_fail(a, "paused itself after %d updates in a row whose loss or gradients "
+                        "were not finite (its replay data or settings make training diverge); "
+                        "restore a checkpoint to bring it back", a->skipped_run);
+        LOG(LOG_ERR, "agent %s: %s", a->name, a->error);
+    }
 }
 
 /* Under a->mu: one chunk, its per-member work spread by ex (NULL: this thread only).
- * Returns the waiters it satisfied. */
-static rqd_waiter *run_chunk(rqd_agent *a, const redq_exec *ex)
+ * Returns the waiters it satisfied; *failed gets every other one when the chunk made the
+ * agent unavailable. */
+static rqd_waiter *run_chunk(rqd_agent *a, const redq_exec *ex, rqd_waiter **failed)
 {
     long long k = runnable(a);
     if (k <= 0)
@@ -151,7 +191,7 @@ static rqd_waiter *run_chunk(rqd_agent *a, const redq_exec *ex)
     int manual = a->manual_pending > 0;
     redq_info info;
     redq_agent_info(a->core, &info);
-    long long to_row = c->actor_delay - info.updates % c->actor_delay;
+    long long to_row = to_boundary(c, info.updates);
     if (k > to_row)
         k = to_row;
     if (k > RQD_TRAIN_CHUNK)
@@ -165,28 +205,38 @@ static rqd_waiter *run_chunk(rqd_agent *a, const redq_exec *ex)
     redq_stats st, one;
     rqd_err err = {0};
     double t0 = rqd__mono();
-    long long done = 0;
+    long long done = 0, trained = 0;
     memset(&st, 0, sizeof st);
-    while (done < k) {
+    while (done < k && atomic_load(&a->status) == RQD_AGENT_OK) {
         if (redq_agent_update(a->core, 1, ex, &one, &err) < 0) {
             LOG(LOG_ERR, "agent %s: update failed: %s", a->name, err.msg);
             break;
         }
-        double spent = st.train_time + one.train_time;
-        int actor = st.actor_updated | one.actor_updated;
-        st = one;
-        st.train_time = spent;
-        st.actor_updated = actor;
-        done++;
+        done++; /* a skipped update is done too: what it owed is not owed again */
+        count_skipped(a, &one);
+        if (one.skipped == 0) {
+            double spent = st.train_time + one.train_time;
+            int actor = st.actor_updated | one.actor_updated;
+            st = one;
+            st.train_time = spent;
+            st.actor_updated = actor;
+            trained++;
+        }
         if (atomic_load(&a->mu_wanted) > 0 || rqd__mono() - t0 > RQD_CHUNK_SECONDS)
             break;
     }
     if (done == 0)
         return NULL;
     k = done;
-    a->last = st;
-    a->have_stats = 1;
-    a->time_since_row += st.train_time;
+    if (atomic_load(&a->status) != RQD_AGENT_OK) { /* no training will come: answer them */
+        *failed = a->waiters;
+        a->waiters = NULL;
+    }
+    if (trained > 0) {
+        a->last = st;
+        a->have_stats = 1;
+        a->time_since_row += st.train_time;
+    }
     if (manual) {
         a->manual_pending -= k;
         a->manual_done += k;
@@ -202,10 +252,16 @@ static rqd_waiter *run_chunk(rqd_agent *a, const redq_exec *ex)
     int train_done = 0;
     for (rqd_waiter *w = ready; w; w = w->next)
         train_done |= w->kind == RQD_WAIT_TRAIN;
-    if (info.updates % c->actor_delay == 0 || (train_done && a->last_row_update != info.updates))
+    if ((trained > 0 && info.updates % c->actor_delay == 0 && a->last_row_update != info.updates) ||
+        (train_done && a->last_row_update != info.updates && a->have_stats))
         add_row(a, &info);
+    /* A train call answers the row of its last update (made now or just before). */
+    for (rqd_waiter *w = ready; w; w = w->next)
+        if (w->kind == RQD_WAIT_TRAIN && a->last_row_update == info.updates)
+            w->row = a->last_row;
     rqd__policy_lease(a);
-    if (c->checkpoint_every > 0 && info.updates - a->last_auto_ckpt >= c->checkpoint_every)
+    if (trained > 0 && c->checkpoint_every > 0 && info.updates % c->checkpoint_every == 0 &&
+        info.updates != a->last_auto_ckpt)
         rqd__ckpt_auto(a);
     return ready;
 }
@@ -246,13 +302,15 @@ static void *trainer_main(void *p)
             struct timespec pause = {0, 20 * 1000};
             nanosleep(&pause, NULL);
         }
+        rqd_waiter *failed = NULL;
         pthread_mutex_lock(&a->mu); /* the chunk: not rqd_agent_lock */
-        rqd_waiter *ready = run_chunk(a, alone ? &ex : NULL);
+        rqd_waiter *ready = run_chunk(a, alone ? &ex : NULL, &failed);
         pthread_mutex_unlock(&a->mu);
         pthread_mutex_lock(&r->run_mu);
         r->busy--;
         pthread_mutex_unlock(&r->run_mu);
         rqd__call_waiters(ready, 0);
+        rqd__call_waiters(failed, RQD_EUNAVAIL);
         rqd_sched_kick(a); /* to the tail if work remains */
         rqd_agent_put(a);
     }
@@ -311,6 +369,11 @@ int rqd_agent_wait(rqd_agent *a, rqd_waiter *w, int kind, double target, int k, 
     rqd_agent_lock(a);
     if (a->deleted) {
         rc = rqd_err_set(err, RQD_ECONFLICT, "", "agent '%s' was deleted", a->name);
+    } else if (atomic_load(&a->reg->refuse_waits)) {
+        rc = rqd_err_set(err, RQD_EUNAVAIL, "", "the daemon is shutting down");
+    } else if (atomic_load(&a->status) != RQD_AGENT_OK) {
+        rc = rqd_err_set(err, RQD_EUNAVAIL, "name", "agent '%s' is unavailable: %s", a->name,
+                         a->error);
     } else if (kind == RQD_WAIT_TRAIN) {
         redq_info info;
         const redq_config *c = redq_agent_config(a->core);

@@ -27,6 +27,7 @@ struct rqd_writer {
     pthread_cond_t done;   /* waiters: some job finished */
     job *head, *tail;
     int stopping, started;
+    int fail_next;         /* test hook: the next batch's first step fails with this code */
     rqd_writer_counts counts;
 };
 
@@ -100,6 +101,10 @@ static void *writer_main(void *p)
             break;
         job *batch = w->head;
         w->head = w->tail = NULL;
+        if (w->fail_next) {
+            store_fault_inject(w->s, 1, w->fail_next);
+            w->fail_next = 0;
+        }
         pthread_mutex_unlock(&w->mu);
         double dt;
         int failed = run_batch(w, batch, &dt) < 0;
@@ -225,5 +230,12 @@ void rqd_writer_stats(rqd_writer *w, rqd_writer_counts *out)
 {
     pthread_mutex_lock(&w->mu);
     *out = w->counts;
+    pthread_mutex_unlock(&w->mu);
+}
+
+void rqd_writer_fail_next(rqd_writer *w, int sqlite_rc)
+{
+    pthread_mutex_lock(&w->mu);
+    w->fail_next = sqlite_rc;
     pthread_mutex_unlock(&w->mu);
 }

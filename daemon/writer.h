@@ -26,6 +26,9 @@ int rqd_writer_run(rqd_writer *w, rqd_write_fn fn, void *arg, rqd_err *err);
 /* Queues fn without waiting; done(arg, rc) runs on the writer thread once fn's
  * transaction has committed (rc 0) or failed (rc < 0), and owns arg from then on. */
 int rqd_writer_post(rqd_writer *w, rqd_write_fn fn, void *arg, void (*done)(void *arg, int rc));
+/* Test hook (STYLE R18): the first statement of the next batch fails with sqlite_rc
+ * (SQLITE_FULL, SQLITE_IOERR, ...), so that batch fails as a whole. */
+void rqd_writer_fail_next(rqd_writer *w, int sqlite_rc);
 /* Runs the queued jobs, stops the thread; later calls answer RQD_EUNAVAIL. */
 void rqd_writer_stop(rqd_writer *w);
 void rqd_writer_free(rqd_writer *w);

@@ -37,6 +37,11 @@ typedef struct {
     redq__stream **tab;   /* stream hash table (chained) */
     int tab_size;
     int n_streams;
+    /* Allocated ahead by redq__replay_reserve, so that an add it covered cannot fail:
+     * streams (ids of RQD_MAX_ENV_ID bytes), and the tables the next doublings will take
+     * (spare_tab[k] holds 2^k slots). */
+    redq__stream *spare;
+    redq__stream **spare_tab[32];
     long long seen;       /* transitions given to streams, for least-recently-used order */
 } redq__replay;
 
@@ -47,6 +52,15 @@ void redq__replay_free(redq__replay *r);
 int redq__replay_add(redq__replay *r, const float *obs, const float *act, float rew,
                      const float *next, int terminated, int truncated, const char *env_id,
                      rqd_err *err);
+
+/* 1 if n more raw transitions keep `added` and `seen` within RQD_MAX_COUNTER. */
+int redq__replay_room(const redq__replay *r, long long n);
+
+/* Allocates ahead whatever adding n raw transitions with these env_ids (NULL = the
+ * default stream) may need, so that those adds cannot fail for memory: chunks for every
+ * row they may assemble (n plus the transitions pending in streams), streams for ids not
+ * seen, the hash table's growth. Changes nothing a learner can observe. RQD_ENOMEM. */
+int redq__replay_reserve(redq__replay *r, const char *const *env_ids, int n);
 
 /* Row i (0 <= i < len), in storage order. */
 static inline float *redq__replay_row(const redq__replay *r, long long i)

@@ -5,6 +5,7 @@
  * A put is an upsert on (agent, id): the first put gives the episode its seq (per-agent
  * insertion order, which breaks ties between equal start times), later puts keep it.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,19 +13,27 @@
 
 static const char SQL_PUT[] =
     "INSERT INTO episodes (agent, id, seq, mode, ret, length, started_at, ended_at,"
-    " abandoned, last_obs, last_action) VALUES (?1, ?2,"
+    " abandoned, last_obs, last_action, source, env_id) VALUES (?1, ?2,"
     " (SELECT coalesce(max(seq), 0) + 1 FROM episodes WHERE agent = ?1),"
-    " ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    " ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
     " ON CONFLICT (agent, id) DO UPDATE SET mode = excluded.mode, ret = excluded.ret,"
     " length = excluded.length, started_at = excluded.started_at,"
     " ended_at = excluded.ended_at, abandoned = excluded.abandoned,"
     " last_obs = excluded.last_obs, last_action = excluded.last_action";
 #define SQL_COLUMNS                                                                        \
-    "SELECT id, mode, ret, length, started_at, ended_at, abandoned, last_obs, last_action" \
+    "SELECT id, mode, ret, length, started_at, ended_at, abandoned, last_obs, last_action," \
+    " source, env_id" \
     " FROM episodes WHERE agent = ?1"
 /* A negative LIMIT is no limit in SQLite. */
 static const char SQL_LIST[] = SQL_COLUMNS " ORDER BY started_at DESC, seq DESC LIMIT ?2";
 static const char SQL_OPEN[] = SQL_COLUMNS " AND ended_at IS NULL ORDER BY seq";
+static const char SQL_ONE[] = SQL_COLUMNS " AND id = ?2";
+/* Explore episodes that ended (not abandoned): how many, and the newest one's return. */
+#define ENDED_EXPLORE " FROM episodes WHERE agent = ?1 AND ended_at IS NOT NULL AND mode = 0" \
+                      " AND abandoned = 0"
+static const char SQL_ENDED[] =
+    "SELECT count(*), (SELECT ret" ENDED_EXPLORE " ORDER BY ended_at DESC, seq DESC LIMIT 1)"
+    ENDED_EXPLORE;
 
 int store_episode_put(store *s, int64_t agent, const store_episode_row *e, int obs_dim,
                       int act_dim, rqd_err *err)
@@ -56,6 +65,11 @@ int store_episode_put(store *s, int64_t agent, const store_episode_row *e, int o
         rc = rqd_err_set(err, RQD_ENOMEM, "", "put episode: %s", sqlite3_errstr(src));
         goto out;
     }
+    sqlite3_bind_int(st, 11, e->source);
+    if (e->source == STORE_SRC_TRANSITIONS)
+        sqlite3_bind_text(st, 12, e->env_id, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 12);
     if ((src = store__step(s, st)) != SQLITE_DONE) {
         rc = store__fail(s, src, err, "put episode");
         if (rc == RQD_ENOTFOUND)
@@ -78,8 +92,8 @@ void store_episode_rows_free(store_episode_row *rows, int n)
 }
 
 /* The rows of SQL_LIST (with limit) or SQL_OPEN. */
-static int read_rows(store *s, const char *sql, int64_t agent, int limit, int obs_dim,
-                     int act_dim, store_episode_row **rows, int *n, rqd_err *err)
+static int read_rows(store *s, const char *sql, int64_t agent, int limit, const char *id,
+                     int obs_dim, int act_dim, store_episode_row **rows, int *n, rqd_err *err)
 {
     sqlite3_stmt *st = NULL;
     store_episode_row *v = NULL;
@@ -92,6 +106,8 @@ static int read_rows(store *s, const char *sql, int64_t agent, int limit, int ob
     sqlite3_bind_int64(st, 1, agent);
     if (sql == SQL_LIST)
         sqlite3_bind_int(st, 2, limit);
+    else if (sql == SQL_ONE)
+        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
     while ((src = store__step(s, st)) == SQLITE_ROW) {
         if ((rc = store__grow((void **)&v, &cap, len, sizeof *v, "list episodes", err)) < 0)
             goto out;
@@ -104,6 +120,8 @@ static int read_rows(store *s, const char *sql, int64_t agent, int limit, int ob
         store__column_text(st, 4, r->started_at, sizeof r->started_at);
         store__column_text(st, 5, r->ended_at, sizeof r->ended_at);
         r->abandoned = sqlite3_column_int(st, 6);
+        r->source = sqlite3_column_int(st, 9);
+        store__column_text(st, 10, r->env_id, sizeof r->env_id);
         if ((rc = store__column_floats(st, 7, obs_dim, &r->last_obs, "episode last_obs",
                                        err)) < 0 ||
             (rc = store__column_floats(st, 8, act_dim, &r->last_action,
@@ -127,11 +145,43 @@ out:
 int store_episode_list(store *s, int64_t agent, int limit, int obs_dim, int act_dim,
                        store_episode_row **rows, int *n, rqd_err *err)
 {
-    return read_rows(s, SQL_LIST, agent, limit, obs_dim, act_dim, rows, n, err);
+    return read_rows(s, SQL_LIST, agent, limit, NULL, obs_dim, act_dim, rows, n, err);
 }
 
 int store_episode_open(store *s, int64_t agent, int obs_dim, int act_dim,
                        store_episode_row **rows, int *n, rqd_err *err)
 {
-    return read_rows(s, SQL_OPEN, agent, -1, obs_dim, act_dim, rows, n, err);
+    return read_rows(s, SQL_OPEN, agent, -1, NULL, obs_dim, act_dim, rows, n, err);
+}
+
+int store_episode_get(store *s, int64_t agent, const char *id, int obs_dim, int act_dim,
+                      store_episode_row **row, rqd_err *err)
+{
+    int n = 0;
+    int rc = read_rows(s, SQL_ONE, agent, 1, id, obs_dim, act_dim, row, &n, err);
+    if (rc == RQD_OK && n == 0)
+        rc = rqd_err_set(err, RQD_ENOTFOUND, "episode_id", "no episode %s", id);
+    return rc;
+}
+
+int store_episode_ended(store *s, int64_t agent, int64_t *count, double *last_return,
+                        rqd_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = RQD_OK, src;
+
+    *count = 0;
+    *last_return = NAN;
+    if ((rc = store__stmt(s, SQL_ENDED, &st, err)) < 0)
+        goto out;
+    sqlite3_bind_int64(st, 1, agent);
+    if ((src = store__step(s, st)) != SQLITE_ROW) {
+        rc = store__fail(s, src, err, "count episodes");
+        goto out;
+    }
+    *count = sqlite3_column_int64(st, 0);
+    *last_return = store__column_double(st, 1);
+out:
+    store__done(st);
+    return rc;
 }

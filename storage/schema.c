@@ -125,6 +125,35 @@ static const migration migrations[STORE_SCHEMA_VERSION] = {
      "INSERT INTO meta (key, value)"
      "  SELECT 'next_agent_id', coalesce(max(id), 0) + 1 FROM agents;",
      move_states_into_parts},
+    /* 2 -> 3: returns from transitions and evaluations (issue 11). Episodes say where
+     * they came from; each transitions stream (agent, env_id; '' for none) keeps the
+     * episode it is adding up; evaluations are rows like stats. */
+    {"ALTER TABLE episodes ADD COLUMN source INTEGER NOT NULL DEFAULT 0;" /* 1: transitions */
+     "ALTER TABLE episodes ADD COLUMN env_id TEXT;"
+     "CREATE INDEX episodes_by_end ON episodes (agent, ended_at, seq);"
+     "CREATE TABLE streams ("
+     "  agent INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,"
+     "  env_id TEXT NOT NULL,"
+     "  ret REAL NOT NULL,"
+     "  length INTEGER NOT NULL,"
+     "  started_at TEXT NOT NULL,"
+     "  PRIMARY KEY (agent, env_id)"
+     ") WITHOUT ROWID;"
+     "CREATE TABLE evaluations ("
+     "  row INTEGER PRIMARY KEY AUTOINCREMENT," /* never reused, increasing across agents */
+     "  agent INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,"
+     "  env_steps INTEGER NOT NULL,"
+     "  updates INTEGER NOT NULL,"
+     "  policy_version INTEGER NOT NULL,"
+     "  time TEXT NOT NULL,"
+     "  n INTEGER NOT NULL,"
+     "  mean REAL, std REAL, min REAL, max REAL,"
+     "  mean_length REAL,"                  /* NULL without lengths */
+     "  returns BLOB,"                      /* n float64, as posted */
+     "  lengths BLOB"                       /* n int64, or NULL */
+     ");"
+     "CREATE INDEX evaluations_by_agent ON evaluations (agent, row);",
+     NULL},
 };
 
 /* Version 2's C step: every checkpoints.state into checkpoint_parts, cut as

@@ -2,7 +2,10 @@
  * in ranges for /stats (the caller renders JSON or CSV).
  *
  * stats.row is an AUTOINCREMENT rowid, increasing across agents and never reused, so a
- * client polls with since = the last row it saw. A value not known (NaN) is NULL.
+ * client polls with since = the last row it saw. The daemon numbers rows when they are
+ * made (a train call answers its row's number before the row is written), from
+ * store_stats_next_row; a row given as 0 is numbered by SQLite. A value not known (NaN)
+ * is NULL.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -12,8 +15,12 @@
 
 static const char SQL_INSERT[] =
     "INSERT INTO stats (agent, update_no, env_steps, time, actor_loss, critic_loss, alpha,"
-    " alpha_loss, q_mean, q_std, train_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
-    " ?11)";
+    " alpha_loss, q_mean, q_std, train_time, row) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
+    " ?10, ?11, ?12)";
+/* Past every row ever made, deleted agents' included (AUTOINCREMENT's record). */
+static const char SQL_NEXT_ROW[] =
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'stats'), 0),"
+    " coalesce((SELECT max(row) FROM stats), 0)) + 1";
 /* A negative LIMIT is no limit in SQLite. */
 static const char SQL_RANGE[] =
     "SELECT row, update_no, env_steps, time, actor_loss, critic_loss, alpha, alpha_loss,"
@@ -47,6 +54,10 @@ int store_stats_append(store *s, int64_t agent, const store_stats_row *rows, int
         store__bind_double(st, 9, r->q_mean);
         store__bind_double(st, 10, r->q_std);
         store__bind_double(st, 11, r->train_time);
+        if (r->row > 0)
+            sqlite3_bind_int64(st, 12, r->row);
+        else
+            sqlite3_bind_null(st, 12);
         if ((src = store__step(s, st)) != SQLITE_DONE) {
             rc = store__fail(s, src, err, "append stats");
             if (rc == RQD_ENOTFOUND)
@@ -96,5 +107,23 @@ out:
     store__done(st);
     *rows = store__list_end(v, &len, rc);
     *n = len;
+    return rc;
+}
+
+int store_stats_next_row(store *s, int64_t *out, rqd_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = RQD_OK, src;
+
+    *out = 1;
+    if ((rc = store__stmt(s, SQL_NEXT_ROW, &st, err)) < 0)
+        goto out;
+    if ((src = store__step(s, st)) != SQLITE_ROW) {
+        rc = store__fail(s, src, err, "next stats row");
+        goto out;
+    }
+    *out = sqlite3_column_int64(st, 0);
+out:
+    store__done(st);
     return rc;
 }

@@ -22,7 +22,7 @@
 
 typedef struct store store;
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 /* ------------------------------------------------------------------ connection */
 
@@ -175,8 +175,12 @@ typedef struct {
     double actor_loss, critic_loss, alpha, alpha_loss, q_mean, q_std, train_time;
 } store_stats_row;
 
+/* Rows with row > 0 keep that number (it must be unused: RQD_EEXIST otherwise); row 0
+ * is numbered by SQLite. */
 int store_stats_append(store *s, int64_t agent, const store_stats_row *rows, int n,
                        rqd_err *err);
+/* A row number above every row ever stored, for a writer that numbers its own rows. */
+int store_stats_next_row(store *s, int64_t *out, rqd_err *err);
 /* Rows with row > since, ascending, at most limit; *rows malloc'd (NULL when n = 0). */
 int store_stats_range(store *s, int64_t agent, int64_t since, int limit, store_stats_row **rows,
                       int *n, rqd_err *err);
@@ -184,6 +188,7 @@ int store_stats_range(store *s, int64_t agent, int64_t since, int limit, store_s
 /* ------------------------------------------------------------------ episodes */
 
 enum { STORE_EP_EXPLORE = 0, STORE_EP_EVAL = 1 };
+enum { STORE_SRC_EPISODES = 0, STORE_SRC_TRANSITIONS = 1 };
 
 typedef struct {
     char id[40];
@@ -193,6 +198,8 @@ typedef struct {
     char started_at[32];
     char ended_at[32];      /* "" while open */
     int abandoned;
+    int source;             /* STORE_SRC_*: the episodes API or transitions posts */
+    char env_id[136];       /* transitions: the stream's env_id ("" for none) */
     float *last_obs;        /* [obs_dim], malloc'd; NULL on ended episodes in lists */
     float *last_action;     /* [act_dim], malloc'd; NULL on ended episodes in lists */
 } store_episode_row;
@@ -206,6 +213,51 @@ int store_episode_list(store *s, int64_t agent, int limit, int obs_dim, int act_
 /* Every open episode of the agent, with last_obs and last_action. */
 int store_episode_open(store *s, int64_t agent, int obs_dim, int act_dim,
                        store_episode_row **rows, int *n, rqd_err *err);
+/* One episode (*row malloc'd, freed with store_episode_rows_free(*row, 1)); RQD_ENOTFOUND. */
+int store_episode_get(store *s, int64_t agent, const char *id, int obs_dim, int act_dim,
+                      store_episode_row **row, rqd_err *err);
+/* Explore episodes that ended (abandoned ones not counted) and the return of the one
+ * that ended last (NaN when none). */
+int store_episode_ended(store *s, int64_t agent, int64_t *count, double *last_return,
+                        rqd_err *err);
 void store_episode_rows_free(store_episode_row *rows, int n);
+
+/* ------------------------------------------------------------------ transition streams */
+
+/* The episode a transitions stream (agent, env_id) is adding up (API.md "Returns from
+ * transitions"): kept in the same transaction as the post that moves it. */
+typedef struct {
+    char env_id[136];       /* "" for the default stream */
+    double ret;
+    int64_t length;
+    char started_at[32];
+} store_stream_row;
+
+/* Inserts or replaces the stream's row. */
+int store_stream_put(store *s, int64_t agent, const store_stream_row *row, rqd_err *err);
+/* Removes it (its episode ended); no row is not an error. */
+int store_stream_delete(store *s, int64_t agent, const char *env_id, rqd_err *err);
+/* Every stream of the agent; *rows malloc'd (NULL when n = 0). */
+int store_stream_list(store *s, int64_t agent, store_stream_row **rows, int *n, rqd_err *err);
+
+/* ------------------------------------------------------------------ evaluations */
+
+/* An evaluation a client recorded (API.md "Evaluations"). */
+typedef struct {
+    int64_t row;            /* assigned on insert, increasing across all agents */
+    int64_t env_steps, updates, policy_version;
+    char time[32];          /* RFC 3339 */
+    int n;
+    double mean, std, min, max;
+    double mean_length;     /* NaN without lengths */
+} store_eval_row;
+
+/* Inserts e (its row ignored, *row_out gets it) with the n returns and, when lengths is
+ * not NULL, their lengths. */
+int store_eval_append(store *s, int64_t agent, const store_eval_row *e, const double *returns,
+                      const int64_t *lengths, int64_t *row_out, rqd_err *err);
+/* Rows with row > since, ascending, at most limit; *rows malloc'd (NULL when n = 0). */
+int store_eval_range(store *s, int64_t agent, int64_t since, int limit, store_eval_row **rows,
+                     int *n, rqd_err *err);
 
 #endif
