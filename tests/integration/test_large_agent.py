@@ -4,13 +4,15 @@ default limits refuse, at creation, an agent whose state --max-import could not 
 back.
 
 The large test is heavy: hidden_sizes [2048, 2048, 2048] with 10 critics is a learner
-state of 1379 MiB and an agent of about 1.9 GB, so the daemon peaks near 5 GB while it
+state of 1379 MiB and an agent of about 1.8 GB, so the daemon peaks at 4.3 GB while it
 holds two of them and an import body. Each phase's time and the daemon's peak RSS
 (VmHWM, reset between phases through /proc/PID/clear_refs) are printed; the memory
 assertions bound the peaks by what must be in memory plus a margin, so that a second
-full copy of a state shows. Set REDQD_SKIP_LARGE=1 to skip it on a small machine; it is
-skipped against a sanitizer build (REDQD_BIN under build/san/), where ASan's allocator
-copies on realloc and poisons every byte of these buffers (minutes per phase).
+full copy of a state shows. Measured on the shared 2-core VM: 3.5-8 min and a 4.3 GB
+peak with build/redqd, 8 min and 5.1 GB with the ASan+UBSan build (REDQD_BIN under
+build/san/), where the memory bounds are not asserted: ASan's realloc copies and its
+quarantine keeps freed blocks, so RSS does not count the daemon's copies there. Set
+REDQD_SKIP_LARGE=1 to skip it on a machine without 6 GB to spare.
 """
 import os
 import random
@@ -67,8 +69,6 @@ def status_kb(pid, key):
     raise AssertionError("no %s in /proc/%d/status" % (key, pid))
 
 
-@unittest.skipIf(SANITIZED, "ASan+UBSan build: GB-sized buffers take minutes per phase "
-                 "under the sanitizer allocator (run it against build/redqd)")
 @unittest.skipIf(os.environ.get("REDQD_SKIP_LARGE"), "REDQD_SKIP_LARGE is set")
 class LargeAgentTest(DaemonTestCase):
     daemon_args = ("--max-import", "2G")
@@ -99,6 +99,12 @@ class LargeAgentTest(DaemonTestCase):
         peak = status_kb(self.daemon.proc.pid, "VmHWM") * 1024
         self.report(name, time.monotonic() - t0, before, peak)
         return peak - before
+
+    def assertPeakBelow(self, peak, bound, what):
+        """ASan's realloc copies and its quarantine keeps freed blocks: under it RSS does
+        not count the daemon's own copies, so the bounds hold for the plain build only."""
+        if not SANITIZED:
+            self.assertLess(peak, bound, what)
 
     def restart(self):
         rc = self.daemon.stop(timeout=self.SLOW)
@@ -131,7 +137,7 @@ class LargeAgentTest(DaemonTestCase):
         self.assertEqual((state + MIB - 1) // MIB, BIG_STATE_MIB)
         self.assertEqual(c1["updates"], 2)
         # The save buffer, and SQLite's one part at a time: no second copy of the state.
-        self.assertLess(grew, state + 512 * MIB, "checkpoint peak")
+        self.assertPeakBelow(grew, state + 512 * MIB, "checkpoint peak")
         before = self.act("big")
 
         # One more update, then SIGTERM: the shutdown checkpoint is large too.
@@ -141,7 +147,7 @@ class LargeAgentTest(DaemonTestCase):
         # Startup held the read state and the agent built from it, and no more.
         peak = status_kb(self.daemon.proc.pid, "VmHWM") * 1024
         self.report("stop (checkpoint), start", time.monotonic() - t0, 0, peak)
-        self.assertLess(peak, memory + state + 768 * MIB, "startup peak")
+        self.assertPeakBelow(peak, memory + state + 768 * MIB, "startup peak")
         st = self.state("big")
         self.assertEqual(st["updates"], 3, "reloaded from the shutdown checkpoint")
         self.assertEqual(st["env_steps"], 16)
@@ -169,7 +175,7 @@ class LargeAgentTest(DaemonTestCase):
         self.assertOK(r, 201)
         del blob, r
         # The body and the agent built from it; the stored copy goes in parts.
-        self.assertLess(grew, memory + state + 768 * MIB, "import peak")
+        self.assertPeakBelow(grew, memory + state + 768 * MIB, "import peak")
         st = self.state("big2")
         self.assertEqual((st["updates"], st["env_steps"]), (2, 16))
         self.assertEqual(self.act("big2"), before)
