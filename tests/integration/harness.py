@@ -321,6 +321,17 @@ class Daemon:
         except OSError:
             return b""
 
+    def log_offset(self):
+        """The log's size now: log_since(offset) is what the daemon logged after."""
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def log_since(self, offset):
+        """The log from byte offset on (log_offset()), as text."""
+        return self._log_since(offset).decode("utf-8", "replace")
+
     def health_status(self):
         """The readiness probe: GET /v1/health's status (plain HTTP; subclasses may
         speak otherwise)."""
