@@ -5,9 +5,10 @@ a free port with a fresh temporary data directory:
 
     redqd --port N --data-dir DIR --log-level debug [extra args]   > DIR/../redqd.log
 
-and waits for GET /v1/health for as long as the process is alive (up to
-scaled(START_TIMEOUT)): a slow start (a sanitizer build loading large agents on a loaded
-machine) is waited for, a daemon that exits fails at once. Daemon.stop() sends SIGTERM
+and waits for GET /v1/health (and its SIGTERM handler: catches_sigterm) for as long as
+the process is alive (up to scaled(START_TIMEOUT)): a slow start (a sanitizer build
+loading large agents on a loaded machine) is waited for, a daemon that exits fails at
+once. Daemon.stop() sends SIGTERM
 and returns the exit code (tests assert 0 within scaled(STOP_TIMEOUT)); restart() is
 stop + start on the same data dir; kill() is SIGKILL. The daemon's log is printed when a
 test fails (DaemonTestCase).
@@ -237,6 +238,21 @@ class Client:
 
 # ------------------------------------------------------------------ the daemon
 
+def catches_sigterm(pid):
+    """True when the process has a handler for SIGTERM (SigCgt in /proc/PID/status), or
+    when that cannot be told. redqd serves HTTP a moment before it installs its signal
+    handlers (daemon/main.c), and a SIGTERM in between would kill it outright: a daemon
+    is ready for a test once it answers and would shut down cleanly."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except (OSError, ValueError):
+        pass
+    return True
+
+
 class _PortTaken(Exception):
     """The port free_port() gave was taken before the daemon could bind it."""
 
@@ -301,7 +317,7 @@ class Daemon:
                 raise AssertionError("redqd exited with %s during startup\n%s"
                                      % (rc, self.log_tail()))
             try:
-                if self.health_status() == 200:
+                if self.health_status() == 200 and catches_sigterm(self.proc.pid):
                     self.last_start_seconds = time.monotonic() - t0
                     return self
             except (OSError, http.client.HTTPException):

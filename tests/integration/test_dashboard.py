@@ -22,7 +22,7 @@ import urllib.request
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import START_TIMEOUT, scaled  # noqa: E402 (time bounds scaled for the build)
+from harness import START_TIMEOUT, catches_sigterm, scaled  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("REDQD_BIN") or os.path.join(ROOT, "build", "redqd")
@@ -72,7 +72,8 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise RuntimeError("redqd exited with %s:\n%s" % (self.proc.returncode, self.log_tail()))
             try:
-                if self.request("GET", "/v1/health", auth=False)[0] == 200:
+                if self.request("GET", "/v1/health", auth=False)[0] == 200 and \
+                        catches_sigterm(self.proc.pid):
                     return
             except OSError:
                 pass
