@@ -18,7 +18,7 @@ The per-file timeouts (TIMEOUTS, DEFAULT_TIMEOUT, or --timeout) are what the pla
 needs on an idle machine; each is scaled when the file starts, like every time bound of
 the tests, by harness.time_factor() (a sanitizer build of $REDQD_BIN, the machine's load).
 
-Each skip is listed as one line
+Each skip is listed as one line (the tests of a class skipped for one reason share it)
 
     skipped: FILE: Class.test (or Class (N tests)): reason
 
@@ -167,7 +167,7 @@ def tally(data, short):
         else:
             teardowns += 1
     passed = failed = skipped = not_run = 0
-    lines, by_scope = [], {}
+    lines, by_scope, by_reason = [], {}, {}
     for test_id, cls, mod in data["tests"]:
         o = outcomes.get(test_id)
         name = test_id[len(mod) + 1:] if test_id.startswith(mod + ".") else test_id
@@ -182,9 +182,13 @@ def tally(data, short):
             passed += 1
         elif o[0] == "skip":
             skipped += 1
-            lines.append("skipped: %s: %s: %s" % (short, name, o[1]))
+            by_reason.setdefault((cls, o[1]), []).append(name)
         else:
             failed += 1
+    for (cls, reason), names in by_reason.items():  # a class's tests skipped alike: one line
+        what = names[0] if len(names) == 1 else "%s (%d tests)" % (cls.split(".")[-1],
+                                                                  len(names))
+        lines.append("skipped: %s: %s: %s" % (short, what, reason))
     for scope, n in by_scope.items():
         lines.append("skipped: %s: %s (%d test%s): %s" % (short, scope.split(".")[-1], n,
                                                           "" if n == 1 else "s",
