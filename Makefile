@@ -192,7 +192,8 @@ install-pkgs:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
 	fi
 
-# `make test`: every suite; tests/run_suites.sh prints the closing "N passed, N failed".
+# `make test`: every suite; tests/run_suites.sh lists the skipped tests and why, then
+# prints the closing "N passed, N failed, N skipped".
 test: deps-test
 	$(Q)$(MAKE) --no-print-directory build check-deps
 	$(Q)$(MAKE) --no-print-directory SAN=address,undefined $(BUILD)/san/test_unit $(BUILD)/san/test_fuzz \

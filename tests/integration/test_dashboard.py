@@ -13,12 +13,16 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 import urllib.error
 import urllib.request
 import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import START_TIMEOUT, catches_sigterm, scaled  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("REDQD_BIN") or os.path.join(ROOT, "build", "redqd")
@@ -61,18 +65,22 @@ class Daemon:
         self.token = token
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
+        # as long as it is alive (a slow start is waited for), up to a bound against a hang
+        bound = scaled(START_TIMEOUT)
+        deadline = time.monotonic() + bound
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError("redqd exited with %s:\n%s" % (self.proc.returncode, self.log_tail()))
             try:
-                if self.request("GET", "/v1/health", auth=False)[0] == 200:
+                if self.request("GET", "/v1/health", auth=False)[0] == 200 and \
+                        catches_sigterm(self.proc.pid):
                     return
             except OSError:
                 pass
-            if time.time() > deadline:
+            if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError("redqd did not answer /v1/health within 20 s:\n" + self.log_tail())
+                raise RuntimeError("redqd did not answer /v1/health within %.0f s:\n%s"
+                                   % (bound, self.log_tail()))
             time.sleep(0.05)
 
     def log_tail(self):
@@ -94,7 +102,7 @@ class Daemon:
             hdr["Authorization"] = "Bearer " + tok
         req = urllib.request.Request(self.base + path, data=data, method=method, headers=hdr)
         try:
-            with urllib.request.urlopen(req, timeout=60) as r:
+            with urllib.request.urlopen(req, timeout=scaled(60)) as r:
                 status, headers, raw = r.status, r.headers, r.read()
         except urllib.error.HTTPError as e:
             status, headers, raw = e.code, e.headers, e.read()
@@ -111,7 +119,7 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=30)
+                self.proc.wait(timeout=scaled(30))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -143,13 +151,14 @@ def train_demo(d, name="demo"):
                          {"reward": -1.0 + 0.2 * ep, "obs": obs(), "terminated": False,
                           "truncated": t == 9})
         assert out.get("done"), out
-    deadline = time.time() + 30
+    bound = scaled(30)
+    deadline = time.monotonic() + bound
     while True:
         state = d.call("GET", "/v1/agents/" + name)["state"]
         if state["pending_updates"] == 0 and state["updates"] > 0:
             break
-        if time.time() > deadline:
-            raise AssertionError("the trainers did not catch up in 30 s: %s" % state)
+        if time.monotonic() > deadline:
+            raise AssertionError("the trainers did not catch up in %.0f s: %s" % (bound, state))
         time.sleep(0.05)
     # Stats rows reach the store up to a second after the updates (and headless Chromium's
     # virtual time runs the page's 2 s polls faster than real time): wait for the last row.
@@ -157,7 +166,7 @@ def train_demo(d, name="demo"):
         rows = d.call("GET", "/v1/agents/%s/stats?since=0&limit=100000" % name)["rows"]
         if rows and rows[-1]["update"] > state["updates"] - 2:  # a row every actor_delay=2
             return state
-        if time.time() > deadline:
+        if time.monotonic() > deadline:
             raise AssertionError("stats rows lag: last %s, updates %d" % (rows[-1:] or None, state["updates"]))
         time.sleep(0.05)
 
@@ -171,7 +180,7 @@ def chromium(url, tmp, *extra, budget_ms=8000, size="1280,900"):
             "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
             "--user-data-dir=" + profile, "--window-size=" + size,
             "--virtual-time-budget=%d" % budget_ms] + list(extra) + [url]
-    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=90)
+    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(90))
     if p.returncode != 0:
         raise AssertionError("chromium exited %d:\n%s" % (p.returncode, p.stderr.decode(errors="replace")[-2000:]))
     return p.stdout.decode("utf-8", "replace")
