@@ -23,7 +23,8 @@ OPT     ?= -O2
 # Python 3 (the integration tests and clients are stdlib only) and Chromium (the
 # dashboard is checked in a real headless browser): `deps-test`.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libsqlite3-dev \
-            libopenblas-dev libuv1-dev check zlib1g-dev libmujoco-dev libcurl4-openssl-dev
+            libopenblas-dev libuv1-dev check zlib1g-dev libmujoco-dev libcurl4-openssl-dev \
+            libjs-dygraphs
 DEB_TEST_PKGS := python3 chromium
 PC_PKGS  := libcjson openblas zlib sqlite3 libmicrohttpd libuv
 
@@ -44,7 +45,16 @@ STORE_SRC  := $(wildcard storage/*.c)
 CORE_SRC   := $(COMMON_SRC) $(REDQ_SRC) $(STORE_SRC)
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard api/*.c)
 # Files linked into the binary as they are (ld -r -b binary): served by api/h_service.c.
-EMBED      := docs/openapi.json api/assets/dashboard.html
+EMBED      := docs/openapi.json
+# The dashboard and its chart library, dygraphs from Debian's libjs-dygraphs (the page says
+# why dygraphs), with the licence the package ships: copied or made under $(GEN) with their
+# repository paths, and linked in from there, so that the symbol names do not depend on
+# where Debian keeps the files. Served at / and /assets/{name}.
+GEN        := $(BUILD)/gen
+DYGRAPHS_DIR ?= /usr/share/javascript/dygraphs
+DYGRAPHS_COPYRIGHT ?= /usr/share/doc/libjs-dygraphs/copyright
+DASH_LIB   := $(GEN)/api/assets/dygraph.min.js $(GEN)/api/assets/dygraph.min.css
+DASH_GEN   := $(GEN)/api/assets/dashboard.html $(DASH_LIB) $(GEN)/api/assets/dygraphs-copyright.txt
 UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c
 # The daemon's registry without HTTP (build/test_daemon), with allocation failures
 # injected through the linker (-Wl,--wrap: tests/daemon/fail_alloc.c).
@@ -67,7 +77,7 @@ LEARN_OBJ := $(call obj,$(LEARN_SRC))
 BENCH_OBJ := $(call obj,$(BENCH_SRC))
 FUZZ_OBJ  := $(call obj,$(FUZZ_SRC) tests/fuzz/test_fuzz.c)
 DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
-EMBED_OBJ := $(patsubst %,$(OBJDIR)/embed/%.o,$(EMBED))
+EMBED_OBJ := $(patsubst %,$(OBJDIR)/embed/%.o,$(EMBED)) $(patsubst $(GEN)/%,$(OBJDIR)/embed-gen/%.o,$(DASH_GEN))
 MJ_OBJ    := $(call obj,$(MJ_SRC)) $(patsubst %,$(OBJDIR)/embed/%.o,$(MJ_MODELS))
 MJ_TEST_OBJ := $(call obj,$(MJ_TEST_SRC)) $(patsubst %,$(OBJDIR)/embed/%.o,$(MJ_MODELS))
 ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(DTEST_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(FUZZ_OBJ) \
@@ -106,6 +116,31 @@ $(BINDIR)/libredq.a: $(CORE_OBJ)
 $(OBJDIR)/embed/%.o: %
 	@mkdir -p $(@D)
 	$(Q)ld -r -b binary -z noexecstack -o $@ $<
+
+$(OBJDIR)/embed-gen/%.o: $(GEN)/%
+	@mkdir -p $(@D)
+	$(Q)cd $(GEN) && ld -r -b binary -z noexecstack -o $(abspath $@) $*
+
+$(GEN)/api/assets/dygraph.min.%: $(DYGRAPHS_DIR)/dygraph.min.%
+	@mkdir -p $(@D)
+	$(Q)cp $< $@
+
+# The package's copyright file (MIT), or, where dpkg was told not to install /usr/share/doc,
+# a note naming it.
+$(GEN)/api/assets/dygraphs-copyright.txt: $(DASH_LIB)
+	@mkdir -p $(@D)
+	$(Q)if [ -r $(DYGRAPHS_COPYRIGHT) ]; then cp $(DYGRAPHS_COPYRIGHT) $@; else \
+	  echo "dygraphs, from Debian's libjs-dygraphs: MIT licence; the full notice is $(DYGRAPHS_COPYRIGHT) of that package." > $@; fi
+
+# The page names its assets /assets/NAME?v=TAG, TAG a hash of their bytes, so that they can
+# be cached for a year and a daemon with another library still gets its own.
+$(GEN)/api/assets/dashboard.html: api/assets/dashboard.html $(DASH_LIB)
+	@mkdir -p $(@D)
+	$(Q)tag=$$(cat $(DASH_LIB) | sha256sum | cut -c1-16) && sed "s/@ASSET_TAG@/$$tag/g" $< > $@
+
+$(DYGRAPHS_DIR)/%:
+	@echo "missing $@: the dashboard's chart library comes from Debian's libjs-dygraphs (make deps)" >&2
+	@exit 1
 
 $(BINDIR)/redqd: $(OBJDIR)/daemon/main.o $(DAEMON_OBJ) $(EMBED_OBJ) $(BINDIR)/libredq.a
 	@$(if $(Q),echo "  LD      $@",true)
