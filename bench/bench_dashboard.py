@@ -16,6 +16,7 @@ each), 2000 updates and an evaluation of 5 returns: 10^5 stats rows, 50 evaluati
   time each smooths all 3 x 4 x 10^5 points again; later times hit the page's cache),
   the smoothing changed, and a drag-zoom of the critic loss (decimation and dygraphs
   only); each from the event to two animation frames later (so painted);
+- live: 1000 more updates of each agent, picked up by the page's poll (since=);
 - the daemon alone: the three agents' stats as CSV fetched in parallel (no browser), the
   floor under the load time.
 
@@ -117,7 +118,7 @@ def main():
     d = Daemon(tmp)
     names = ["run-1", "run-2", "run-3"]
     res = {"load": [], "load_cold": None, "floor": [], "x_cold": [], "x_warm": [],
-           "smoothing": [], "zoom": []}
+           "smoothing": [], "zoom": [], "live": []}
     load_before = os.getloadavg()
     t_make = time.time()
     try:
@@ -151,6 +152,13 @@ def main():
                 b.wait("document.getElementById('chart-critic_loss').dataset.window !== 'full'", 10)
                 res["zoom"].append(float(b.eval("document.documentElement.getAttribute('data-render-ms')")))
                 b.eval("document.getElementById('reset-zoom').click()")
+                # a poll that brings 1000 new rows of each agent (only those are smoothed)
+                before = int(b.eval("document.getElementById('chart-critic_loss').dataset.points"))
+                for n in names:
+                    d.call("POST", "/v1/agents/%s/train" % n, {"updates": 1000})
+                b.wait("+document.getElementById('chart-critic_loss').dataset.points >= %d"
+                       % (before + 3000), 30, "the new rows")
+                res["live"].append(float(b.eval("document.documentElement.getAttribute('data-render-ms')")))
                 if b.errors:
                     raise AssertionError("the page threw: %s" % b.errors)
             version = b.eval("navigator.userAgent")
@@ -170,7 +178,7 @@ def main():
         "Load average %.1f before, %.1f after (2 cores shared with other work: figures are"
         " upper bounds)." % (load_before[0], load_after[0]),
         "",
-        "Data: %s stats rows, %d evaluations and %d explore episodes per agent; made in %.0f s."
+        "Data: %s stats rows at first, %d evaluations and %d explore episodes per agent; made in %.0f s."
         % ("/".join(str(r) for r in rows), ROUNDS, ROUNDS * STEPS // 50, t_make),
         "The critic loss chart holds %s points and draws %s (M4 decimation per pixel column)."
         % (pts, drawn),
@@ -183,7 +191,8 @@ def main():
         "| redraw, x axis toggled, first time (smooth 4 x 3 x 10^5 points again) | %s |" % summary(res["x_cold"]),
         "| redraw, x axis toggled again (cached series) | %s |" % summary(res["x_warm"]),
         "| redraw, smoothing changed | %s |" % summary(res["smoothing"]),
-        "| redraw, drag-zoom on the updates axis (3 charts re-decimated; render only) | %s |" % summary(res["zoom"]),
+        "| redraw, drag-zoom on the updates axis (4 charts re-decimated; render only) | %s |" % summary(res["zoom"]),
+        "| redraw after a poll brought 1000 new rows of each agent (render only) | %s |" % summary(res["live"]),
         "",
     ]
     text = "\n".join(lines)
