@@ -6,6 +6,7 @@
 #   make test       unit tests, the same under ASan+UBSan, the learning test
 #   make bench      performance against PyTorch and the sgemm peak (docs/BENCHMARKS.md)
 #   make bench-learn  REDQ against SAC on MuJoCo through the daemon (hours; resumable)
+#   make bench-dashboard  the dashboard's load and redraw times (headless Chromium)
 #   make clean      remove build/
 #
 # Objects live under $(BUILD)/obj (or obj-san for SAN=...), with -MMD -MP header tracking.
@@ -88,7 +89,7 @@ PY ?= /usr/bin/python3
 # A bare `make` builds; only `make run` starts the daemon.
 .DEFAULT_GOAL := all
 
-.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz soak bench-http bench-learn
+.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz soak bench-http bench-learn bench-dashboard
 
 # The daemon in the foreground on 127.0.0.1:8470 with ./redqd-data (Ctrl-C stops it
 # cleanly: every agent is checkpointed).
@@ -244,6 +245,12 @@ bench-http: deps
 	@$(MAKE) --no-print-directory install-pkgs PKGS="wrk curl python3"
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd $(BUILD)/bench/bare_mhd
 	$(Q)BUILD=$(BUILD) REDQD_BIN=$(BUILD)/redqd bench/bench_http.sh
+
+# The dashboard's load and redraw times with 3 agents x 10^5 stats rows, in headless
+# Chromium (bench/results/dashboard-latest.md; about a minute).
+bench-dashboard: deps-test
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd
+	$(Q)$(PY) bench/bench_dashboard.py --redqd $(BUILD)/redqd
 
 # REDQ (the daemon's defaults) against SAC (N 2, UTD 1) on Hopper and HalfCheetah,
 # trained through the daemon by build/redq-mujoco: LEARN_STEPS environment steps for
