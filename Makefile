@@ -2,7 +2,8 @@
 # commands of the README; both install what they need first (`deps`).
 #
 #   make            build everything into build/
-#   make run        build and start the daemon on 127.0.0.1:8470 (data in ./redqd-data)
+#   make run        build and start the daemon on 127.0.0.1:8470 (data in ./redqd-data);
+#                   PORT=8471 listens elsewhere, ARGS="--log-level debug" adds options
 #   make test       unit tests, the same under ASan+UBSan, the learning test
 #   make bench      performance against PyTorch and the sgemm peak (docs/BENCHMARKS.md)
 #   make bench-learn  REDQ against SAC on MuJoCo through the daemon (hours; resumable)
@@ -11,6 +12,13 @@
 #
 # Objects live under $(BUILD)/obj (or obj-san for SAN=...), with -MMD -MP header tracking.
 # CFLAGS from the command line add to the project's flags, never replace them.
+#
+# The daemon that ships -- $(BUILD)/redqd, which `make run`, `make install` and the
+# integration tests use -- is a release build: -DNDEBUG, so that ALWAYS()/NEVER() keep
+# their defensive branch and carry on (common/rqd_attrs.h) instead of aborting a server
+# many people share. Its objects live apart, under $(BUILD)/obj-rel. The unit, learning
+# and fuzz tests, the benchmark and every SAN= build ($(BUILD)/san/redqd included) keep
+# their assertions.
 
 BUILD   ?= build
 SAN     ?=
@@ -18,15 +26,18 @@ V       ?= 0
 Q       := $(if $(filter 1,$(V)),,@)
 OBJDIR  := $(BUILD)/obj$(if $(SAN),-san)
 BINDIR  := $(BUILD)$(if $(SAN),/san)
+RELDIR  := $(BUILD)/obj-rel
+DAEMON_DIR := $(if $(SAN),$(OBJDIR),$(RELDIR))
 OPT     ?= -O2
 
 # Debian packages needed to build; `deps` installs the missing ones. The tests also need
-# Python 3 (the integration tests and clients are stdlib only) and Chromium (the
-# dashboard is checked in a real headless browser): `deps-test`.
+# Python 3 (the integration tests and clients are stdlib only), Chromium (the
+# dashboard is checked in a real headless browser), and for the client's install test
+# and the tutorial's commands python3-venv and python3-matplotlib: `deps-test`.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libsqlite3-dev \
             libopenblas-dev libuv1-dev check zlib1g-dev libmujoco-dev libcurl4-openssl-dev \
             libjs-dygraphs
-DEB_TEST_PKGS := python3 chromium
+DEB_TEST_PKGS := python3 chromium sqlite3 python3-venv python3-matplotlib
 PC_PKGS  := libcjson openblas zlib sqlite3 libmicrohttpd libuv
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wwrite-strings -Wno-unused-parameter
@@ -36,8 +47,8 @@ PC_CFLAGS = $(shell pkg-config --cflags $(PC_PKGS) 2>/dev/null)
 PC_LIBS   = $(shell pkg-config --libs $(PC_PKGS) 2>/dev/null)
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
-FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(OPT) -g $(SANFLAGS) $(PC_CFLAGS) \
-               $(CHECK_CFLAGS) $(CFLAGS)
+FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(DEFS) -pthread $(WARN) $(OPT) -g $(SANFLAGS) \
+               $(PC_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS)
 FINAL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 
 COMMON_SRC := $(wildcard common/*.c)
@@ -56,13 +67,13 @@ DYGRAPHS_DIR ?= /usr/share/javascript/dygraphs
 DYGRAPHS_COPYRIGHT ?= /usr/share/doc/libjs-dygraphs/copyright
 DASH_LIB   := $(GEN)/api/assets/dygraph.min.js $(GEN)/api/assets/dygraph.min.css
 DASH_GEN   := $(GEN)/api/assets/dashboard.html $(DASH_LIB) $(GEN)/api/assets/dygraphs-copyright.txt
-UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c
+UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c api/json_scan.c api/json_in.c
 # The daemon's registry without HTTP (build/test_daemon), with allocation failures
 # injected through the linker (-Wl,--wrap: tests/daemon/fail_alloc.c).
 DTEST_SRC  := $(wildcard tests/daemon/*.c)
 LEARN_SRC  := tests/learn/test_pendulum.c tests/env/pendulum.c
 BENCH_SRC  := bench/bench_update.c daemon/pool.c
-FUZZ_SRC   := tests/fuzz/fuzz_request.c api/json_in.c
+FUZZ_SRC   := tests/fuzz/fuzz_request.c tests/fuzz/fuzz_ckpt.c api/json_in.c api/json_scan.c
 # The MuJoCo client (clients/mujoco/): its models are linked in like EMBED; its tests
 # (tests/mujoco/) check the environments without a daemon.
 MJ_MODELS  := clients/mujoco/models/hopper.xml clients/mujoco/models/halfcheetah.xml
@@ -77,25 +88,32 @@ DTEST_OBJ := $(call obj,$(DTEST_SRC) $(filter-out daemon/main.c,$(wildcard daemo
 LEARN_OBJ := $(call obj,$(LEARN_SRC))
 BENCH_OBJ := $(call obj,$(BENCH_SRC))
 FUZZ_OBJ  := $(call obj,$(FUZZ_SRC) tests/fuzz/test_fuzz.c)
-DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 EMBED_OBJ := $(patsubst %,$(OBJDIR)/embed/%.o,$(EMBED)) $(patsubst $(GEN)/%,$(OBJDIR)/embed-gen/%.o,$(DASH_GEN))
+# The daemon's own objects and core library: release, or the SAN= build's.
+DAEMON_OBJ := $(patsubst %.c,$(DAEMON_DIR)/%.o,daemon/main.c $(DAEMON_SRC))
+DAEMON_LIB := $(if $(SAN),$(BINDIR),$(RELDIR))/libredq.a
+REL_CORE_OBJ := $(patsubst %.c,$(RELDIR)/%.o,$(CORE_SRC))
 MJ_OBJ    := $(call obj,$(MJ_SRC)) $(patsubst %,$(OBJDIR)/embed/%.o,$(MJ_MODELS))
 MJ_TEST_OBJ := $(call obj,$(MJ_TEST_SRC)) $(patsubst %,$(OBJDIR)/embed/%.o,$(MJ_MODELS))
 ALL_OBJ   := $(CORE_OBJ) $(UNIT_OBJ) $(DTEST_OBJ) $(LEARN_OBJ) $(BENCH_OBJ) $(DAEMON_OBJ) $(FUZZ_OBJ) \
-             $(OBJDIR)/daemon/main.o $(MJ_OBJ) $(MJ_TEST_OBJ)
+             $(REL_CORE_OBJ) $(MJ_OBJ) $(MJ_TEST_OBJ)
 
 PY ?= /usr/bin/python3
 
 # A bare `make` builds; only `make run` starts the daemon.
 .DEFAULT_GOAL := all
 
-.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz soak bench-http bench-learn bench-dashboard
+.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz fuzz-tools soak bench-http bench-learn bench-dashboard
 
-# The daemon in the foreground on 127.0.0.1:8470 with ./redqd-data (Ctrl-C stops it
-# cleanly: every agent is checkpointed).
+# The daemon in the foreground on 127.0.0.1:$(PORT) with ./redqd-data (Ctrl-C stops it
+# cleanly: every agent is checkpointed). ARGS adds options (`build/redqd --help`), e.g.
+# make run PORT=8471 ARGS="--data-dir /tmp/other --trainer-threads 1"; a later
+# --data-dir wins over the default one.
+PORT ?= 8470
+ARGS ?=
 run: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd
-	$(BUILD)/redqd --bind 127.0.0.1 --port 8470 --data-dir ./redqd-data
+	$(BUILD)/redqd --bind 127.0.0.1 --port $(PORT) --data-dir ./redqd-data $(ARGS)
 
 all: build
 
@@ -103,14 +121,24 @@ build: $(BINDIR)/redqd $(BINDIR)/test_unit $(BINDIR)/test_daemon $(BINDIR)/test_
        $(BINDIR)/bench_update $(BINDIR)/redq-mujoco $(BINDIR)/test_mujoco_envs
 
 # The learning core's loops want the vectoriser at full strength.
-$(OBJDIR)/redq/%.o: OPT := -O3
+$(OBJDIR)/redq/%.o $(RELDIR)/redq/%.o: OPT := -O3
+$(RELDIR)/%.o: DEFS := -DNDEBUG
 
-$(OBJDIR)/%.o: %.c
+define compile
 	@mkdir -p $(@D)
-	@$(if $(Q),echo "  CC      $<",true)
+	@$(if $(Q),echo "  CC      $<$(if $(DEFS), (release))",true)
 	$(Q)$(CC) $(FINAL_CFLAGS) -MMD -MP -c $< -o $@
+endef
+$(OBJDIR)/%.o: %.c
+	$(compile)
+$(RELDIR)/%.o: %.c
+	$(compile)
 
 $(BINDIR)/libredq.a: $(CORE_OBJ)
+	@mkdir -p $(@D)
+	$(Q)$(AR) rcs $@ $^
+
+$(RELDIR)/libredq.a: $(REL_CORE_OBJ)
 	@mkdir -p $(@D)
 	$(Q)$(AR) rcs $@ $^
 
@@ -143,7 +171,7 @@ $(DYGRAPHS_DIR)/%:
 	@echo "missing $@: the dashboard's chart library comes from Debian's libjs-dygraphs (make deps)" >&2
 	@exit 1
 
-$(BINDIR)/redqd: $(OBJDIR)/daemon/main.o $(DAEMON_OBJ) $(EMBED_OBJ) $(BINDIR)/libredq.a
+$(BINDIR)/redqd: $(DAEMON_OBJ) $(EMBED_OBJ) $(DAEMON_LIB)
 	@$(if $(Q),echo "  LD      $@",true)
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm
 
@@ -214,7 +242,7 @@ test: deps-test
 	  "learning (Pendulum)" "$(BUILD)/test_learn" \
 	  "MuJoCo environments (clients/mujoco)" "$(BUILD)/test_mujoco_envs" \
 	  "Python client and HTTP integration (the real daemon)" \
-	  "REDQD_BIN=$(BUILD)/redqd $(PY) tests/integration/run.py tests/clients/test_client_unit.py $(sort $(wildcard tests/integration/test_*.py)) tests/crash/test_sigkill.py tests/load/test_load.py" \
+	  "REDQD_BIN=$(BUILD)/redqd $(PY) tests/integration/run.py $(sort $(wildcard tests/clients/test_*.py)) $(sort $(wildcard tests/integration/test_*.py)) tests/crash/test_sigkill.py tests/load/test_load.py" \
 	  "HTTP integration against the ASan+UBSan daemon" \
 	  "REDQD_BIN=$(BUILD)/san/redqd $(PY) tests/integration/run.py"
 
@@ -274,20 +302,40 @@ $(BUILD)/bench/bare_mhd: bench/bare_mhd.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) -std=c11 -O2 $(WARN) -pthread -o $@ $< $(shell pkg-config --cflags --libs libmicrohttpd)
 
-# Coverage-guided fuzzing of the request parsers with clang's libFuzzer, bounded in
-# time (FUZZ_SECONDS); new inputs go to build/fuzz-corpus, crashes to build/fuzz-crash-*.
+# Coverage-guided fuzzing with clang's libFuzzer, each target for FUZZ_SECONDS: the
+# request parsers (corpus tests/fuzz/corpus) and the checkpoint loader (tests/fuzz/
+# corpus-ckpt). New inputs go to build/fuzz-corpus-<target>, crashes to
+# build/fuzz-crash-<target>-*. Undefined behaviour is a finding (-fno-sanitize-recover),
+# and so is an input that takes over FUZZ_TIMEOUT seconds.
 FUZZ_SECONDS ?= 120
-fuzz: deps
+FUZZ_TIMEOUT ?= 30
+FUZZ_CC   = clang -std=c11 -D_GNU_SOURCE -DFUZZ_LIBFUZZER -g -O1 \
+            -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+            $(shell pkg-config --cflags libcjson zlib openblas)
+FUZZ_LIBS = $(shell pkg-config --libs libcjson zlib openblas) -lm -lpthread
+FUZZ_DEPS := $(COMMON_SRC) $(REDQ_SRC) $(wildcard common/*.h redq/*.h tests/fuzz/*.h)
+define fuzz_run
+	@mkdir -p $(BUILD)/fuzz-corpus-$(1)
+	$(BUILD)/fuzz_$(1) -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) \
+	  -artifact_prefix=$(BUILD)/fuzz-crash-$(1)- $(BUILD)/fuzz-corpus-$(1) $(2)
+endef
+
+fuzz: $(BUILD)/fuzz_request $(BUILD)/fuzz_ckpt
+	$(call fuzz_run,request,tests/fuzz/corpus)
+	$(call fuzz_run,ckpt,tests/fuzz/corpus-ckpt)
+
+fuzz-tools: deps
 	@command -v clang >/dev/null && [ -n "$$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ] || { \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq clang libclang-rt-14-dev >/dev/null; }
-	@mkdir -p $(BUILD)/fuzz-corpus
-	$(Q)clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
-	  $(shell pkg-config --cflags libcjson zlib openblas) -o $(BUILD)/fuzz_request \
-	  tests/fuzz/fuzz_request.c api/json_in.c $(COMMON_SRC) $(REDQ_SRC) \
-	  $(shell pkg-config --libs libcjson zlib openblas) -lm -lpthread
-	$(BUILD)/fuzz_request -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-crash- \
-	  $(BUILD)/fuzz-corpus tests/fuzz/corpus
+
+$(BUILD)/fuzz_request: tests/fuzz/fuzz_request.c api/json_in.c api/json_scan.c api/json_in.h \
+                       $(FUZZ_DEPS) | fuzz-tools
+$(BUILD)/fuzz_ckpt: tests/fuzz/fuzz_ckpt.c $(FUZZ_DEPS) | fuzz-tools
+$(BUILD)/fuzz_request $(BUILD)/fuzz_ckpt:
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  FUZZCC  $@",true)
+	$(Q)$(FUZZ_CC) -o $@ $(filter %.c,$^) $(FUZZ_LIBS)
 
 # The dependency rule of DESIGN.md: redq/ and storage/ know nothing of each other or
 # of HTTP; common/ depends on nothing.

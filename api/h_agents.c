@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/rqd_json.h"
 #include "internal.h"
 #include "json_in.h"
 
@@ -75,8 +76,8 @@ cJSON *api_agent_json(rqd_agent *a)
 
     rqd_agent_state_get(a, &st);
     cJSON_AddStringToObject(o, "name", a->name);
-    cJSON_AddNumberToObject(o, "obs_dim", a->S);
-    cJSON_AddNumberToObject(o, "act_dim", a->A);
+    rqd_json_add_int(o, "obs_dim", a->S);
+    rqd_json_add_int(o, "act_dim", a->A);
     cJSON_AddItemToObject(o, "action_low", api_json_floats_out(a->low, a->A));
     cJSON_AddItemToObject(o, "action_high", api_json_floats_out(a->high, a->A));
     cJSON_AddStringToObject(o, "created_at", a->created_at);
@@ -88,29 +89,29 @@ cJSON *api_agent_json(rqd_agent *a)
     else
         cJSON_AddStringToObject(s, "error", st.error);
     cJSON_AddStringToObject(s, "training", training_names[st.training & 3]);
-    cJSON_AddNumberToObject(s, "env_steps", (double)st.info.env_steps);
-    cJSON_AddNumberToObject(s, "updates", (double)st.info.updates);
-    cJSON_AddNumberToObject(s, "actor_updates", (double)st.info.actor_updates);
-    cJSON_AddNumberToObject(s, "buffer_len", (double)st.info.buffer_len);
-    cJSON_AddNumberToObject(s, "pending_updates", st.pending);
+    rqd_json_add_int(s, "env_steps", st.info.env_steps);
+    rqd_json_add_int(s, "updates", st.info.updates);
+    rqd_json_add_int(s, "actor_updates", st.info.actor_updates);
+    rqd_json_add_int(s, "buffer_len", st.info.buffer_len);
+    rqd_json_add_number(s, "pending_updates", st.pending);
     api_json_num_or_null(s, "alpha", st.status == RQD_AGENT_OK ? st.info.alpha : NAN);
-    cJSON_AddNumberToObject(s, "episodes", (double)st.episodes_done);
-    cJSON_AddNumberToObject(s, "open_episodes", st.n_open);
-    cJSON_AddNumberToObject(s, "policy_version", (double)st.info.policy_version);
-    cJSON_AddNumberToObject(s, "skipped_updates", (double)st.skipped);
+    rqd_json_add_int(s, "episodes", st.episodes_done);
+    rqd_json_add_int(s, "open_episodes", st.n_open);
+    rqd_json_add_int(s, "policy_version", st.info.policy_version);
+    rqd_json_add_int(s, "skipped_updates", st.skipped);
     cJSON_AddNumberToObject(s, "updates_per_s", st.ups);
     api_json_num_or_null(s, "last_return", st.last_return);
     api_json_num_or_null(s, "critic_loss", st.have_stats ? st.last.critic_loss : NAN);
     api_json_num_or_null(s, "actor_loss", st.have_stats ? st.last.actor_loss : NAN);
     api_json_num_or_null(s, "q_mean", st.have_stats ? st.last.q_mean : NAN);
-    cJSON_AddNumberToObject(s, "memory_bytes", (double)st.info.bytes);
+    rqd_json_add_int(s, "memory_bytes", st.info.bytes);
     if (st.have_ckpt) {
         cJSON *c = cJSON_AddObjectToObject(s, "last_checkpoint");
         if (st.last_ckpt.id >= 0)
-            cJSON_AddNumberToObject(c, "id", (double)st.last_ckpt.id);
+            rqd_json_add_int(c, "id", st.last_ckpt.id);
         else
             cJSON_AddNullToObject(c, "id"); /* an automatic one still being written */
-        cJSON_AddNumberToObject(c, "updates", (double)st.last_ckpt.updates);
+        rqd_json_add_int(c, "updates", st.last_ckpt.updates);
         cJSON_AddStringToObject(c, "created_at", st.last_ckpt.created_at);
     } else {
         cJSON_AddNullToObject(s, "last_checkpoint");
@@ -128,8 +129,9 @@ typedef struct {
 } agent_spec;
 
 /* Parses an agent body; path_name (PUT) may stand for a missing "name", and a given one
- * must equal it. */
-static int parse_spec(const cJSON *body, const char *path_name, agent_spec *sp, rqd_err *err)
+ * must equal it. Action bounds are at most max_abs in magnitude (--max-abs-value). */
+static int parse_spec(const cJSON *body, const char *path_name, double max_abs, agent_spec *sp,
+                      rqd_err *err)
 {
     static const char *const keys[] = {"name", "obs_dim", "action_low", "action_high", "config", NULL};
     const cJSON *v;
@@ -158,8 +160,9 @@ static int parse_spec(const cJSON *body, const char *path_name, agent_spec *sp, 
         return rqd_err_set(err, RQD_EINVAL, "action_low", "action_low must be an array of 1 to "
                            "%d numbers (the limit on act_dim)", RQD_MAX_ACT_DIM);
     const cJSON *jh = api_json_need(body, "", "action_high", err);
-    if (jh == NULL || api_json_floats(jl, "action_low", A, "act_dim is", sp->low, err) < 0 ||
-        api_json_floats(jh, "action_high", A, "action_low has", sp->high, err) < 0)
+    if (jh == NULL ||
+        api_json_values(jl, "action_low", A, "act_dim is", max_abs, sp->low, err) < 0 ||
+        api_json_values(jh, "action_high", A, "action_low has", max_abs, sp->high, err) < 0)
         return RQD_EINVAL;
     for (int j = 0; j < A; j++)
         if (!(sp->low[j] < sp->high[j])) {
@@ -178,7 +181,8 @@ int h_agents_create(api_req *r)
     agent_spec sp;
     rqd_agent *a = NULL;
     cJSON *body = api_body_json(r, &err);
-    int rc = body ? parse_spec(body, NULL, &sp, &err) : RQD_EINVAL;
+    double max_abs = rqd_registry_limits(r->srv->reg)->max_abs_value;
+    int rc = body ? parse_spec(body, NULL, max_abs, &sp, &err) : RQD_EINVAL;
     if (rc == RQD_OK)
         rc = rqd_agent_create(r->srv->reg, sp.name, (int)sp.S, sp.A, sp.low, sp.high, &sp.cfg,
                               &a, &err);
@@ -236,7 +240,8 @@ int h_agents_put(api_req *r)
         return api_problem_status(r, 400, "invalid_argument",
                                   "name must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$");
     cJSON *body = api_body_json(r, &err);
-    int rc = body ? parse_spec(body, r->name, &sp, &err) : RQD_EINVAL;
+    double max_abs = rqd_registry_limits(r->srv->reg)->max_abs_value;
+    int rc = body ? parse_spec(body, r->name, max_abs, &sp, &err) : RQD_EINVAL;
     cJSON_Delete(body); /* sp.name is the path's from here on */
     sp.name = r->name;
     if (rc < 0)
@@ -274,10 +279,10 @@ int h_agents_list(api_req *r)
         rqd_agent_state_get(v[i], &st);
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "name", v[i]->name);
-        cJSON_AddNumberToObject(e, "obs_dim", v[i]->S);
-        cJSON_AddNumberToObject(e, "act_dim", v[i]->A);
-        cJSON_AddNumberToObject(e, "env_steps", (double)st.info.env_steps);
-        cJSON_AddNumberToObject(e, "updates", (double)st.info.updates);
+        rqd_json_add_int(e, "obs_dim", v[i]->S);
+        rqd_json_add_int(e, "act_dim", v[i]->A);
+        rqd_json_add_int(e, "env_steps", st.info.env_steps);
+        rqd_json_add_int(e, "updates", st.info.updates);
         cJSON_AddStringToObject(e, "training", training_names[st.training & 3]);
         cJSON_AddStringToObject(e, "status", status_names[st.status % 3]);
         cJSON_AddItemToArray(arr, e);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../storage/store.h"
+#include "../common/rqd_json.h"
 #include "internal.h"
 #include "json_in.h"
 
@@ -14,12 +15,12 @@
 static cJSON *eval_json(const store_eval_row *e)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "row", (double)e->row);
-    cJSON_AddNumberToObject(o, "env_steps", (double)e->env_steps);
-    cJSON_AddNumberToObject(o, "updates", (double)e->updates);
-    cJSON_AddNumberToObject(o, "policy_version", (double)e->policy_version);
+    rqd_json_add_int(o, "row", e->row);
+    rqd_json_add_int(o, "env_steps", e->env_steps);
+    rqd_json_add_int(o, "updates", e->updates);
+    rqd_json_add_int(o, "policy_version", e->policy_version);
     cJSON_AddStringToObject(o, "time", e->time);
-    cJSON_AddNumberToObject(o, "n", e->n);
+    rqd_json_add_int(o, "n", e->n);
     api_json_num_or_null(o, "mean", e->mean);
     api_json_num_or_null(o, "std", e->std);
     api_json_num_or_null(o, "min", e->min);

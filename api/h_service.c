@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "../common/rqd_buf.h"
+#include "../common/rqd_json.h"
 #include "internal.h"
 
 #ifndef REDQD_VERSION
@@ -49,8 +50,9 @@ int h_health(api_req *r)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "ok");
     cJSON_AddStringToObject(o, "version", REDQD_VERSION);
-    cJSON_AddNumberToObject(o, "uptime_s", floor(mono() - r->srv->started));
-    cJSON_AddNumberToObject(o, "agents", rqd_registry_count(r->srv->reg));
+    rqd_json_add_int(o, "uptime_s", (long long)(mono() - r->srv->started));
+    rqd_json_add_int(o, "agents", rqd_registry_count(r->srv->reg));
+    rqd_json_add_int(o, "agents_loading", rqd_registry_loading(r->srv->reg));
     return api_reply_json_take(r, 200, o);
 }
 
@@ -183,7 +185,9 @@ int h_metrics(api_req *r)
                                 (double)x->info.policy_version, x->ups, (double)x->info.bytes,
                                 x->have_ckpt ? (double)x->last_ckpt.bytes : NAN,
                                 (double)x->skipped, x->status == RQD_AGENT_OK ? 1.0 : 0.0};
-                line(&b, "%s{agent=\"%s\"} %.10g\n", am[m].name, v[i]->name, val[m]);
+                char num[40];
+                line(&b, "%s{agent=\"%s\"} %s\n", am[m].name, v[i]->name,
+                     rqd_json_number_text(val[m], num, sizeof num));
             }
         }
         free(st);

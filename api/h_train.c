@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "../storage/store.h"
+#include "../common/rqd_json.h"
 #include "internal.h"
 #include "json_in.h"
 
@@ -17,11 +18,11 @@ static cJSON *stats_row_json(const store_stats_row *row)
 {
     cJSON *e = cJSON_CreateObject();
     if (row->row > 0)
-        cJSON_AddNumberToObject(e, "row", (double)row->row);
+        rqd_json_add_int(e, "row", row->row);
     else
         cJSON_AddNullToObject(e, "row");
-    cJSON_AddNumberToObject(e, "update", (double)row->update);
-    cJSON_AddNumberToObject(e, "env_steps", (double)row->env_steps);
+    rqd_json_add_int(e, "update", row->update);
+    rqd_json_add_int(e, "env_steps", row->env_steps);
     cJSON_AddNumberToObject(e, "time", row->time);
     api_json_num_or_null(e, "actor_loss", row->actor_loss);
     api_json_num_or_null(e, "critic_loss", row->critic_loss);
@@ -56,7 +57,7 @@ static int after_train(api_req *r)
     }
     row.train_time = r->w.train_time; /* this call's updates (API.md) */
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "updates", (double)r->w.updates);
+    rqd_json_add_int(o, "updates", r->w.updates);
     cJSON_AddItemToObject(o, "stats", stats_row_json(&row));
     return api_reply_json_take(r, 200, o);
 }
@@ -172,13 +173,13 @@ int h_stats(api_req *r)
 static cJSON *ckpt_json(const store_ckpt_info *c)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)c->id);
-    cJSON_AddNumberToObject(o, "updates", (double)c->updates);
-    cJSON_AddNumberToObject(o, "env_steps", (double)c->env_steps);
+    rqd_json_add_int(o, "id", c->id);
+    rqd_json_add_int(o, "updates", c->updates);
+    rqd_json_add_int(o, "env_steps", c->env_steps);
     cJSON_AddStringToObject(o, "created_at", c->created_at);
-    cJSON_AddNumberToObject(o, "bytes", (double)c->bytes);
+    rqd_json_add_int(o, "bytes", c->bytes);
     cJSON_AddBoolToObject(o, "automatic", c->automatic);
-    cJSON_AddNumberToObject(o, "policy_version", (double)c->policy_version);
+    rqd_json_add_int(o, "policy_version", c->policy_version);
     return o;
 }
 

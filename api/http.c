@@ -36,6 +36,7 @@
 #include <netinet/in.h>
 
 #include "../common/rqd_hist.h"
+#include "../common/rqd_limits.h"
 #include "../daemon/log.h"
 #include "internal.h"
 #include "json_in.h"
@@ -164,7 +165,14 @@ const char *api_query(api_req *r, const char *key)
 
 cJSON *api_body_json(api_req *r, rqd_err *err)
 {
-    return api_json_parse(r->body.len ? (const char *)r->body.data : "", r->body.len, err);
+    return api_body_json_bounded(r, NULL, 0, NULL, err);
+}
+
+cJSON *api_body_json_bounded(api_req *r, const api_json_bound *b, int nb, api_json_span *each,
+                             rqd_err *err)
+{
+    return api_json_parse_bounded(r->body.len ? (const char *)r->body.data : "", r->body.len,
+                                  b, nb, each, err);
 }
 
 /* "application/json" in any case, parameters such as charset allowed. */
@@ -198,26 +206,133 @@ static int token_ok(api_server *s, const char *auth)
     return diff == 0;
 }
 
+/* ------------------------------------------------------------------ framing */
+
+/* What RFC 9112 requires a server to refuse in a request's head, found by one walk over
+ * its header lines. MHD 0.9.75 takes the first of two Content-Length lines, keeps a name
+ * with a space before its colon ("Transfer-Encoding : chunked") as another header
+ * (its check is inverted: only with strict_for_client -1), and answers HTTP/1.1 without
+ * Host. A proxy in front may read each of these the other way, and then the two disagree
+ * on where a request ends: that is request smuggling. */
+typedef struct {
+    int content_length;  /* Content-Length lines */
+    int host;            /* Host lines */
+    const char *bad;     /* the first name that is not an RFC 9110 token, or NULL */
+} head_census;
+
+static int is_token(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", *s)))
+            return 0;
+    return 1;
+}
+
+static enum MHD_Result census_line(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    head_census *c = cls;
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        c->content_length++;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+        c->host++;
+    if (c->bad == NULL && !is_token(key))
+        c->bad = key;
+    return MHD_YES;
+}
+
+/* 400 and close: where this request ends, and so where the next one begins, is in
+ * doubt, so nothing more is read from the connection. */
+static int refuse_framing(api_req *r, const char *detail)
+{
+    struct MHD_Response *resp = problem_response(400, "Bad Request", "invalid_argument", detail);
+    if (resp)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    return api_queue(r, 400, resp, "application/problem+json");
+}
+
+/* Refuses a request head that RFC 9112 says a server must refuse (400 and close);
+ * returns -1 when the head is acceptable. */
+static int check_framing(api_req *r, const char *version)
+{
+    head_census c = {0, 0, NULL};
+    char d[160], shown[64];
+    size_t i;
+
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, census_line, &c);
+    if (c.bad) {
+        for (i = 0; c.bad[i] && i + 1 < sizeof shown; i++) /* printable ASCII only */
+            shown[i] = c.bad[i] >= ' ' && c.bad[i] < 0x7f ? c.bad[i] : '?';
+        shown[i] = '\0';
+        snprintf(d, sizeof d, "the header name '%s' is not a token: no space may come before "
+                 "the colon (RFC 9112 5.1)", shown);
+        return refuse_framing(r, d);
+    }
+    if (c.content_length > 1)
+        return refuse_framing(r, "a request may carry one Content-Length header; this one "
+                                 "has several (RFC 9112 6.3)");
+    if (c.content_length &&
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        return refuse_framing(r, "a request may not carry both Content-Length and "
+                                 "Transfer-Encoding");
+    if (c.host > 1)
+        return refuse_framing(r, "a request may carry one Host header; this one has several "
+                                 "(RFC 9112 3.2)");
+    if (c.host == 0 && strncmp(version, "HTTP/1.", 7) == 0 && strcmp(version, "HTTP/1.0") != 0)
+        return refuse_framing(r, "an HTTP/1.1 request needs a Host header (RFC 9112 3.2)");
+    return -1;
+}
+
+/* Stands for a request whose URL had more than RQD_MAX_QUERY_PARAMS query parameters
+ * (on_uri), in *req_cls until on_request's first call. */
+static char too_many_params;
+
+/* MHD_OPTION_URI_LOG_CALLBACK: the URL before MHD splits its query. MHD keeps each
+ * parameter in the connection's 32 KiB pool and, once that is full, neither answers nor
+ * closes (0.9.75 queues a 431 but goes on reading headers into the spent pool), so a
+ * URL with about 500 parameters left the connection silent until the timeout. Past the
+ * limit the query is cut here, in MHD's own buffer (the text after '?' is what MHD
+ * splits next), and the request is answered 414 in on_request. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    const char *q = uri ? strchr(uri, '?') : NULL;
+    int params = 1;
+    (void)cls;
+    (void)conn;
+    if (q == NULL)
+        return NULL;
+    for (const char *p = q + 1; *p && params <= RQD_MAX_QUERY_PARAMS; p++)
+        params += *p == '&';
+    if (params <= RQD_MAX_QUERY_PARAMS)
+        return NULL;
+    ((char *)q)[1] = '\0';
+    return &too_many_params;
+}
+
 /* ------------------------------------------------------------------ lifecycle */
 
-static int first_call(api_server *s, api_req *r, const char *url, const char *method)
+static int first_call(api_server *s, api_req *r, const char *url, const char *method,
+                      const char *version, int params_cut)
 {
     char allow[128];
-    int known;
+    int known, framing;
 
     if (atomic_load(&s->stopping))
         return api_problem_status(r, 503, "unavailable", "the daemon is shutting down");
-    /* Both framings at once is how requests are smuggled past a proxy that reads the
-     * other one (RFC 9112 6.1): refuse, and close, since where this request ends and the
-     * next begins is in doubt. MHD itself would go by Transfer-Encoding. */
-    if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) &&
-        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
-        struct MHD_Response *resp = problem_response(
-            400, "Bad Request", "invalid_argument",
-            "a request may not carry both Content-Length and Transfer-Encoding");
-        if (resp)
+    if ((framing = check_framing(r, version)) >= 0)
+        return framing;
+    if (params_cut) {
+        char d[120];
+        snprintf(d, sizeof d, "the URL has more than %d query parameters", RQD_MAX_QUERY_PARAMS);
+        struct MHD_Response *resp = problem_response(414, "URI Too Long", "invalid_argument", d);
+        if (resp) /* the query was cut: what the client meant is not what MHD holds now */
             MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-        return api_queue(r, 400, resp, "application/problem+json");
+        return api_queue(r, 414, resp, "application/problem+json");
     }
     r->route = api_route_match(method, url, r, &known, allow, sizeof allow, &r->route_index);
     if (r->route == NULL) {
@@ -283,9 +398,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     api_server *s = cls;
     api_req *r = *req_cls;
-    (void)version;
+    int params_cut = r == (api_req *)(void *)&too_many_params;
 
-    if (r == NULL) { /* first call: headers only */
+    if (r == NULL || params_cut) { /* first call: headers only */
         r = calloc(1, sizeof *r);
         if (r == NULL)
             return MHD_NO;
@@ -299,7 +414,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->dl = api_deadline_of(conn);
         api_deadline_headers_done(s, r->dl);
         *req_cls = r;
-        return (enum MHD_Result)first_call(s, r, url, method);
+        return (enum MHD_Result)first_call(s, r, url, method, version, params_cut);
     }
     if (r->answered) { /* answered early: swallow the rest of the upload */
         api_deadline_body(s, r->dl, *size);
@@ -339,7 +454,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     api_req *r = *req_cls;
     (void)conn;
     (void)toe;
-    if (r == NULL)
+    if (r == NULL || r == (api_req *)(void *)&too_many_params) /* never reached on_request */
         return;
     double dt = api_mono() - r->t0;
     int idx = r->route_index >= 0 ? r->route_index : API_MAX_ROUTES;
@@ -555,6 +670,7 @@ int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *e
         MHD_OPTION_NOTIFY_CONNECTION, api_deadline_on_connection, &h->s,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)o->max_per_ip,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
         MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
     if (h->s.mhd == NULL) {

@@ -8,6 +8,7 @@
 
 #include "../common/rqd_buf.h"
 #include "api.h"
+#include "json_scan.h"
 
 typedef struct cJSON cJSON;
 typedef struct api_req api_req;
@@ -112,8 +113,12 @@ int api_problem(api_req *r, const rqd_err *e);
 int api_problem_status(api_req *r, unsigned status, const char *code, const char *detail);
 
 /* ---- input ---- */
-/* The body as strict JSON (object unless any_type), or NULL with err filled. */
+/* The body as strict JSON, or NULL with err filled (api_json_parse). */
 cJSON *api_body_json(api_req *r, rqd_err *err);
+/* The same under a route's bounds (api_json_parse_bounded: *each, when not NULL, gets
+ * the text of an array left out of the tree to be read one element at a time). */
+cJSON *api_body_json_bounded(api_req *r, const api_json_bound *b, int nb, api_json_span *each,
+                             rqd_err *err);
 const char *api_query(api_req *r, const char *key);
 /* The paging query of stats and evaluations: ?since= (>= 0, default 0), &limit= (1 ...
  * 100000, default 1000), &format=json|csv. RQD_EINVAL naming the parameter. */

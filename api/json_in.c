@@ -1,4 +1,5 @@
-/* api/json_in.c: the strict JSON readers. */
+/* api/json_in.c: the strict JSON readers, and the trees they read: built only from text
+ * that api/json_scan.c has passed, so that no tree is larger than its limits allow. */
 #include "json_in.h"
 
 #include <cjson/cJSON.h>
@@ -7,46 +8,67 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "json_scan.h"
+
 cJSON *api_json_parse(const char *text, size_t len, rqd_err *err)
 {
-    const char *end = NULL;
-    if (len == 0) {
-        rqd_err_set(err, RQD_EINVAL, "", "the body is empty; a JSON object is expected");
-        return NULL;
-    }
-    cJSON *v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (v == NULL) {
-        size_t off = end && end >= text ? (size_t)(end - text) : 0;
-        rqd_err_set(err, RQD_EINVAL, "", "malformed JSON at byte offset %zu", off);
-        return NULL;
-    }
-    for (const char *p = end; p < text + len; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
-            rqd_err_set(err, RQD_EINVAL, "", "malformed JSON at byte offset %zu: trailing data",
-                        (size_t)(p - text));
+    return api_json_parse_bounded(text, len, NULL, 0, NULL, err);
+}
+
+cJSON *api_json_parse_span(api_json_span v, rqd_err *err)
+{
+    /* The scan passed the text, so cJSON can only fail for memory. */
+    cJSON *t = cJSON_ParseWithLengthOpts(v.p, v.n, NULL, 0);
+    if (t == NULL)
+        rqd_err_set(err, RQD_ENOMEM, "", "out of memory reading the body");
+    return t;
+}
+
+/* The top-level object of scanned text, member by member, with an empty array in place
+ * of each member whose bit is set in marked (the first of them goes to *each). */
+static cJSON *parse_members(api_json_span body, unsigned long long marked, api_json_span *each,
+                            rqd_err *err)
+{
+    api_json_span key, val;
+    cJSON *o = cJSON_CreateObject();
+
+    while (body.n > 0 && body.p[0] != '{') /* leading and trailing whitespace */
+        body.p++, body.n--;
+    while (body.n > 0 && body.p[body.n - 1] != '}')
+        body.n--;
+    api_json_iter it = api_json_iter_of(body);
+    for (int i = 0; o && api_json_next_member(&it, &key, &val); i++) {
+        cJSON *k = cJSON_ParseWithLengthOpts(key.p, key.n, NULL, 0), *v;
+        if (marked >> i & 1) {
+            v = cJSON_CreateArray();
+            if (each && each->p == NULL)
+                *each = val;
+        } else {
+            v = cJSON_ParseWithLengthOpts(val.p, val.n, NULL, 0);
+        }
+        if (k == NULL || v == NULL || !cJSON_AddItemToObject(o, k->valuestring, v)) {
             cJSON_Delete(v);
-            return NULL;
+            cJSON_Delete(o);
+            o = NULL;
         }
-    /* cJSON keeps strings NUL-terminated: "a\u0000b" would silently become "a" (an agent
-     * name, env_id or batch_id other than the one sent). The text is valid JSON here, so
-     * a plain scan of its strings finds the escape. */
-    int in_str = 0;
-    for (const char *p = text; p < end; p++) {
-        if (!in_str) {
-            in_str = *p == '"';
-        } else if (*p == '"') {
-            in_str = 0;
-        } else if (*p == '\\') {
-            if (p + 5 < end && p[1] == 'u' && memcmp(p + 2, "0000", 4) == 0) {
-                rqd_err_set(err, RQD_EINVAL, "", "a string holds \\u0000 at byte offset %zu; "
-                            "strings may not contain U+0000", (size_t)(p - text));
-                cJSON_Delete(v);
-                return NULL;
-            }
-            p++; /* the escaped character */
-        }
+        cJSON_Delete(k);
     }
-    return v;
+    if (o == NULL)
+        rqd_err_set(err, RQD_ENOMEM, "", "out of memory reading the body");
+    return o;
+}
+
+cJSON *api_json_parse_bounded(const char *text, size_t len, const api_json_bound *b, int nb,
+                              api_json_span *each, rqd_err *err)
+{
+    unsigned long long marked = 0;
+    if (each)
+        *each = (api_json_span){NULL, 0};
+    if (api_json_scan(text, len, b, nb, &marked, err) < 0)
+        return NULL;
+    if (marked == 0)
+        return api_json_parse_span((api_json_span){text, len}, err);
+    return parse_members((api_json_span){text, len}, marked, each, err);
 }
 
 static void join(char *out, size_t cap, const char *path, const char *key)
@@ -87,11 +109,22 @@ const cJSON *api_json_need(const cJSON *obj, const char *path, const char *key, 
 
 int api_json_float(const cJSON *v, const char *field, float *out, rqd_err *err)
 {
+    return api_json_value(v, field, FLT_MAX, out, err);
+}
+
+int api_json_value(const cJSON *v, const char *field, double max_abs, float *out, rqd_err *err)
+{
     if (!cJSON_IsNumber(v))
         return rqd_err_set(err, RQD_EINVAL, field, "%s must be a number", field);
     double d = v->valuedouble;
     if (!isfinite(d) || fabs(d) > FLT_MAX)
         return rqd_err_set(err, RQD_EINVAL, field, "%s must be a finite float32 number", field);
+    if (d > max_abs)
+        return rqd_err_set(err, RQD_EINVAL, field, "%s %.10g is over the limit of %g "
+                           "(--max-abs-value)", field, d, max_abs);
+    if (d < -max_abs)
+        return rqd_err_set(err, RQD_EINVAL, field, "%s %.10g is below the limit of -%g "
+                           "(--max-abs-value)", field, d, max_abs);
     *out = (float)d;
     return RQD_OK;
 }
@@ -118,6 +151,12 @@ int api_json_int(const cJSON *v, const char *field, long long lo, long long hi, 
 int api_json_floats(const cJSON *v, const char *field, int n, const char *what, float *out,
                     rqd_err *err)
 {
+    return api_json_values(v, field, n, what, FLT_MAX, out, err);
+}
+
+int api_json_values(const cJSON *v, const char *field, int n, const char *what, double max_abs,
+                    float *out, rqd_err *err)
+{
     char sub[160];
     int i = 0, rc;
     if (!cJSON_IsArray(v))
@@ -127,7 +166,7 @@ int api_json_floats(const cJSON *v, const char *field, int n, const char *what, 
         return rqd_err_set(err, RQD_EINVAL, field, "%s has %d values; %s %d", field, got, what, n);
     for (const cJSON *c = v->child; c; c = c->next, i++) {
         snprintf(sub, sizeof sub, "%s[%d]", field, i);
-        if ((rc = api_json_float(c, sub, &out[i], err)) < 0)
+        if ((rc = api_json_value(c, sub, max_abs, &out[i], err)) < 0)
             return rc;
     }
     return RQD_OK;

@@ -52,9 +52,40 @@
 /* Longest env_id string. */
 #define RQD_MAX_ENV_ID 128
 
+/* The shape of a JSON request body, checked by api/json_scan.c before any tree is built.
+ * cJSON spends about 80 bytes of heap on every value, so a 16 MiB body of "0," would
+ * be 640 MiB of tree; these bound every tree to about 1.5 MiB. Arrays longer than
+ * RQD_MAX_JSON_ARRAY (a batch of observations, the rows of a post) are read one
+ * element at a time, each element a tree of its own.
+ * - nesting: the deepest body (transitions[].obs[]) is 4 levels;
+ * - fields in one object: a config has 26;
+ * - elements of an array that no route bounds otherwise: the largest obs_dim;
+ * - values (numbers, strings, literals, arrays, objects) in one tree: an agent's
+ *   create body with act_dim 256 has about 600, a transition row 2*obs_dim + act_dim
+ *   + 7, at most 8455;
+ * - characters of a number: cJSON reads at most 63 and would fail past them. */
+#define RQD_MAX_JSON_DEPTH 16
+#define RQD_MAX_JSON_MEMBERS 64
+#define RQD_MAX_JSON_ARRAY RQD_MAX_OBS_DIM
+#define RQD_MAX_JSON_VALUES 16384
+#define RQD_MAX_JSON_NUMBER 63
+
+/* Query parameters in one URL. libmicrohttpd keeps each in its 32 KiB per-connection
+ * pool and, once that is full, leaves the connection without an answer; no route takes
+ * more than three, so past 64 the request is refused (414) before MHD stores any. */
+#define RQD_MAX_QUERY_PARAMS 64
+
 /* Every counter (env_steps, updates, policy_version, ...) stays at or below 2^53 - 1: JSON
- * numbers are exact only that far (API.md), and no sum of counters can overflow. */
+ * numbers are exact only that far (API.md), and no sum of counters can overflow. A
+ * checkpoint with a counter past it is refused, and an add, update or version bump that
+ * would pass it is refused instead (at 10^6 updates/s it takes 285 years to get there). */
 #define RQD_MAX_COUNTER ((1LL << 53) - 1)
+
+/* 1 when a counter at 'have' may grow by n (>= 0) and stay within RQD_MAX_COUNTER. */
+static inline int rqd_count_room(long long have, long long n)
+{
+    return have >= 0 && n >= 0 && n <= RQD_MAX_COUNTER - have;
+}
 
 /* Defaults of the limits that are not array sizes; their flags may raise them. */
 #define RQD_DEFAULT_TRANSITIONS_PER_POST 65536 /* API.md; the body limit bounds it too */

@@ -313,7 +313,14 @@ int rqd_ckpt_restore(rqd_agent *a, int64_t id, rqd_err *err)
     free(blob);
     if (rc < 0)
         return rc;
-    if ((rc = rqd__write_begin_any(a, err)) < 0) { /* a restore brings an agent back */
+    /* A restore brings an unavailable agent back, but not one the loader is loading. */
+    if ((rc = rqd__write_begin_any(a, err)) == RQD_OK &&
+        atomic_load(&a->status) == RQD_AGENT_LOADING) {
+        rqd__write_end(a);
+        rc = rqd_err_set(err, RQD_EUNAVAIL, "name", "agent '%s' is still loading; retry "
+                         "shortly", a->name);
+    }
+    if (rc < 0) {
         redq_agent_free(core);
         return rc;
     }

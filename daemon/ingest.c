@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/rqd_json.h"
 #include "internal.h"
 #include "log.h"
 
@@ -139,9 +140,9 @@ static char *answer_json(int n, long long env_steps, double pending)
 {
     cJSON *o = cJSON_CreateObject();
     char *s = NULL;
-    if (o && cJSON_AddNumberToObject(o, "accepted", n) &&
-        cJSON_AddNumberToObject(o, "env_steps", (double)env_steps) &&
-        cJSON_AddNumberToObject(o, "pending_updates", pending))
+    if (o && rqd_json_add_int(o, "accepted", n) &&
+        rqd_json_add_int(o, "env_steps", env_steps) &&
+        rqd_json_add_number(o, "pending_updates", pending))
         s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;

@@ -38,6 +38,14 @@ struct rqd_registry {
     atomic_llong next_stats_row;    /* stats rows are numbered when made (API.md: a train
                                        answer names its row) */
     atomic_int refuse_waits;        /* shutdown has begun */
+
+    store_agent_row *load_rows;     /* the agents to load (rqd_registry_load) */
+    int n_load_rows;
+    pthread_t loader;
+    int have_loader;
+    atomic_int load_stop;
+    void (*loaded_cb)(void *arg, int n);
+    void *loaded_arg;
 };
 
 /* Monotonic seconds, and the current UTC time as RFC 3339 with milliseconds. */

@@ -160,11 +160,17 @@ typedef struct {
     rqd_limits limits;        /* what a request may create; stored agents load regardless */
 } rqd_registry_opts;
 
-/* Opens the database, reloads every agent (config, latest checkpoint, replay buffer,
- * counters, open episodes), and starts the writer and the trainers. An agent that cannot
- * be reloaded is kept, unavailable, with the reason (API.md); only a database that
- * cannot be opened fails the call. */
+/* Opens the database, lists every stored agent as "loading", and starts the writer and
+ * the trainers; rqd_registry_load then reloads each (config, latest checkpoint, replay
+ * buffer, counters, open episodes). An agent that cannot be reloaded is kept,
+ * unavailable, with the reason (API.md); only a database that cannot be opened fails. */
 int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *err);
+/* Loads the agents rqd_registry_open listed as "loading", one after the other on a
+ * thread of its own, while the daemon serves the others; done(arg, n) runs on that
+ * thread once all are loaded (not when the registry is shut down first). */
+int rqd_registry_load(rqd_registry *r, void (*done)(void *arg, int n), void *arg, rqd_err *err);
+/* Agents still loading (GET /v1/health). */
+int rqd_registry_loading(rqd_registry *r);
 /* From now on waits for training are refused (RQD_EUNAVAIL): shutdown has begun. */
 void rqd_registry_refuse_waits(rqd_registry *r);
 /* Stops trainers after their current chunk, checkpoints every agent, stops the writer. */

@@ -3,6 +3,7 @@
 #include "settings.h"
 
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,8 @@
 #define REDQD_VERSION "0.1.0"
 #endif
 
-enum { T_STR, T_INT, T_SIZE, T_LEVEL, T_SYNC };
+/* T_MAGNITUDE: a positive float32 bound, written as a C number ("1e9"). */
+enum { T_STR, T_INT, T_SIZE, T_LEVEL, T_SYNC, T_MAGNITUDE };
 
 typedef struct {
     const char *name;  /* config-file key; flag is --name with '_' as '-' */
@@ -97,6 +99,9 @@ static const setting table[] = {
      1 << 20, "observations in one act request"},
     {"max_open_episodes", "REDQD_MAX_OPEN_EPISODES", T_INT, OFF(limits.open_episodes), 0,
      "10000", 1, 10000000, "episodes one agent may have open at once"},
+    {"max_abs_value", "REDQD_MAX_ABS_VALUE", T_MAGNITUDE, OFF(limits.max_abs_value), 0, "1e9",
+     0, 0, "largest magnitude of an observation, reward or action bound a request may carry "
+     "(a positive number; past 1e9 an update's sums may overflow float32)"},
     {"config", "REDQD_CONFIG", T_STR, OFF(config_file), CAP(config_file), "", 0, 0,
      "config file: one 'key = value' per line, keys as above with '_'"},
     {NULL, NULL, 0, 0, 0, NULL, 0, 0, NULL},
@@ -158,6 +163,15 @@ static int apply(rqd_settings *s, const setting *t, const char *v, const char *s
                                "%s=%s: must be error, warning, notice, info or debug (%s)", t->name, v, source);
         *(int *)base = (int)n;
         return 0;
+    case T_MAGNITUDE: {
+        errno = 0;
+        double d = strtod(v, &end);
+        if (errno || end == v || *end || !(d > 0) || !(d <= FLT_MAX))
+            return rqd_err_set(err, RQD_EINVAL, t->name, "%s=%s: must be a positive number of "
+                               "at most %g (%s)", t->name, v, (double)FLT_MAX, source);
+        *(double *)base = d;
+        return 0;
+    }
     case T_SYNC:
         if (strcmp(v, "normal") != 0 && strcmp(v, "full") != 0)
             return rqd_err_set(err, RQD_EINVAL, t->name, "%s=%s: must be normal or full (%s)",

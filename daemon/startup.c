@@ -215,6 +215,123 @@ static rqd_agent *unavailable_agent(rqd_registry *r, store *s, const store_agent
     return a;
 }
 
+/* Under a->ingest_mu and a->mu: the placeholder a takes what load_agent built in f. */
+static void adopt(rqd_agent *a, rqd_agent *f)
+{
+    pthread_rwlock_wrlock(&a->core_rw); /* acts read core under the read lock */
+    a->core = f->core;
+    f->core = NULL;
+    pthread_rwlock_unlock(&a->core_rw);
+    a->pending = f->pending;
+    a->have_ckpt = f->have_ckpt;
+    a->last_ckpt = f->last_ckpt;
+    a->policy_lease = f->policy_lease;
+    a->last_auto_ckpt = f->last_auto_ckpt;
+    a->ups_mark_updates = f->ups_mark_updates;
+    a->episodes = f->episodes;
+    a->n_open = f->n_open;
+    f->episodes = NULL;
+    a->episodes_done = f->episodes_done;
+    a->last_return = f->last_return;
+    a->returns = f->returns;
+    memset(&f->returns, 0, sizeof f->returns);
+    free(a->config_json);
+    a->config_json = NULL;
+    a->error[0] = '\0';
+    atomic_store(&a->status, RQD_AGENT_OK);
+}
+
+/* Loads one listed agent; false when the registry is stopping. */
+static int load_one(rqd_registry *r, store *s, const store_agent_row *row)
+{
+    rqd_agent *a = rqd_agent_find(r, row->name), *f = NULL;
+    rqd_err why = {0};
+    if (a == NULL || a->id != row->id) { /* deleted (and maybe made again) meanwhile */
+        rqd_agent_put(a);
+        return 1;
+    }
+    int rc = load_agent(r, s, row, &f, &why);
+    pthread_mutex_lock(&a->ingest_mu);
+    rqd_agent_lock(a);
+    if (a->deleted) {
+        /* nothing to keep */
+    } else if (rc == RQD_OK) {
+        adopt(a, f);
+        rqd__policy_lease(a); /* durable before anything can be published */
+    } else {
+        rqd__agent_fail(a, "%s", why.msg);
+        LOG(LOG_ERR, "agent %s: cannot be reloaded, kept as unavailable: %s", row->name,
+            why.msg);
+    }
+    pthread_mutex_unlock(&a->mu);
+    pthread_mutex_unlock(&a->ingest_mu);
+    rqd__agent_destroy(f);
+    rqd_sched_kick(a);
+    rqd_agent_put(a);
+    return !atomic_load(&r->load_stop);
+}
+
+static void *loader_main(void *p)
+{
+    rqd_registry *r = p;
+    rqd_err err = {0};
+    double t0 = rqd__mono();
+    int done = 0;
+    pthread_setname_np(pthread_self(), "redqd-loader");
+    store *s = rqd_reader_get(r, &err);
+    for (int i = 0; i < r->n_load_rows; i++) {
+        if (s == NULL) { /* no connection: every agent says why */
+            rqd_agent *a = rqd_agent_find(r, r->load_rows[i].name);
+            if (a) {
+                rqd_agent_lock(a);
+                if (atomic_load(&a->status) == RQD_AGENT_LOADING)
+                    rqd__agent_fail(a, "the database could not be read: %s", err.msg);
+                pthread_mutex_unlock(&a->mu);
+                rqd_agent_put(a);
+            }
+            continue;
+        }
+        if (!load_one(r, s, &r->load_rows[i]))
+            break;
+        done++;
+    }
+    rqd_reader_put(r, s);
+    if (!atomic_load(&r->load_stop)) {
+        LOG(LOG_NOTICE, "%d agents loaded in %.2f s", done, rqd__mono() - t0);
+        if (r->loaded_cb)
+            r->loaded_cb(r->loaded_arg, done);
+    }
+    return NULL;
+}
+
+int rqd_registry_load(rqd_registry *r, void (*done)(void *arg, int n), void *arg, rqd_err *err)
+{
+    r->loaded_cb = done;
+    r->loaded_arg = arg;
+    if (pthread_create(&r->loader, NULL, loader_main, r) != 0)
+        return rqd_err_set(err, RQD_EINTERNAL, "", "cannot start the loader thread");
+    r->have_loader = 1;
+    return RQD_OK;
+}
+
+static void loader_stop(rqd_registry *r)
+{
+    atomic_store(&r->load_stop, 1);
+    if (r->have_loader)
+        pthread_join(r->loader, NULL);
+    r->have_loader = 0;
+}
+
+int rqd_registry_loading(rqd_registry *r)
+{
+    int k = 0;
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->n; i++)
+        k += atomic_load(&r->agents[i]->status) == RQD_AGENT_LOADING;
+    pthread_mutex_unlock(&r->mu);
+    return k;
+}
+
 int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *err)
 {
     rqd_registry *r = calloc(1, sizeof *r);
@@ -251,18 +368,15 @@ int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *e
     }
     if ((rc = store_agent_list(s, &rows, &n, err)) < 0)
         goto fail;
-    /* One agent's bad state takes down that agent only (API.md): it is kept, unavailable. */
+    /* Every agent is listed at once, "loading" (its stored name, shape and counters);
+     * rqd_registry_load gives each its learner while the daemon already serves. */
     for (int i = 0; i < n; i++) {
-        rqd_agent *a = NULL;
-        rqd_err why = {0};
-        if (load_agent(r, s, &rows[i], &a, &why) < 0) {
-            LOG(LOG_ERR, "agent %s: cannot be reloaded, kept as unavailable: %s", rows[i].name,
-                why.msg);
-            if ((a = unavailable_agent(r, s, &rows[i], why.msg)) == NULL) {
-                rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory reloading agents");
-                goto fail;
-            }
+        rqd_agent *a = unavailable_agent(r, s, &rows[i], "");
+        if (a == NULL) {
+            rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory listing agents");
+            goto fail;
         }
+        atomic_store(&a->status, RQD_AGENT_LOADING);
         if ((rc = rqd__table_insert(r, a, err)) < 0) {
             rqd__agent_destroy(a);
             goto fail;
@@ -271,19 +385,12 @@ int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *e
     if ((rc = store_stats_next_row(s, &next_row, err)) < 0)
         goto fail;
     atomic_store(&r->next_stats_row, next_row);
-    store_agent_rows_free(rows, n);
+    r->load_rows = rows;
+    r->n_load_rows = n;
     rows = NULL;
     if ((rc = rqd_writer_start(s, &r->writer, err)) < 0)
         goto fail;
     s = NULL; /* the writer owns it */
-    /* New policy leases, durable before anything can be published. */
-    for (int i = 0; i < r->n; i++) {
-        rqd_agent *a = r->agents[i];
-        rqd_agent_lock(a);
-        if (a->core)
-            rqd__policy_lease(a);
-        pthread_mutex_unlock(&a->mu);
-    }
     if ((rc = rqd__trainers_start(r, o->trainer_threads, err)) < 0)
         goto fail;
     for (int i = 0; i < r->n; i++)
@@ -299,6 +406,7 @@ fail:
 
 void rqd_registry_shutdown(rqd_registry *r)
 {
+    loader_stop(r);
     rqd__trainers_stop(r);
     rqd_registry_wake_waiters(r, RQD_EUNAVAIL, 0);
     rqd_agent **v;
@@ -322,6 +430,7 @@ void rqd_registry_free(rqd_registry *r)
 {
     if (r == NULL)
         return;
+    loader_stop(r);
     rqd__trainers_stop(r);
     /* Readers first: the connection closed last checkpoints the WAL into redqd.db and
      * removes it, and only the read-write one can (a read-only connection cannot take
@@ -334,6 +443,7 @@ void rqd_registry_free(rqd_registry *r)
         rqd_agent_put(r->agents[i]);
     free(r->agents);
     free(r->reserved);
+    store_agent_rows_free(r->load_rows, r->n_load_rows);
     free(r->q);
     free(r->trainers);
     free(r->db_path);

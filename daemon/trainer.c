@@ -156,19 +156,21 @@ static long long to_boundary(const redq_config *c, long long updates)
     return k;
 }
 
-/* Under a->mu: counts a skipped (non-finite) update; after RQD_MAX_SKIPPED_RUN in a row
- * the agent stops itself: its data keeps poisoning every batch it draws. */
-static void count_skipped(rqd_agent *a, int skipped)
+/* Under a->mu: counts an update whose critic step was skipped as non-finite (it changed
+ * nothing: state.skipped_updates), or whose actor step was. After RQD_MAX_SKIPPED_RUN in
+ * a row of either kind the agent stops itself: its data keeps poisoning the batches. */
+static void count_skipped(rqd_agent *a, const redq_stats *one)
 {
-    if (skipped == 0) {
+    if (one->skipped == 0 && one->actor_skipped == 0) {
         a->skipped_run = 0;
         return;
     }
-    a->skipped_total += skipped;
-    a->skipped_run += skipped;
-    if (a->skipped_run == skipped || a->skipped_run % 10 == 0)
-        LOG(LOG_WARNING, "agent %s: update skipped: its loss or gradients were not finite "
-            "(%d in a row, %lld in all)", a->name, a->skipped_run, a->skipped_total);
+    a->skipped_total += one->skipped;
+    a->skipped_run++;
+    if (a->skipped_run == 1 || a->skipped_run % 10 == 0)
+        LOG(LOG_WARNING, "agent %s: %s skipped: its loss or gradients were not finite "
+            "(%d in a row, %lld updates skipped in all)", a->name,
+            one->skipped ? "update" : "actor step", a->skipped_run, a->skipped_total);
     if (a->skipped_run >= RQD_MAX_SKIPPED_RUN) {
         rqd__agent_fail(a, "paused itself after %d updates in a row whose loss or gradients "
                         "were not finite (its replay data or settings make training diverge); "
@@ -211,7 +213,7 @@ static rqd_waiter *run_chunk(rqd_agent *a, const redq_exec *ex, rqd_waiter **fai
             break;
         }
         done++; /* a skipped update is done too: what it owed is not owed again */
-        count_skipped(a, one.skipped);
+        count_skipped(a, &one);
         if (one.skipped == 0) {
             double spent = st.train_time + one.train_time;
             int actor = st.actor_updated | one.actor_updated;

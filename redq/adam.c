@@ -1,4 +1,4 @@
-/* redq/adam.c: Adam, the linear schedule, Polyak averaging.
+/* redq/adam.c: Adam, the linear schedule, Polyak averaging, the magnitude scan.
  *
  * These loops touch every parameter of the ensemble once per update (for REDQ's
  * default 10 x [256, 256] critics, 670k floats, 10 MB of traffic), so they are built for
@@ -7,6 +7,8 @@
 #include "adam.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #if defined(__clang__) /* clang 14 resolves target_clones differently: plain build */
 #define CLONES
@@ -55,4 +57,24 @@ void redq__polyak(float *restrict targ, const float *restrict cur, size_t n, flo
 {
     for (size_t i = 0; i < n; i++)
         targ[i] += tau * (cur[i] - targ[i]);
+}
+
+/* |x| as bits orders like |x| itself for finite values, and inf (0x7f800000) and every
+ * NaN (above it) sort past them all. */
+static uint32_t abs_bits(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u & 0x7fffffffu;
+}
+
+CLONES
+int redq__all_below(const float *restrict x, size_t n, float bound)
+{
+    uint32_t worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = abs_bits(x[i]);
+        worst = u > worst ? u : worst;
+    }
+    return worst < abs_bits(bound);
 }

@@ -274,7 +274,7 @@ int redq_agent_act(redq_agent *a, const float *obs, int n, int mode, float *out,
             int j = (int)(i % A);
             out[i] = a->low[j] + (a->high[j] - a->low[j]) * redq_rng_uniform(&a->rng_act);
         }
-        return RQD_OK;
+        return redq__actions_check(out, n, A, err); /* bounds near FLT_MAX overflow */
     }
     redq_policy *p = redq_agent_policy(a);
     if (mode == REDQ_EVAL && deterministic) {
@@ -297,6 +297,7 @@ int redq_agent_act(redq_agent *a, const float *obs, int n, int mode, float *out,
     for (int b = 0; b < n; b++)
         redq__scale_to_env(out + (size_t)b * (size_t)A, out + (size_t)b * (size_t)A, a->low,
                            a->high, A, c->action_scaling, c->bound_clip);
+    rc = redq__actions_check(out, n, A, err);
 out:
     free(head);
     free(logp);
@@ -309,6 +310,9 @@ int redq_agent_add(redq_agent *a, const redq_transition *t, int n, rqd_err *err)
     float act[RQD_MAX_ACT_DIM];
     int rc;
 
+    if (!rqd_count_room(a->env_steps, n) || !redq__replay_room(&a->replay, n))
+        return rqd_err_set(err, RQD_ECONFLICT, "transitions", "%d more transitions would take "
+                           "the agent's env_steps or replay counters past 2^53 - 1", n);
     for (int i = 0; i < n; i++) { /* all or nothing: validate the whole batch first */
         int bad = !isfinite(t[i].reward);
         for (int j = 0; j < a->S && !bad; j++)
@@ -400,15 +404,21 @@ int redq_agent_set_config(redq_agent *a, const redq_config *cfg, rqd_err *err)
     return RQD_OK;
 }
 
-void redq_agent_set_env_steps(redq_agent *a, long long env_steps)
+int redq_agent_set_env_steps(redq_agent *a, long long env_steps)
 {
+    if (!rqd_count_room(env_steps, 0))
+        return RQD_EINVAL;
     __atomic_store_n(&a->env_steps, env_steps, __ATOMIC_RELAXED);
+    return RQD_OK;
 }
 
-void redq_agent_set_policy_version(redq_agent *a, long long v)
+int redq_agent_set_policy_version(redq_agent *a, long long v)
 {
+    if (!rqd_count_room(v, 0))
+        return RQD_EINVAL;
     a->policy_version = v;
     redq__publish_policy(a); /* on failure the old snapshot keeps serving */
+    return RQD_OK;
 }
 
 int redq_agent_swap_buffer(redq_agent *a, redq_agent *b, rqd_err *err)

@@ -10,6 +10,12 @@
  *   f32 actor, actor Adam m, v | critics, critic Adam m, v | target critics
  *   [replay: redq__replay_save] | u32 CRC-32 (zlib) of every byte before it
  * Gradients and scratch are not state: every update overwrites them before reading.
+ *
+ * A load trusts nothing but the layout: a file with a valid checksum may still have been
+ * made by hand. Every counter is in [0, RQD_MAX_COUNTER] and consistent with the others,
+ * every float is finite and within what a live agent can reach (check_state, and
+ * redq__replay_load for the buffer), and nothing is allocated for data the blob does
+ * not hold. Whatever loads can be updated, acted on, saved and loaded again.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -18,12 +24,115 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "adam.h"
 #include "internal.h"
 #include "serial.h"
 
 #define CKPT_MAGIC "REDQCKPT"
 #define CKPT_VERSION 1u
 #define CKPT_WITH_BUFFER 1u
+
+/* Bytes of the fixed fields between the action bounds and the parameter blocks:
+ * 4 counters, 2 generators (4 x i64, u32, f32), 5 doubles. */
+#define CKPT_FIXED_BYTES (4 * 8 + 2 * (4 * 8 + 4 + 4) + 5 * 8)
+
+/* The largest parameter (weights, biases, targets) a checkpoint may hold. A live agent
+ * starts within [-1, 1] and Adam moves a parameter by at most about 3.2 lr per step
+ * (Kingma and Ba, section 2.1; lr <= 1e3), so it stays under 3e19 through 2^53 updates.
+ * 1e30 leaves ten orders of margin and keeps Polyak's cur - targ finite in float32. */
+#define CKPT_MAX_PARAM 1e30f
+
+/* What Adam can hold after any run of finite gradients below REDQ_MAX_GRAD: moments
+ * under their bounds, v >= 0, and |m| <= K sqrt(v) with K^2 = (1-b1)^2 / ((1-b2)
+ * (1 - b1^2/b2)) = 52.9 (Cauchy-Schwarz over the two running averages); 8 leaves room
+ * for rounding, and the constant term for squares that underflowed to 0 in v. A pair
+ * outside it would let one Adam step move a parameter arbitrarily far. */
+#define CKPT_ADAM_K 8.0
+
+static int adam_pair_ok(double m, double v, double tiny)
+{
+    return v >= 0 && fabs(m) <= CKPT_ADAM_K * sqrt(v) + tiny;
+}
+
+static int adam_state_ok(const float *m, const float *v, size_t n)
+{
+    if (!redq__all_below(m, n, 2.0f * REDQ_MAX_GRAD) ||
+        !redq__all_below(v, n, 2.0f * REDQ_MAX_GRAD * REDQ_MAX_GRAD))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!adam_pair_ok(m[i], v[i], 1e-18))
+            return 0;
+    return 1;
+}
+
+/* A generator as redq_rng_seed and redq_rng_normal leave it: xoshiro's state is never
+ * all zero (it would stay so), and the kept Box-Muller value is at most
+ * sqrt(-2 ln 2^-53) = 8.6 in magnitude. */
+static int rng_ok(const redq_rng *r)
+{
+    return (r->s[0] | r->s[1] | r->s[2] | r->s[3]) != 0 && r->has_spare <= 1 &&
+           fabsf(r->spare) <= 9.0f;
+}
+
+/* Everything read so far holds what a live agent's state holds (see the file's top).
+ * The replay buffer is checked as it is read (redq__replay_load). */
+static int check_state(const redq_agent *a, rqd_err *err)
+{
+    const char *what = NULL;
+    const long long counters[4] = {a->env_steps, a->updates, a->actor_updates,
+                                   a->policy_version};
+    static const char *const names[4] = {"env_steps", "updates", "actor_updates",
+                                         "policy_version"};
+
+    for (int i = 0; i < 4; i++)
+        if (counters[i] < 0 || counters[i] > RQD_MAX_COUNTER)
+            return rqd_err_set(err, RQD_EINVAL, "", "checkpoint counter %s = %lld is outside "
+                               "[0, 2^53 - 1]", names[i], counters[i]);
+    /* One actor step at most per actor_delay critic steps (fewer if some were skipped). */
+    if (a->actor_updates > a->updates / a->cfg.actor_delay)
+        return rqd_err_set(err, RQD_EINVAL, "", "checkpoint counters are inconsistent: %lld "
+                           "actor updates after %lld updates with actor_delay %d",
+                           a->actor_updates, a->updates, a->cfg.actor_delay);
+    if (!rng_ok(&a->rng_train) || !rng_ok(&a->rng_act))
+        what = "a random generator's state";
+    else if (!isfinite(a->log_alpha) || !isfinite(exp(a->log_alpha)))
+        what = "log_alpha";
+    else if (!isfinite(a->la_v) || !adam_pair_ok(a->la_m, a->la_v, 1e-150))
+        what = "log_alpha's Adam moments";
+    else if (isinf(a->last_actor_loss) || isinf(a->last_alpha_loss))
+        what = "the last losses";
+    else if (!redq__all_below(a->actor, a->actor_shape.total, CKPT_MAX_PARAM))
+        what = "the actor's parameters";
+    else if (!adam_state_ok(a->actor_m, a->actor_v, a->actor_shape.total))
+        what = "the actor's Adam moments";
+    else if (!redq__all_below(a->critic, a->critic_floats, CKPT_MAX_PARAM))
+        what = "the critics' parameters";
+    else if (!adam_state_ok(a->critic_m, a->critic_v, a->critic_floats))
+        what = "the critics' Adam moments";
+    else if (!redq__all_below(a->target, a->critic_floats, CKPT_MAX_PARAM))
+        what = "the target critics' parameters";
+    if (what != NULL)
+        return rqd_err_set(err, RQD_EINVAL, "", "checkpoint holds values no agent can reach "
+                           "in %s (not finite, out of range, or inconsistent)", what);
+    return RQD_OK;
+}
+
+/* With limits, the action bounds are held to --max-abs-value like a new agent's. A
+ * max_abs_value <= 0 is a caller that does not set it (yet): no bound. */
+static int check_bounds(const float *low, const float *high, int A, const rqd_limits *limits,
+                        rqd_err *err)
+{
+    for (int j = 0; limits != NULL && limits->max_abs_value > 0 && j < A; j++) {
+        int lo_bad = !(fabs(low[j]) <= limits->max_abs_value);
+        if (lo_bad || !(fabs(high[j]) <= limits->max_abs_value))
+            return rqd_err_set(err, RQD_EINVAL, lo_bad ? "action_low" : "action_high",
+                               "%s[%d] = %g in the checkpoint is past this server's limit of "
+                               "%g in magnitude (--max-abs-value)",
+                               lo_bad ? "action_low" : "action_high", j,
+                               lo_bad ? low[j] : high[j], limits->max_abs_value);
+    }
+    return RQD_OK;
+}
 
 static int put_rng(rqd_buf *b, const redq_rng *r)
 {
@@ -154,7 +263,21 @@ int redq_agent_load_within(const void *data, size_t len, const rqd_limits *limit
         goto out;
     }
     if ((limits && (rc = redq_limits_check(limits, &cfg, (int)S, (int)A, err)) < 0) ||
-        (rc = redq__agent_alloc(&cfg, (int)S, (int)A, low, high, &a, err)) < 0)
+        (rc = check_bounds(low, high, (int)A, limits, err)) < 0)
+        goto out;
+    /* Nothing is allocated for state the blob cannot hold: a short file naming large
+     * networks is refused here, not after allocating them. */
+    redq__mlp am, cm;
+    redq__mlp_shape(&am, (int)S, cfg.hidden, cfg.n_hidden, 2 * (int)A);
+    redq__mlp_shape(&cm, (int)(S + A), cfg.hidden, cfg.n_hidden, 1);
+    size_t need = CKPT_FIXED_BYTES +
+                  sizeof(float) * (3 * am.total + 4 * (size_t)cfg.ensemble_size * cm.total);
+    if ((size_t)(end - p) < need) {
+        rc = rqd_err_set(err, RQD_EINVAL, "", "checkpoint is truncated: its config's networks "
+                         "need %zu bytes, it holds %zu", need, (size_t)(end - p));
+        goto out;
+    }
+    if ((rc = redq__agent_alloc(&cfg, (int)S, (int)A, low, high, &a, err)) < 0)
         goto out;
     size_t an = a->actor_shape.total, cn = a->critic_floats;
     if (redq__get_i64(&p, end, &a->env_steps) || redq__get_i64(&p, end, &a->updates) ||
@@ -170,10 +293,8 @@ int redq_agent_load_within(const void *data, size_t len, const rqd_limits *limit
         rc = rqd_err_set(err, RQD_EINVAL, "", "checkpoint is truncated");
         goto out;
     }
-    if (a->env_steps < 0 || a->updates < 0 || a->actor_updates < 0 || a->policy_version < 0) {
-        rc = rqd_err_set(err, RQD_EINVAL, "", "checkpoint counters are negative");
+    if ((rc = check_state(a, err)) < 0)
         goto out;
-    }
     if ((flags & CKPT_WITH_BUFFER) && (rc = redq__replay_load(&a->replay, &p, end, err)) < 0)
         goto out;
     if (p != end) {
@@ -181,8 +302,9 @@ int redq_agent_load_within(const void *data, size_t len, const rqd_limits *limit
                          (size_t)(end - p));
         goto out;
     }
-    if (redq__publish_policy(a) < 0) {
-        rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory loading a checkpoint");
+    if ((rc = redq__publish_policy(a)) < 0) { /* check_state leaves only ENOMEM */
+        rc = rqd_err_set(err, rc, "", "%s", rc == RQD_ENOMEM ? "out of memory loading a "
+                         "checkpoint" : "checkpoint's actor cannot be published");
         goto out;
     }
     *out = a;

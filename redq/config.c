@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../common/rqd_json.h"
+
 enum {
     T_INT,      /* int field, integral JSON number */
     T_LL,       /* long long field */
@@ -426,16 +428,16 @@ cJSON *redq_config_to_json(const redq_config *c)
         memcpy(hs, c->hidden, sizeof hs);
         ok &= cJSON_AddItemToObject(o, "hidden_sizes", cJSON_CreateIntArray(hs, c->n_hidden));
     }
-    ok = ok && cJSON_AddNumberToObject(o, "ensemble_size", c->ensemble_size);
-    ok = ok && cJSON_AddNumberToObject(o, "subset_size", c->subset_size);
+    ok = ok && rqd_json_add_int(o, "ensemble_size", c->ensemble_size);
+    ok = ok && rqd_json_add_int(o, "subset_size", c->subset_size);
     ok = ok && cJSON_AddNumberToObject(o, "tau", c->tau);
     ok = ok && cJSON_AddNumberToObject(o, "gamma", c->gamma);
     ok = ok && (c->alpha_auto ? cJSON_AddStringToObject(o, "alpha", "auto")
                               : cJSON_AddNumberToObject(o, "alpha", c->alpha));
     ok = ok && cJSON_AddNumberToObject(o, "target_entropy", c->target_entropy);
     ok = ok && cJSON_AddNumberToObject(o, "alpha_lr", c->alpha_lr);
-    ok = ok && cJSON_AddNumberToObject(o, "estimation_step", c->estimation_step);
-    ok = ok && cJSON_AddNumberToObject(o, "actor_delay", c->actor_delay);
+    ok = ok && rqd_json_add_int(o, "estimation_step", c->estimation_step);
+    ok = ok && rqd_json_add_int(o, "actor_delay", c->actor_delay);
     ok = ok && cJSON_AddNumberToObject(o, "update_per_step", c->update_per_step);
     ok = ok && cJSON_AddStringToObject(o, "target_mode",
                                        c->target_mode == REDQ_TARGET_MEAN ? "mean" : "min");
@@ -455,18 +457,18 @@ cJSON *redq_config_to_json(const redq_config *c)
     if (ok && c->lr_total_updates > 0) {
         ok = (x = cJSON_AddObjectToObject(o, "lr_scheduler")) != NULL &&
              cJSON_AddStringToObject(x, "type", "linear") &&
-             cJSON_AddNumberToObject(x, "total_updates", (double)c->lr_total_updates);
+             rqd_json_add_int(x, "total_updates", c->lr_total_updates);
     } else {
         ok = ok && cJSON_AddNullToObject(o, "lr_scheduler");
     }
-    ok = ok && cJSON_AddNumberToObject(o, "batch_size", c->batch_size);
-    ok = ok && cJSON_AddNumberToObject(o, "buffer_size", (double)c->buffer_size);
-    ok = ok && cJSON_AddNumberToObject(o, "start_timesteps", (double)c->start_timesteps);
+    ok = ok && rqd_json_add_int(o, "batch_size", c->batch_size);
+    ok = ok && rqd_json_add_int(o, "buffer_size", c->buffer_size);
+    ok = ok && rqd_json_add_int(o, "start_timesteps", c->start_timesteps);
     ok = ok && cJSON_AddStringToObject(o, "training", training_names[c->training & 3]);
-    ok = ok && cJSON_AddNumberToObject(o, "checkpoint_every", (double)c->checkpoint_every);
-    ok = ok && cJSON_AddNumberToObject(o, "keep_checkpoints", c->keep_checkpoints);
-    ok = ok && cJSON_AddNumberToObject(o, "max_pending_updates", c->max_pending_updates);
-    ok = ok && cJSON_AddNumberToObject(o, "seed", (double)c->seed);
+    ok = ok && rqd_json_add_int(o, "checkpoint_every", c->checkpoint_every);
+    ok = ok && rqd_json_add_int(o, "keep_checkpoints", c->keep_checkpoints);
+    ok = ok && rqd_json_add_number(o, "max_pending_updates", c->max_pending_updates);
+    ok = ok && rqd_json_add_int(o, "seed", (long long)c->seed);
     if (!ok) {
         cJSON_Delete(o);
         return NULL;

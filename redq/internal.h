@@ -27,6 +27,7 @@ typedef struct {
     float *da;                       /* (B, A): dQ/da of this member, actor step */
     float *work0, *work1;            /* (B, max hidden) */
     double loss;                     /* Σ_b (q - y)² of the last critic step */
+    int usable;                      /* its loss and gradient may be applied */
 } redq__member_scratch;
 
 /* Everything an update writes besides parameters; allocated at the first update. */
@@ -117,8 +118,12 @@ void redq__actor_sample_backward(const float *head, const float *eps, const floa
 /* head (n, 2A) = the snapshot's actor on n observations. */
 int redq__policy_head(const redq_policy *p, const float *obs, int n, float *head);
 
-/* Publishes a new snapshot of the actor under the current policy_version. */
+/* Publishes a new snapshot of the actor under the current policy_version: RQD_EINVAL
+ * (the previous snapshot stays) if a parameter is not finite, RQD_ENOMEM. */
 int redq__publish_policy(redq_agent *a);
+
+/* RQD_EUNAVAIL naming "obs" unless all n x A actions are finite: no act answers one. */
+int redq__actions_check(const float *out, int n, int A, rqd_err *err);
 
 /* An agent with every block allocated and zeroed, no snapshot published: for loading. */
 int redq__agent_alloc(const redq_config *cfg, int S, int A, const float *low, const float *high,

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adam.h"
 #include "internal.h"
 #include "scale.h"
 #include "serial.h"
@@ -25,8 +26,13 @@
 int redq__publish_policy(redq_agent *a)
 {
     size_t n = a->actor_shape.total;
-    redq_policy *p = malloc(sizeof *p + sizeof(float) * (n + 2 * (size_t)a->A));
+    redq_policy *p;
 
+    /* Acting and the policy file must never see a non-finite weight: the previous
+     * snapshot keeps serving instead. */
+    if (!redq__all_below(a->actor, n, INFINITY))
+        return RQD_EINVAL;
+    p = malloc(sizeof *p + sizeof(float) * (n + 2 * (size_t)a->A));
     if (p == NULL)
         return RQD_ENOMEM;
     atomic_init(&p->refs, 1);
@@ -110,7 +116,16 @@ int redq_policy_eval(const redq_policy *p, const float *obs, int n, float *out, 
         redq__scale_to_env(o, o, p->low, p->high, A, p->scaling, p->clip);
     }
     free(head);
-    return RQD_OK;
+    return redq__actions_check(out, n, A, err);
+}
+
+int redq__actions_check(const float *out, int n, int A, rqd_err *err)
+{
+    if (redq__all_below(out, (size_t)n * (size_t)A, INFINITY))
+        return RQD_OK;
+    return rqd_err_set(err, RQD_EUNAVAIL, "obs", "no finite action for these observations: "
+                       "the computation overflows (observations or action bounds too large "
+                       "for this agent)");
 }
 
 /* ------------------------------------------------------------------ safetensors */

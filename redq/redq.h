@@ -101,8 +101,9 @@ typedef struct {
     const char *env_id;    /* n-step stream; NULL or "" = the default stream */
 } redq_transition;
 
-/* Statistics of the latest update (Tianshou's REDQTrainingStats plus q_mean, q_std).
- * A value not known yet (no actor update so far) is NaN. */
+/* Statistics of the latest update taken (Tianshou's REDQTrainingStats plus q_mean,
+ * q_std). A value not known yet (no actor update so far; no update of the call taken)
+ * is NaN. */
 typedef struct {
     double critic_loss;
     double actor_loss;
@@ -114,6 +115,8 @@ typedef struct {
     int actor_updated; /* this call did at least one actor update */
     int skipped;       /* updates of this call whose loss or gradients were not finite:
                           they changed nothing (the train RNG's draws may advance) */
+    int actor_skipped; /* actor/alpha steps of this call skipped the same way; their
+                          updates' critic steps stood (not in `skipped`) */
 } redq_stats;
 
 /* Counters and sizes; a plain copy. */
@@ -167,7 +170,17 @@ int redq_agent_add(redq_agent *a, const redq_transition *t, int n, rqd_err *err)
 int redq_agent_reserve(redq_agent *a, const redq_transition *t, int n, rqd_err *err);
 
 /* Runs k critic updates (and the actor/alpha updates that fall due). ex may be NULL
- * (serial). RQD_ECONFLICT if the buffer holds fewer than batch_size rows. */
+ * (serial). RQD_ECONFLICT if the buffer holds fewer than batch_size rows, or if k
+ * updates could take `updates` or policy_version past RQD_MAX_COUNTER.
+ *
+ * A step whose loss or any gradient is not finite (or past REDQ_MAX_GRAD, where Adam
+ * would overflow) is skipped; the call still succeeds. An update whose critic step is
+ * skipped changes nothing (st->skipped): parameters, Adam moments, target critics,
+ * alpha, `updates`, `actor_updates` and policy_version stay as they were. A skipped
+ * actor/alpha step (st->actor_skipped) leaves the actor, alpha, their Adam state,
+ * actor_updates and policy_version; the critic step of the same update, which came
+ * first and was finite, stands. Only the train generator moves on in both cases (the
+ * batch and the noise were drawn), so a retry samples another batch. */
 int redq_agent_update(redq_agent *a, int k, const redq_exec *ex, redq_stats *st, rqd_err *err);
 
 void redq_agent_info(const redq_agent *a, redq_info *out);
@@ -186,10 +199,12 @@ int redq_agent_set_config(redq_agent *a, const redq_config *cfg, rqd_err *err);
  * same dimensions, estimation_step, gamma and buffer_size. */
 int redq_agent_swap_buffer(redq_agent *a, redq_agent *b, rqd_err *err);
 
-/* Sets env_steps (the daemon restores it from storage). */
-void redq_agent_set_env_steps(redq_agent *a, long long env_steps);
-/* Sets policy_version (never backwards across crashes: the daemon keeps the maximum). */
-void redq_agent_set_policy_version(redq_agent *a, long long v);
+/* Sets env_steps (the daemon restores it from storage). RQD_EINVAL, and nothing
+ * changes, outside [0, RQD_MAX_COUNTER]. */
+int redq_agent_set_env_steps(redq_agent *a, long long env_steps);
+/* Sets policy_version (never backwards across crashes: the daemon keeps the maximum).
+ * RQD_EINVAL, and nothing changes, outside [0, RQD_MAX_COUNTER]. */
+int redq_agent_set_policy_version(redq_agent *a, long long v);
 
 /* ------------------------------------------------------------------ state */
 
@@ -203,7 +218,9 @@ int redq_agent_save(const redq_agent *a, int with_buffer, rqd_buf *out, rqd_err 
  * bumps it where API.md says a load counts as a new policy). */
 int redq_agent_load(const void *data, size_t len, redq_agent **out, rqd_err *err);
 /* redq_agent_load that also refuses, before allocating, a saved agent past the limits
- * (redq_limits_check); limits NULL checks the ceilings only. */
+ * (redq_limits_check) or with action bounds past limits->max_abs_value (RQD_EINVAL
+ * naming action_low or action_high; a max_abs_value <= 0 sets no bound); limits NULL
+ * checks the ceilings only. */
 int redq_agent_load_within(const void *data, size_t len, const rqd_limits *limits,
                            redq_agent **out, rqd_err *err);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../common/rqd_limits.h"
+#include "adam.h"
 #include "serial.h"
 
 struct redq__stream {
@@ -287,6 +288,14 @@ static int evict_idle_stream(redq__replay *r)
     return oldest ? flush_stream(r, oldest) : RQD_OK;
 }
 
+/* With n == 1 a transition is one row. With n > 1 every transition counts in `seen`
+ * and makes at most one row, once (rows + pending <= seen, checked on load), so `seen`
+ * bounds `added`. */
+int redq__replay_room(const redq__replay *r, long long n)
+{
+    return r->n == 1 ? rqd_count_room(r->added, n) : rqd_count_room(r->seen, n);
+}
+
 int redq__replay_add(redq__replay *r, const float *obs, const float *act, float rew,
                      const float *next, int terminated, int truncated, const char *env_id,
                      rqd_err *err)
@@ -294,6 +303,9 @@ int redq__replay_add(redq__replay *r, const float *obs, const float *act, float 
     const int S = r->S, A = r->A;
     int rc;
 
+    if (!redq__replay_room(r, 1))
+        return rqd_err_set(err, RQD_ECONFLICT, "transitions", "the replay buffer's counters "
+                           "are at 2^53 - 1");
     if (r->n == 1) /* REDQ.md: y = r + gamma (1 - terminated) V' */
         return push_row(r, obs, act, rew, terminated ? 0.0f : (float)r->gamma, next);
 
@@ -364,14 +376,38 @@ int redq__replay_save(const redq__replay *r, rqd_buf *out)
     return rc ? RQD_ENOMEM : RQD_OK;
 }
 
+/* A stored row or pending transition as the assembly makes them: every value finite,
+ * a row's discount gamma^n' in [0, 1], a pending transition neither terminated nor
+ * truncated (those are flushed at once). */
+static int row_ok(const redq__replay *r, const float *row)
+{
+    const int X = r->S + r->A;
+    return redq__all_below(row, (size_t)r->row, INFINITY) && row[X + 1] >= 0.0f &&
+           row[X + 1] <= 1.0f;
+}
+
+static int pending_ok(const redq__replay *r, const float *q, long long len)
+{
+    const int flags = 2 * r->S + r->A + 1;
+    for (long long i = 0; i < len; i++, q += r->raw)
+        if (!redq__all_below(q, (size_t)flags, INFINITY) || q[flags] != 0.0f ||
+            q[flags + 1] != 0.0f)
+            return 0;
+    return 1;
+}
+
 int redq__replay_load(redq__replay *r, const unsigned char **p, const unsigned char *end,
                       rqd_err *err)
 {
-    long long added, len, ns;
+    long long added, len, ns, pending = 0;
 
-    if (redq__get_i64(p, end, &added) || redq__get_i64(p, end, &len) || len < 0 ||
-        added < len || len > r->capacity || (len < r->capacity && added != len))
-        return rqd_err_set(err, RQD_EINVAL, "", "replay buffer header is inconsistent");
+    if (redq__get_i64(p, end, &added) || redq__get_i64(p, end, &len))
+        return rqd_err_set(err, RQD_EINVAL, "", "replay buffer is truncated");
+    /* len = min(added, buffer_size), as push_row keeps it. */
+    if (added < 0 || added > RQD_MAX_COUNTER ||
+        len != (added < r->capacity ? added : r->capacity))
+        return rqd_err_set(err, RQD_EINVAL, "", "replay buffer header is inconsistent (%lld "
+                           "rows of %lld added, buffer_size %lld)", len, added, r->capacity);
     if ((size_t)(end - *p) / sizeof(float) / (size_t)r->row < (size_t)len)
         return rqd_err_set(err, RQD_EINVAL, "", "replay buffer is truncated");
     /* Re-push in storage order from position 0, then set the ring position. */
@@ -381,19 +417,29 @@ int redq__replay_load(redq__replay *r, const unsigned char **p, const unsigned c
         float tmp[2 * RQD_MAX_OBS_DIM + RQD_MAX_ACT_DIM + 2]; /* the blob may be unaligned */
         memcpy(tmp, *p, sizeof(float) * (size_t)r->row);
         *p += sizeof(float) * (size_t)r->row;
+        if (!row_ok(r, tmp))
+            return rqd_err_set(err, RQD_EINVAL, "", "replay row %lld holds a non-finite value "
+                               "or a discount outside [0, 1]", i);
         if (push_row(r, tmp, tmp + r->S, tmp[r->S + r->A], tmp[r->S + r->A + 1],
                      tmp + r->S + r->A + 2) < 0)
             return rqd_err_set(err, RQD_ENOMEM, "", "out of memory loading the replay buffer");
     }
     r->added = added;
-    if (redq__get_i64(p, end, &r->seen) || r->seen < 0 || redq__get_i64(p, end, &ns) || ns < 0 || ns > RQD_MAX_STREAMS || (ns > 0 && r->n == 1))
+    if (redq__get_i64(p, end, &r->seen) || redq__get_i64(p, end, &ns))
+        return rqd_err_set(err, RQD_EINVAL, "", "replay buffer is truncated");
+    /* With n == 1 nothing goes through the streams. */
+    if (r->seen < 0 || r->seen > RQD_MAX_COUNTER || ns < 0 || ns > RQD_MAX_STREAMS ||
+        (r->n == 1 && (ns > 0 || r->seen > 0)))
         return rqd_err_set(err, RQD_EINVAL, "", "replay stream count is inconsistent");
     for (long long k = 0; k < ns; k++) {
         char id[RQD_MAX_ENV_ID + 1];
         long long sl, last;
         if (redq__get_str(p, end, id, sizeof id) || redq__get_i64(p, end, &last) ||
-            redq__get_i64(p, end, &sl) || sl < 1 || sl >= r->n)
+            redq__get_i64(p, end, &sl) || sl < 1 || sl >= r->n || last < 0 || last >= r->seen)
             return rqd_err_set(err, RQD_EINVAL, "", "replay stream is inconsistent");
+        /* Before allocating: the queue's data must be there. */
+        if ((size_t)(end - *p) / sizeof(float) / (size_t)r->raw < (size_t)sl)
+            return rqd_err_set(err, RQD_EINVAL, "", "replay stream is truncated");
         redq__stream **pp = stream_slot(r, id);
         if (*pp != NULL)
             return rqd_err_set(err, RQD_EINVAL, "", "replay stream '%s' appears twice", id);
@@ -409,6 +455,15 @@ int redq__replay_load(redq__replay *r, const unsigned char **p, const unsigned c
         s->last = last;
         if (redq__get_f32s(p, end, s->q, (size_t)sl * (size_t)r->raw))
             return rqd_err_set(err, RQD_EINVAL, "", "replay stream is truncated");
+        if (!pending_ok(r, s->q, sl))
+            return rqd_err_set(err, RQD_EINVAL, "", "replay stream '%s' holds a non-finite "
+                               "value or an ended transition", id);
+        pending += sl;
     }
+    /* Every row and every pending transition went through a stream once (n > 1). */
+    if (r->n > 1 && added + pending > r->seen)
+        return rqd_err_set(err, RQD_EINVAL, "", "replay counters are inconsistent (%lld rows "
+                           "added and %lld pending, but %lld transitions seen)", added,
+                           pending, r->seen);
     return RQD_OK;
 }

@@ -53,6 +53,9 @@ int redq__replay_add(redq__replay *r, const float *obs, const float *act, float 
                      const float *next, int terminated, int truncated, const char *env_id,
                      rqd_err *err);
 
+/* 1 if n more raw transitions keep `added` and `seen` within RQD_MAX_COUNTER. */
+int redq__replay_room(const redq__replay *r, long long n);
+
 /* Allocates ahead whatever adding n raw transitions with these env_ids (NULL = the
  * default stream) may need, so that those adds cannot fail for memory: chunks for every
  * row they may assemble (n plus the transitions pending in streams), streams for ids not

@@ -119,7 +119,6 @@ typedef struct {
     const int *subset;
     double lr;        /* critic_lr after the schedule */
     long long t;      /* Adam step number */
-    int step;         /* also take the Adam and Polyak steps */
 } critic_ctx;
 
 /* REDQ.md step 4: only the M drawn target members get a forward pass. */
@@ -134,8 +133,10 @@ static void target_task(void *arg, int k)
                       a->S + a->A, B, s->m[n].h, s->qn + (size_t)k * (size_t)B);
 }
 
-/* Steps 6 and 7 for member n: loss, gradient, Adam, Polyak. */
-static void critic_task(void *arg, int n)
+/* Step 6 for member n: loss and gradient, and whether they may be applied. The scan
+ * runs here, on the gradient this task just wrote, so that it is spread over the
+ * threads with the rest of the member's work. */
+static void critic_grad_task(void *arg, int n)
 {
     critic_ctx *c = arg;
     redq_agent *a = c->a;
@@ -154,26 +155,42 @@ static void critic_task(void *arg, int n)
     m->loss = loss;
     redq__mlp_backward(&a->critic_shape, a->critic + off, a->scratch->xq, X, B, m->h, m->dq,
                        a->critic_g + off, NULL, 0, 0, 0, m->work0, m->work1);
-    if (c->step) {
-        redq__adam_step(a->critic + off, a->critic_g + off, a->critic_m + off, a->critic_v + off,
-                        T, c->lr, c->t);
-        redq__polyak(a->target + off, a->critic + off, T, (float)a->cfg.tau);
-    }
+    m->usable = isfinite(loss) && redq__all_below(a->critic_g + off, T, REDQ_MAX_GRAD);
 }
 
-static double critic_phase(redq_agent *a, const redq_exec *ex, critic_ctx *c)
+/* Step 7 for member n: Adam and Polyak, once every member's gradient is known good. */
+static void critic_step_task(void *arg, int n)
 {
-    double loss = 0.0;
-    run(ex, critic_task, c, a->N);
-    for (int n = 0; n < a->N; n++)
-        loss += a->scratch->m[n].loss;
-    return loss / ((double)a->N * a->cfg.batch_size);
+    critic_ctx *c = arg;
+    redq_agent *a = c->a;
+    const size_t T = a->critic_shape.total, off = (size_t)n * T;
+
+    redq__adam_step(a->critic + off, a->critic_g + off, a->critic_m + off, a->critic_v + off, T,
+                    c->lr, c->t);
+    redq__polyak(a->target + off, a->critic + off, T, (float)a->cfg.tau);
+}
+
+/* Step 6 for every member; the mean loss into *loss. Returns 1 if every member's loss
+ * and gradient may be applied. */
+static int critic_grads(redq_agent *a, const redq_exec *ex, critic_ctx *c, double *loss)
+{
+    double sum = 0.0;
+    int usable = 1;
+    run(ex, critic_grad_task, c, a->N);
+    for (int n = 0; n < a->N; n++) {
+        sum += a->scratch->m[n].loss;
+        usable &= a->scratch->m[n].usable;
+    }
+    *loss = sum / ((double)a->N * a->cfg.batch_size);
+    return usable;
 }
 
 double redq__critic_loss_grad(redq_agent *a, const float *y)
 {
     critic_ctx c = {.a = a, .y = y};
-    return critic_phase(a, NULL, &c);
+    double loss;
+    critic_grads(a, NULL, &c, &loss);
+    return loss;
 }
 
 /* ------------------------------------------------------------------ actor phase */
@@ -272,12 +289,55 @@ static void q_stats(const redq_agent *a, double *q_mean, double *q_std)
     *q_std = spread / B;
 }
 
-static void update_one(redq_agent *a, const redq_exec *ex, redq_stats *st)
+/* "Actor and alpha updates", due after this update's critic step. The step is taken
+ * whole or not at all: alpha's Adam step is worked out on copies first, and nothing
+ * changes unless the actor loss, its every gradient, the alpha loss and the new alpha
+ * are usable. Returns 1 if taken. */
+static int actor_step(redq_agent *a, const redq_exec *ex, redq_stats *st)
+{
+    redq__scratch *s = a->scratch;
+    const long long t = a->actor_updates + 1;
+    const long long done = a->updates - 1; /* the schedule's "done" before this update */
+    double alpha_loss, dla;
+    double la = a->log_alpha, la_m = a->la_m, la_v = a->la_v;
+
+    redq_rng_normals(&a->rng_train, s->eps, a->cfg.batch_size * a->A);
+    double loss = actor_phase(a, ex, &alpha_loss, &dla);
+    if (a->cfg.alpha_auto)
+        redq__adam_step1(&la, dla, &la_m, &la_v,
+                         redq__lr_at(a->cfg.alpha_lr, done, a->cfg.lr_total_updates), t);
+    if (!isfinite(loss) || !isfinite(alpha_loss) || !isfinite(la_m) || !isfinite(la_v) ||
+        !isfinite(exp(la)) || !redq__all_below(a->actor_g, a->actor_shape.total, REDQ_MAX_GRAD))
+        return 0;
+    redq__adam_step(a->actor, a->actor_g, a->actor_m, a->actor_v, a->actor_shape.total,
+                    redq__lr_at(a->cfg.actor_lr, done, a->cfg.lr_total_updates), t);
+    a->actor_updates = t;
+    a->last_actor_loss = loss;
+    if (a->cfg.alpha_auto) {
+        a->log_alpha = la;
+        a->la_m = la_m;
+        a->la_v = la_v;
+        a->last_alpha_loss = alpha_loss;
+    }
+    a->policy_version++;
+    redq__publish_policy(a); /* on failure acting keeps the previous snapshot */
+    st->actor_updated = 1;
+    return 1;
+}
+
+/* What became of one update: a step is skipped for a loss or gradient that is not finite
+ * (or too large to apply, REDQ_MAX_GRAD). A skipped critic step leaves everything as it
+ * was (the train generator aside) and no actor step follows; a skipped actor step leaves
+ * the actor, alpha and their counters, and the critic step before it stands. */
+enum { UPDATE_TAKEN, UPDATE_SKIPPED, UPDATE_ACTOR_SKIPPED };
+
+static int update_one(redq_agent *a, const redq_exec *ex, redq_stats *st)
 {
     redq__scratch *s = a->scratch;
     const int S = a->S, A = a->A, X = S + A, B = a->cfg.batch_size, M = a->M;
     const double alpha = redq__alpha(a);
     int *subset = s->subset;
+    double loss;
 
     gather_batch(a);                                           /* step 1 */
     redq_rng_subset(&a->rng_train, a->N, M, subset);           /* step 2 */
@@ -299,29 +359,16 @@ static void update_one(redq_agent *a, const redq_exec *ex, redq_stats *st)
     }
     c.lr = redq__lr_at(a->cfg.critic_lr, a->updates, a->cfg.lr_total_updates);
     c.t = a->updates + 1;
-    c.step = 1;
-    st->critic_loss = critic_phase(a, ex, &c);                 /* steps 6 and 7 */
+    if (!critic_grads(a, ex, &c, &loss))                       /* step 6 */
+        return UPDATE_SKIPPED;
+    run(ex, critic_step_task, &c, a->N);                       /* step 7 */
+    st->critic_loss = loss;
     q_stats(a, &st->q_mean, &st->q_std);
     a->updates++;
 
-    if (a->updates % a->cfg.actor_delay == 0) {
-        double alpha_loss, dla;
-        double lr = redq__lr_at(a->cfg.actor_lr, a->updates - 1, a->cfg.lr_total_updates);
-        redq_rng_normals(&a->rng_train, s->eps, B * A);
-        a->last_actor_loss = actor_phase(a, ex, &alpha_loss, &dla);
-        a->actor_updates++;
-        redq__adam_step(a->actor, a->actor_g, a->actor_m, a->actor_v, a->actor_shape.total, lr,
-                        a->actor_updates);
-        if (a->cfg.alpha_auto) {
-            a->last_alpha_loss = alpha_loss;
-            redq__adam_step1(&a->log_alpha, dla, &a->la_m, &a->la_v,
-                             redq__lr_at(a->cfg.alpha_lr, a->updates - 1, a->cfg.lr_total_updates),
-                             a->actor_updates);
-        }
-        a->policy_version++;
-        redq__publish_policy(a); /* on failure acting keeps the previous snapshot */
-        st->actor_updated = 1;
-    }
+    if (a->updates % a->cfg.actor_delay == 0 && !actor_step(a, ex, st))
+        return UPDATE_ACTOR_SKIPPED;
+    return UPDATE_TAKEN;
 }
 
 int redq_agent_update(redq_agent *a, int k, const redq_exec *ex, redq_stats *st, rqd_err *err)
@@ -338,12 +385,22 @@ int redq_agent_update(redq_agent *a, int k, const redq_exec *ex, redq_stats *st,
     if (a->replay.len < a->cfg.batch_size)
         return rqd_err_set(err, RQD_ECONFLICT, "", "the replay buffer holds %lld rows, fewer "
                            "than batch_size %d", a->replay.len, a->cfg.batch_size);
+    /* Skipped updates advance nothing, so these are upper bounds of what k may add. */
+    const long long d = a->cfg.actor_delay;
+    if (!rqd_count_room(a->updates, k) ||
+        !rqd_count_room(a->policy_version, (a->updates + k) / d - a->updates / d))
+        return rqd_err_set(err, RQD_ECONFLICT, "updates", "%d more updates would take the "
+                           "agent's update count or policy_version past 2^53 - 1", k);
     if ((rc = redq__scratch_ensure(a, err)) < 0)
         return rc;
     memset(st, 0, sizeof *st);
+    st->critic_loss = st->q_mean = st->q_std = NAN; /* until an update is taken */
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int i = 0; i < k; i++)
-        update_one(a, ex, st);
+    for (int i = 0; i < k; i++) {
+        int r = update_one(a, ex, st);
+        st->skipped += r == UPDATE_SKIPPED;
+        st->actor_skipped += r == UPDATE_ACTOR_SKIPPED;
+    }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     st->actor_loss = a->last_actor_loss;
     st->alpha = redq__alpha(a);

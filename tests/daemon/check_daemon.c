@@ -1,6 +1,7 @@
 /* tests/daemon/check_daemon.c: the Check runner of build/test_daemon (CK_FORK: a crash
  * fails one test, not the run), and the fixtures its suites share. */
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,14 +10,40 @@
 #include "../../daemon/log.h"
 #include "daemon_tests.h"
 
-void reg_open(test_reg *t, int max_agents)
+static pthread_mutex_t loaded_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t loaded_cv = PTHREAD_COND_INITIALIZER;
+static int loaded;
+
+static void on_loaded(void *arg, int n)
+{
+    (void)arg;
+    (void)n;
+    pthread_mutex_lock(&loaded_mu);
+    loaded = 1;
+    pthread_cond_broadcast(&loaded_cv);
+    pthread_mutex_unlock(&loaded_mu);
+}
+
+/* Opens the registry on t->db and waits until every stored agent is loaded. */
+static void open_loaded(test_reg *t, int max_agents)
 {
     rqd_err err = {0};
+    rqd_registry_opts o = {t->db, 0, 1, max_agents, 0, RQD_LIMITS_DEFAULT};
+    ck_assert_msg(rqd_registry_open(&o, &t->r, &err) == 0, "%s", err.msg);
+    loaded = 0;
+    ck_assert_msg(rqd_registry_load(t->r, on_loaded, NULL, &err) == 0, "%s", err.msg);
+    pthread_mutex_lock(&loaded_mu);
+    while (!loaded)
+        pthread_cond_wait(&loaded_cv, &loaded_mu);
+    pthread_mutex_unlock(&loaded_mu);
+}
+
+void reg_open(test_reg *t, int max_agents)
+{
     snprintf(t->dir, sizeof t->dir, "/tmp/redqd-dt-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(t->dir));
     snprintf(t->db, sizeof t->db, "%s/redqd.db", t->dir);
-    rqd_registry_opts o = {t->db, 0, 1, max_agents, 0, RQD_LIMITS_DEFAULT};
-    ck_assert_msg(rqd_registry_open(&o, &t->r, &err) == 0, "%s", err.msg);
+    open_loaded(t, max_agents);
 }
 
 static void reg_stop(test_reg *t)
@@ -29,11 +56,9 @@ static void reg_stop(test_reg *t)
 
 void reg_reopen(test_reg *t)
 {
-    rqd_err err = {0};
     int max = t->r->max_agents;
     reg_stop(t);
-    rqd_registry_opts o = {t->db, 0, 1, max, 0, RQD_LIMITS_DEFAULT};
-    ck_assert_msg(rqd_registry_open(&o, &t->r, &err) == 0, "%s", err.msg);
+    open_loaded(t, max);
 }
 
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)

@@ -1,15 +1,15 @@
-/* tests/fuzz/fuzz_request.c: the fuzz target for what redqd parses from the network
- * (STYLE R18): JSON bodies through the strict readers, agent configs and PATCH bodies,
- * and checkpoint files (PUT .../checkpoint). The first byte picks the parser.
+/* tests/fuzz/fuzz_request.c: the fuzz target for the JSON redqd parses from the network
+ * (STYLE R18): bodies through the scan and the strict readers (first byte 0; 3: under
+ * act's and transitions' bounds, long arrays read one element at a time), agent configs
+ * (1) and PATCH bodies (2). Checkpoint files have their own target, fuzz_ckpt.c.
  *
- * Built two ways: with clang's libFuzzer by `make fuzz` (coverage-guided, bounded time),
- * and with gcc+ASan+UBSan into build/san/test_fuzz, a Check test that runs the corpus
- * and a fixed number of mutations of it in `make test`. */
+ * Built two ways (fuzz.h): with clang's libFuzzer by `make fuzz` (coverage-guided,
+ * bounded time), and with gcc+ASan+UBSan into build/san/test_fuzz, a Check test that
+ * runs the corpus and a fixed number of mutations of it in `make test`. */
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "../../api/json_in.h"
 #include "../../redq/redq.h"
@@ -42,6 +42,30 @@ static void read_body(const cJSON *body)
     }
 }
 
+/* A body under the bounds of act and transitions (api/json_scan.c), its long arrays read
+ * one element at a time as the handlers read them. */
+static cJSON *parse_bounded(const char *text, size_t size, rqd_err *err)
+{
+    static const api_json_bound b[] = {
+        {"obs", API_JSON_OF_NUMBERS, 3, 0, "values", "; expects 3"},
+        {"obs", API_JSON_OF_ARRAYS, 8, 1, "observations", ", over 8"},
+        {"obs[]", API_JSON_ANY, 3, 0, "values", "; expects 3"},
+        {"transitions", API_JSON_ANY, 1000, 1, "transitions", ""},
+    };
+    api_json_span rows;
+    api_json_span el;
+    cJSON *body = api_json_parse_bounded(text, size, b, 4, &rows, err);
+    api_json_iter it = api_json_iter_of(rows);
+    for (int i = 0; body && rows.p && api_json_next(&it, &el); i++) {
+        cJSON *one = api_json_parse_span(el, err);
+        read_body(one);
+        cJSON_Delete(one);
+    }
+    if (rows.p)
+        (void)api_json_count(rows);
+    return body;
+}
+
 static void parse_json(const uint8_t *data, size_t size, int what)
 {
     rqd_err err = {0};
@@ -50,7 +74,7 @@ static void parse_json(const uint8_t *data, size_t size, int what)
         return;
     memcpy(text, data, size);
     text[size] = '\0';
-    cJSON *body = api_json_parse(text, size, &err);
+    cJSON *body = what == 3 ? parse_bounded(text, size, &err) : api_json_parse(text, size, &err);
     if (body != NULL) {
         redq_config c;
         if (what == 1 && redq_config_from_json(body, 2, &c, &err) == 0) {
@@ -67,41 +91,12 @@ static void parse_json(const uint8_t *data, size_t size, int what)
     free(text);
 }
 
-/* The bytes as a checkpoint: as they are (most fail the checksum), and with a valid
- * CRC-32 appended so that mutations reach the field parser behind it. */
-static void load_checkpoint(const uint8_t *data, size_t size)
-{
-    rqd_err err = {0};
-    redq_agent *a = NULL;
-    if (redq_agent_load(data, size, &a, &err) == 0)
-        redq_agent_free(a);
-    uint8_t *with_crc = malloc(size + 4);
-    if (with_crc == NULL)
-        return;
-    memcpy(with_crc, data, size);
-    uint32_t crc = (uint32_t)crc32(0L, data, (uInt)size);
-    memcpy(with_crc + size, &crc, 4);
-    a = NULL;
-    if (redq_agent_load(with_crc, size + 4, &a, &err) == 0) {
-        float obs[64] = {0}, act[16];
-        if (redq_agent_obs_dim(a) <= 64 && redq_agent_act_dim(a) <= 16)
-            redq_agent_act(a, obs, 1, REDQ_EVAL, act, &err);
-        redq_agent_free(a);
-    }
-    free(with_crc);
-}
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int fuzz_request_one(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    switch (data[0] & 3) {
-    case 0:
-        load_checkpoint(data + 1, size - 1);
-        break;
-    default:
-        parse_json(data + 1, size - 1, data[0] & 3);
-        break;
-    }
+    parse_json(data + 1, size - 1, data[0] & 3);
     return 0;
 }
+
+FUZZ_ENTRY(fuzz_request_one)

@@ -56,8 +56,8 @@ def free_port():
 
 # ------------------------------------------------------------------ HTTP
 
-def health_ok(port, ctx=None, timeout=5.0):
-    """GET /v1/health on a fresh connection (HTTPS with ctx); returns the status."""
+def health_doc(port, ctx=None, timeout=5.0):
+    """GET /v1/health on a fresh connection (HTTPS with ctx); returns (status, body)."""
     if ctx is None:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     else:
@@ -65,10 +65,14 @@ def health_ok(port, ctx=None, timeout=5.0):
     try:
         c.request("GET", "/v1/health")
         r = c.getresponse()
-        r.read()
-        return r.status
+        return r.status, r.read()
     finally:
         c.close()
+
+
+def health_ok(port, ctx=None, timeout=5.0):
+    """GET /v1/health on a fresh connection (HTTPS with ctx); returns the status."""
+    return health_doc(port, ctx, timeout)[0]
 
 
 class Response:
@@ -217,7 +221,7 @@ class Daemon:
                 raise AssertionError("redqd exited with %s during startup\n%s"
                                      % (rc, self.log_tail()))
             try:
-                if self.health_status() == 200:
+                if self.health_status() == 200 and self.loaded():
                     return self
             except (OSError, http.client.HTTPException):
                 pass
@@ -226,6 +230,12 @@ class Daemon:
                 raise AssertionError("redqd did not answer GET /v1/health within %.0f s\n%s"
                                      % (START_TIMEOUT, self.log_tail()))
             time.sleep(0.05)
+
+    def loaded(self):
+        """The daemon serves before every stored agent is loaded (API.md "loading"); tests
+        start once none is loading, as they did when loading came first."""
+        status, body = health_doc(self.port, getattr(self, "ctx", None), timeout=1.0)
+        return status == 200 and json.loads(body).get("agents_loading", 0) == 0
 
     def health_status(self):
         """The readiness probe: GET /v1/health's status (plain HTTP; subclasses may

@@ -23,7 +23,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 # Per-file timeouts (seconds); the Pendulum run is the long one.
-TIMEOUTS = {"test_pendulum_http.py": 240, "test_security.py": 300, "test_dashboard.py": 300}
+TIMEOUTS = {"test_pendulum_http.py": 240, "test_security.py": 300, "test_tutorial.py": 600,
+            "test_dashboard.py": 300}
 DEFAULT_TIMEOUT = 150
 
 

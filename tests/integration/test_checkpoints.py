@@ -7,7 +7,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (DaemonTestCase, eval_action, parse_safetensors, rand_rows,  # noqa: E402
-                     rfc3339_utc as rfc3339, tensor_bytes)
+                     rfc3339_utc as rfc3339, small_config, tensor_bytes)
 
 LOW, HIGH = [-1.0, 0.0], [1.0, 3.0]
 OCTETS = "application/octet-stream"
@@ -301,17 +301,25 @@ class CheckpointsTest(DaemonTestCase):
 
 
 class ImportLimitTest(DaemonTestCase):
-    daemon_args = ("--max-import", "4096")
+    daemon_args = ("--max-import", "16384")
 
     def test_import_over_limit(self):
-        self.create("big", obs_dim=3, act_dim=1)
+        # A learner small enough to be imported again (the limits hold creation to that),
+        # whose download with its buffer is not.
+        self.create("big", obs_dim=3, act_dim=1, config=small_config(
+            hidden_sizes=[4], ensemble_size=2, batch_size=8))
+        self.post_transitions("big", rand_rows(1000, 3, 1))
         c = self.assertOK(self.c.post("/v1/agents/big/checkpoints", data=b""), 201)
-        blob = self.c.get("/v1/agents/big/checkpoints/%d" % c["id"]).body
-        self.assertGreater(len(blob), 4096)
+        small = self.c.get("/v1/agents/big/checkpoints/%d" % c["id"]).body
+        self.assertLess(len(small), 16384)
+        blob = self.c.get("/v1/agents/big/checkpoints/%d?with_buffer=true" % c["id"]).body
+        self.assertGreater(len(blob), 16384)
         r = self.c.put("/v1/agents/big2/checkpoint", data=blob, content_type=OCTETS)
-        self.assertProblem(r, 413, "payload_too_large", "4096")
+        self.assertProblem(r, 413, "payload_too_large", "16384")
         self.daemon.client.close()
         self.assertProblem(self.c.get("/v1/agents/big2"), 404, "not_found")
+        self.assertOK(self.c.put("/v1/agents/big3/checkpoint", data=small, content_type=OCTETS),
+                      201)
         self.assertOK(self.c.get("/v1/health"))
 
 

@@ -104,7 +104,7 @@ class ServiceTest(DaemonTestCase):
                  ("POST", "/v1/health", {"GET"}),
                  ("GET", "/v1/agents/x/act", {"POST"}),
                  ("GET", "/v1/agents/x/train", {"POST"}),
-                 ("PUT", "/v1/agents/x", {"GET", "PATCH", "DELETE"})]
+                 ("POST", "/v1/agents/x", {"GET", "PATCH", "DELETE", "PUT"})]
         for method, path, allowed in cases:
             r = self.c.request(method, path)
             self.assertProblem(r, 405, "method_not_allowed")

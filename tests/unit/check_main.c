@@ -8,7 +8,7 @@ int main(void)
 {
     Suite *(*const suites[])(void) = {suite_rng,     suite_linear, suite_grad,  suite_update,
                                       suite_replay,  suite_act,    suite_adam,  suite_config,
-                                      suite_ckpt,    suite_policy, suite_store};
+                                      suite_ckpt,    suite_policy, suite_store, suite_json};
     SRunner *sr = srunner_create(suites[0]());
 
     for (size_t i = 1; i < sizeof suites / sizeof suites[0]; i++)

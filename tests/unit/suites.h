@@ -17,6 +17,7 @@ Suite *suite_ckpt(void);
 Suite *suite_policy(void);
 Suite *suite_rng(void);
 Suite *suite_store(void);
+Suite *suite_json(void);
 
 /* A small agent for tests: obs S, act A with bounds [-2, 2] (or the given ones), the
  * config's defaults overridden by a tiny network and batch, start_timesteps 0. */

@@ -1,6 +1,8 @@
 /* tests/unit/test_update.c: the update's structure (REDQ.md "One critic update", "Actor
  * and alpha updates"): independent members, target initialisation and Polyak, the subset
- * target with min and mean, the actor delay, determinism and thread-independence. */
+ * target with min and mean, the actor delay, determinism and thread-independence; and
+ * values that would poison an agent: a step whose loss or gradients are not finite
+ * changes nothing, and no act answers a non-finite action. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -229,6 +231,224 @@ START_TEST(update_needs_a_full_batch)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ poison */
+
+/* Everything a skipped step must leave alone, compared bit for bit. */
+static void assert_learner_equal(const redq_agent *x, const redq_agent *y, int critic_too)
+{
+    const size_t an = x->actor_shape.total * sizeof(float), cn = x->critic_floats * sizeof(float);
+    ck_assert_msg(memcmp(x->actor, y->actor, an) == 0, "actor changed");
+    ck_assert_msg(memcmp(x->actor_m, y->actor_m, an) == 0, "actor Adam m changed");
+    ck_assert_msg(memcmp(x->actor_v, y->actor_v, an) == 0, "actor Adam v changed");
+    ck_assert_msg(memcmp(&x->log_alpha, &y->log_alpha, sizeof x->log_alpha) == 0 &&
+                      memcmp(&x->la_m, &y->la_m, sizeof x->la_m) == 0 &&
+                      memcmp(&x->la_v, &y->la_v, sizeof x->la_v) == 0,
+                  "alpha or its Adam state changed");
+    ck_assert(x->actor_updates == y->actor_updates && x->policy_version == y->policy_version);
+    if (!critic_too)
+        return;
+    ck_assert_msg(memcmp(x->critic, y->critic, cn) == 0, "critics changed");
+    ck_assert_msg(memcmp(x->critic_m, y->critic_m, cn) == 0, "critic Adam m changed");
+    ck_assert_msg(memcmp(x->critic_v, y->critic_v, cn) == 0, "critic Adam v changed");
+    ck_assert_msg(memcmp(x->target, y->target, cn) == 0, "target critics changed");
+    ck_assert(x->updates == y->updates);
+}
+
+/* Acts on ordinary observations are finite, and the published snapshot is the agent's
+ * actor, finite, at its policy_version. */
+static void assert_acts_finite(redq_agent *a)
+{
+    float obs[2 * S] = {0.3f, -0.2f, 0.5f, 1.0f, 0.0f, -1.0f}, out[2 * A];
+    rqd_err err = {0};
+    for (int mode = REDQ_EXPLORE; mode <= REDQ_EVAL; mode++) {
+        ck_assert_int_eq(redq_agent_act(a, obs, 2, mode, out, &err), 0);
+        for (int i = 0; i < 2 * A; i++)
+            ck_assert_msg(isfinite(out[i]), "mode %d: action %g", mode, out[i]);
+    }
+    redq_policy *p = redq_agent_policy(a);
+    ck_assert(redq_policy_version(p) == a->policy_version);
+    ck_assert(memcmp(p->params, a->actor, a->actor_shape.total * sizeof(float)) == 0);
+    for (size_t i = 0; i < a->actor_shape.total; i++)
+        ck_assert(isfinite(p->params[i]));
+    redq_policy_release(p);
+}
+
+/* Adds n transitions whose reward (or observations) are the given huge value. */
+static void add_poison(redq_agent *a, int n, float reward, float obs_value)
+{
+    float obs[S], act[A] = {0.5f, -0.5f};
+    rqd_err err = {0};
+    for (int j = 0; j < S; j++)
+        obs[j] = obs_value;
+    redq_transition t = {obs, act, reward, obs, 0, 0, NULL};
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(redq_agent_add(a, &t, 1, &err), 0);
+}
+
+/* A trained agent whose whole (small) buffer is then poisoned: every update of the
+ * poisoned buffer is skipped and changes nothing, serially and on two threads alike; a
+ * buffer of ordinary data afterwards trains again. */
+static void check_poison(float reward, float obs_value)
+{
+    redq_config c = test_config(A);
+    c.buffer_size = 24;
+    c.actor_delay = 1; /* every update would step the actor too */
+    c.alpha_auto = 1;
+    redq_agent *a = test_agent(&c, S, A), *t = NULL;
+    redq_exec ex = {two_threads, NULL};
+    redq_stats st;
+    rqd_err err = {0};
+
+    test_fill(a, 24, 8);
+    ck_assert_int_eq(redq_agent_update(a, 5, NULL, &st, &err), 0);
+    ck_assert_int_eq(st.skipped, 0);
+    add_poison(a, 24, reward, obs_value);
+    t = agent_clone(a);
+    redq_agent *before = agent_clone(a);
+
+    ck_assert_int_eq(redq_agent_update(a, 6, NULL, &st, &err), 0);
+    ck_assert_int_eq(st.skipped, 6);
+    ck_assert_int_eq(st.actor_skipped, 0); /* no actor step follows a skipped critic step */
+    ck_assert_int_eq(st.actor_updated, 0);
+    ck_assert(isnan(st.critic_loss) && isnan(st.q_mean));
+    assert_learner_equal(a, before, 1);
+    /* the same on two threads: the same skips, the same bytes */
+    ck_assert_int_eq(redq_agent_update(t, 6, &ex, &st, &err), 0);
+    ck_assert_int_eq(st.skipped, 6);
+    rqd_buf sa, st_;
+    test_save(a, 1, &sa);
+    test_save(t, 1, &st_);
+    ck_assert(sa.len == st_.len && memcmp(sa.data, st_.data, sa.len) == 0);
+    rqd_buf_free(&sa);
+    rqd_buf_free(&st_);
+    assert_acts_finite(a);
+
+    /* ordinary data overwrites the ring: updates are taken again */
+    test_fill(a, 24, 9);
+    ck_assert_int_eq(redq_agent_update(a, 3, NULL, &st, &err), 0);
+    ck_assert_int_eq(st.skipped, 0);
+    ck_assert_int_eq(st.actor_updated, 1);
+    ck_assert(isfinite(st.critic_loss) && isfinite(st.actor_loss) && isfinite(st.alpha_loss));
+    ck_assert(a->updates == before->updates + 3 && a->actor_updates == before->actor_updates + 3);
+    ck_assert(memcmp(a->critic, before->critic, a->critic_floats * sizeof(float)) != 0);
+    ck_assert(memcmp(a->actor, before->actor, a->actor_shape.total * sizeof(float)) != 0);
+    assert_acts_finite(a);
+    redq_agent_free(before);
+    redq_agent_free(t);
+    redq_agent_free(a);
+}
+
+START_TEST(huge_rewards_skip_the_update_and_change_nothing)
+{
+    check_poison(3.4e38f, 0.25f);
+}
+END_TEST
+
+START_TEST(huge_observations_skip_the_update_and_change_nothing)
+{
+    check_poison(1.0f, 3e38f);
+}
+END_TEST
+
+/* The critic step is finite, the actor step is not: critics whose action weights are
+ * huge see only zero actions in the buffer (their gradient there is 0), but the
+ * policy's actions blow their Q up. The critic step stands; the actor, alpha, their
+ * Adam state, actor_updates and policy_version do not move, and the snapshot stays. */
+START_TEST(a_skipped_actor_step_leaves_actor_and_alpha)
+{
+    redq_config c = test_config(A);
+    c.actor_delay = 1;
+    c.alpha_auto = 1;
+    redq_agent *a = test_agent(&c, S, A);
+    redq_stats st;
+    rqd_err err = {0};
+    float obs[S], act[A] = {0.0f, 0.0f}; /* mid-bounds: 0 in the network's scale */
+    redq_rng r;
+
+    redq_rng_seed(&r, 5, 1);
+    for (int i = 0; i < 30; i++) {
+        for (int j = 0; j < S; j++)
+            obs[j] = redq_rng_normal(&r);
+        redq_transition t = {obs, act, redq_rng_normal(&r), obs, 0, 0, NULL};
+        ck_assert_int_eq(redq_agent_add(a, &t, 1, &err), 0);
+    }
+    ck_assert_int_eq(redq_agent_update(a, 2, NULL, &st, &err), 0);
+    ck_assert_int_eq(st.skipped, 0);
+    redq_agent *before = agent_clone(a);
+    const redq__mlp *m = &a->critic_shape;
+    const int H = m->out[0];
+    for (int n = 0; n < a->N; n++) /* first layer W[in][out]: rows S.. are the action's */
+        for (int j = S; j < S + A; j++)
+            for (int h = 0; h < H; h++) {
+                size_t i = (size_t)n * m->total + m->w[0] + (size_t)j * (size_t)H + (size_t)h;
+                a->critic[i] = before->critic[i] = 3e38f;
+            }
+    redq_policy *p0 = redq_agent_policy(a);
+
+    ck_assert_int_eq(redq_agent_update(a, 1, NULL, &st, &err), 0);
+    ck_assert_int_eq(st.actor_skipped, 1);
+    ck_assert_int_eq(st.skipped, 0); /* the critic step stood: not an update that changed nothing */
+    ck_assert_int_eq(st.actor_updated, 0);
+    ck_assert(isfinite(st.critic_loss));
+    ck_assert(a->updates == before->updates + 1);
+    ck_assert(memcmp(a->critic, before->critic, a->critic_floats * sizeof(float)) != 0);
+    assert_learner_equal(a, before, 0);
+    redq_policy *p1 = redq_agent_policy(a);
+    ck_assert_ptr_eq(p0, p1); /* nothing was published */
+    redq_policy_release(p0);
+    redq_policy_release(p1);
+    redq_agent_free(before);
+    redq_agent_free(a);
+}
+END_TEST
+
+/* An actor with a non-finite weight is never published; the previous snapshot serves. */
+START_TEST(a_non_finite_actor_is_not_published)
+{
+    redq_config c = test_config(A);
+    redq_agent *a = test_agent(&c, S, A);
+    redq_policy *p0 = redq_agent_policy(a);
+    a->actor[3] = NAN;
+    a->policy_version++;
+    ck_assert_int_eq(redq__publish_policy(a), RQD_EINVAL);
+    redq_policy *p1 = redq_agent_policy(a);
+    ck_assert_ptr_eq(p0, p1);
+    ck_assert(redq_policy_version(p1) == 0);
+    redq_policy_release(p0);
+    redq_policy_release(p1);
+    redq_agent_free(a);
+}
+END_TEST
+
+/* No act answers a non-finite action: bounds whose width overflows float32 make every
+ * kind of action infinite, and each is refused as unavailable. */
+START_TEST(acts_never_answer_non_finite_actions)
+{
+    redq_config c = test_config(1);
+    c.start_timesteps = 5;
+    c.deterministic_eval = 1;
+    float low = -3e38f, high = 3e38f, obs[S] = {0.1f, 0.2f, 0.3f}, out = 0;
+    redq_agent *a = NULL;
+    rqd_err err = {0};
+    ck_assert_int_eq(redq_agent_new(&c, S, 1, &low, &high, &a, &err), 0);
+    ck_assert_int_eq(redq_agent_act(a, obs, 1, REDQ_EXPLORE, &out, &err), RQD_EUNAVAIL); /* warm-up */
+    ck_assert_str_eq(err.field, "obs");
+    ck_assert_int_eq(redq_agent_act(a, obs, 1, REDQ_EVAL, &out, &err), RQD_EUNAVAIL);
+    redq_agent_set_env_steps(a, 10);
+    ck_assert_int_eq(redq_agent_act(a, obs, 1, REDQ_EXPLORE, &out, &err), RQD_EUNAVAIL);
+    redq_agent_free(a);
+    /* and huge observations: whatever the network makes of them, never a NaN answered */
+    redq_config d = test_config(A);
+    a = test_agent(&d, S, A);
+    float big[S] = {3e38f, -3e38f, 3e38f}, two[A];
+    for (int mode = REDQ_EXPLORE; mode <= REDQ_EVAL; mode++) {
+        int rc = redq_agent_act(a, big, 1, mode, two, &err);
+        ck_assert(rc == RQD_EUNAVAIL || (rc == 0 && isfinite(two[0]) && isfinite(two[1])));
+    }
+    redq_agent_free(a);
+}
+END_TEST
+
 Suite *suite_update(void)
 {
     Suite *s = suite_create("update");
@@ -241,6 +461,13 @@ Suite *suite_update(void)
     tcase_add_test(tc, same_seed_same_bytes_and_seeds_differ);
     tcase_add_test(tc, threaded_members_give_the_serial_bytes);
     tcase_add_test(tc, update_needs_a_full_batch);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("poison");
+    tcase_add_test(tc, huge_rewards_skip_the_update_and_change_nothing);
+    tcase_add_test(tc, huge_observations_skip_the_update_and_change_nothing);
+    tcase_add_test(tc, a_skipped_actor_step_leaves_actor_and_alpha);
+    tcase_add_test(tc, a_non_finite_actor_is_not_published);
+    tcase_add_test(tc, acts_never_answer_non_finite_actions);
     suite_add_tcase(s, tc);
     return s;
 }
