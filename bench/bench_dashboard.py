@@ -180,8 +180,8 @@ def main():
         "",
         "Data: %s stats rows at first, %d evaluations and %d explore episodes per agent; made in %.0f s."
         % ("/".join(str(r) for r in rows), ROUNDS, ROUNDS * STEPS // 50, t_make),
-        "The critic loss chart holds %s points and draws %s (M4 decimation per pixel column)."
-        % (pts, drawn),
+        "At the last repeat (each adds 1000 rows per agent) the critic loss chart held %s points"
+        " and drew %s (M4 decimation per pixel column)." % (pts, drawn),
         "",
         "| what | median (min-max, n) |",
         "|---|---|",
