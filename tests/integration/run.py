@@ -40,9 +40,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
-# Per-file timeouts (seconds, before scaling); the Pendulum run, the tutorial and the large
-# agent are the long ones.
+# Per-file timeouts (seconds, before scaling); the Pendulum run, the tutorial, the
+# dashboard and the large agent are the long ones.
 TIMEOUTS = {"test_pendulum_http.py": 240, "test_security.py": 300, "test_tutorial.py": 600,
+            "test_dashboard.py": 300,
             "test_large_agent.py": 1800}  # GB-sized checkpoints: up to 8 min
 DEFAULT_TIMEOUT = 150
 
