@@ -128,22 +128,33 @@ int api_reply_rows(api_req *r, int csv, const char *header, void *rows, int n, s
                    cJSON *(*to_json)(const void *row), void (*to_csv)(rqd_buf *b, const void *row))
 {
     const char *p = rows;
+    int ok = 1;
+    rqd_buf b;
+    rqd_buf_init(&b, 0);
     if (csv) {
-        rqd_buf b;
-        rqd_buf_init(&b, 0);
         rqd_buf_append(&b, header, strlen(header));
         for (int i = 0; i < n; i++)
             to_csv(&b, p + (size_t)i * size);
-        free(rows);
-        if (b.data == NULL)
-            return api_problem_status(r, 503, "unavailable", "out of memory");
-        return api_reply_bytes_take(r, 200, "text/csv", b.data, b.len);
+    } else {
+        /* Row by row into the text: 10^5 rows as one cJSON tree would be a million
+         * nodes (about 100 MB) for an answer of a few MB. */
+        rqd_buf_append(&b, "{\"rows\":[", 9);
+        for (int i = 0; i < n && ok; i++) {
+            cJSON *o = to_json(p + (size_t)i * size);
+            char *t = o ? cJSON_PrintUnformatted(o) : NULL;
+            ok = t && (i == 0 || rqd_buf_append(&b, ",", 1) == 0) &&
+                 rqd_buf_append(&b, t, strlen(t)) == 0;
+            free(t);
+            cJSON_Delete(o);
+        }
+        rqd_buf_append(&b, "]}", 2);
     }
-    cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "rows");
-    for (int i = 0; i < n; i++)
-        cJSON_AddItemToArray(arr, to_json(p + (size_t)i * size));
     free(rows);
-    return api_reply_json_take(r, 200, o);
+    if (!ok || b.data == NULL) {
+        rqd_buf_free(&b);
+        return api_problem_status(r, 503, "unavailable", "out of memory rendering the answer");
+    }
+    return api_reply_bytes_take(r, 200, csv ? "text/csv" : "application/json", b.data, b.len);
 }
 
 int api_page(api_req *r, long long *since, long long *limit, int *csv, rqd_err *err)
