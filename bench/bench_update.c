@@ -1,6 +1,6 @@
 /* bench/bench_update.c: critic updates per second of the REDQ core (build/bench_update).
  *
- * Mirrors ../shared/bench/torch_redq_ref.py so that the two can be compared on one
+ * Mirrors bench/torch_redq_ref.py so that the two can be compared on one
  * machine in one run (bench/run_bench.sh): the same configurations, Tianshou's
  * mujoco_redq.py hyper-parameters with alpha "auto", a replay buffer of 20000 random
  * transitions, and the rate timed over whole cycles of actor_delay updates so that the

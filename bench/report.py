@@ -2,11 +2,11 @@
 """bench/report.py: the markdown report of one `make bench` run (bench/run_bench.sh).
 
 Reads the three outputs of one run on one machine:
-  sgemm.txt    ../shared/bench/sgemm_peak -j   (GEMM rates: the bounds)
-  torch.jsonl  ../shared/bench/torch_redq_ref.py --variant lean --threads 1 2
+  sgemm.txt    bench/sgemm_peak -j   (GEMM rates: the bounds)
+  torch.jsonl  bench/torch_redq_ref.py --variant lean --threads 1 2
   redqd.jsonl  build/bench_update (modes single, split2, agents2)
 and prints, per configuration, redqd's critic updates/s against PyTorch and against
-the two sgemm bounds of ../shared/bench/redq_flops.py for the lean model at 1 thread,
+the two sgemm bounds of bench/redq_flops.py for the lean model at 1 thread,
 the split2 speed-up, the agents2 per-agent rate, act latency, the machine, the commands,
 and the bars of the performance issue with met / not met.
 
@@ -221,7 +221,7 @@ def bounds_section(rf, rd, tr, sg, names):
            "shape bound, 1 thread (updates/s)", "redqd single achieved GFLOP/s",
            "PyTorch lean 1 thread, % of shape bound",
            f"shape bound, {CALLERS_SETTING} (updates/s)", "split2 % of that bound"]
-    note = ("From ../shared/bench/redq_flops.py with the best (fastest) sgemm samples. The "
+    note = ("From bench/redq_flops.py with the best (fastest) sgemm samples. The "
             f"'{CALLERS_SETTING}' bound is two single-threaded GEMM streams at once: the ceiling for "
             "split2 (and for the two agents of agents2 together).")
     return "## Bounds (lean model)\n\n" + note + "\n\n" + table(hdr, rows)
@@ -334,7 +334,7 @@ def commands_section(path, args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shared", required=True, help="the shared directory (holds bench/redq_flops.py)")
+    ap.add_argument("--shared", required=True, help="the directory whose bench/ holds redq_flops.py (the repository)")
     ap.add_argument("--sgemm", required=True)
     ap.add_argument("--torch", required=True)
     ap.add_argument("--redqd", required=True)
@@ -352,7 +352,7 @@ def main():
     parts = ["# redqd update benchmark"]
     if args.quick:
         parts.append("> Smoke test (BENCH_QUICK=1): every timing is far too short to mean anything.")
-    parts.append("Critic updates per second of one REDQ agent (../shared/REDQ.md), redqd's C core against "
+    parts.append("Critic updates per second of one REDQ agent (Chen et al. 2021), redqd's C core against "
                  "the PyTorch reference (lean variant) and the sgemm bounds, all measured in one run on "
                  "this machine. bench/run_bench.sh made it; `make bench` reruns it.")
     note = noise_note(rd, tr)

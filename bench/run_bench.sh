@@ -3,7 +3,7 @@
 # machine, so that the ratios in the report compare like with like:
 #
 #   1. bench-only dependencies (python3-torch, python3-numpy for the PyTorch reference)
-#   2. ../shared/bench/sgemm_peak.c built into build/bench/sgemm_peak
+#   2. bench/sgemm_peak.c built into build/bench/sgemm_peak
 #   3. sgemm_peak -t 1,2 -j          -> build/bench/sgemm.txt   (the GEMM bounds)
 #   4. torch_redq_ref.py, lean, 1/2 threads -> build/bench/torch.jsonl
 #   5. build/bench_update, single/split2/agents2 -> build/bench/redqd.jsonl
@@ -11,7 +11,8 @@
 #                                       with BENCH_QUICK=1, build/bench/latest-quick.md
 #
 # Run from anywhere inside the repository (it changes to the root). Environment:
-#   REDQD_SHARED   the shared directory (default: <repo root>/../shared)
+#   REDQD_SHARED   a directory whose bench/ holds other copies of sgemm_peak.c,
+#                  torch_redq_ref.py and redq_flops.py (default: the repository's)
 #   BENCH_QUICK=1  every step short (a smoke test of the pipeline; numbers meaningless)
 #   BUILD          build directory (default build, as in the Makefile)
 #   BENCH_REPORT   where to write the report (default: see step 6)
@@ -23,7 +24,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(git -C "$here" rev-parse --show-toplevel 2>/dev/null || (cd "$here/.." && pwd))
 cd "$root"
-shared=${REDQD_SHARED:-$root/../shared}
+shared=${REDQD_SHARED:-$root}
 build=${BUILD:-build}
 out=$build/bench
 quick=${BENCH_QUICK:-0}
@@ -45,7 +46,7 @@ fi
 
 for f in bench/sgemm_peak.c bench/torch_redq_ref.py bench/redq_flops.py; do
     if [ ! -r "$shared/$f" ]; then
-        echo "run_bench.sh: $shared/$f not found (set REDQD_SHARED to the shared directory)" >&2
+        echo "run_bench.sh: $shared/$f not found (REDQD_SHARED: a directory whose bench/ holds it)" >&2
         exit 1
     fi
 done

@@ -1,4 +1,5 @@
-"""Unit tests of clients/python/redqd_client.py that need no daemon.
+"""Unit tests of the client module (clients/python/redqd_client/client.py, policy.py) that
+need no daemon.
 
 A scripted HTTP server on 127.0.0.1 (a free port, in a thread) records each request and
 answers from a queue, so the tests check what the client sends (method, path, query,
@@ -26,7 +27,9 @@ from contextlib import redirect_stdout
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "..", "clients", "python"))
 import redqd_client  # noqa: E402
-from redqd_client import Client, RedqdError, eval_action, load_policy_safetensors  # noqa: E402
+from redqd_client import (Client, DaemonUnreachable, RedqdError, eval_action,  # noqa: E402
+                          load_policy_safetensors)
+from redqd_client.client import _backoff, _parse_retry_after  # noqa: E402
 
 DROP = "drop"   # a scripted answer: close the connection without answering
 
@@ -191,6 +194,16 @@ class TestRequests(ClientTestCase):
             (lambda: c.delete_checkpoint("p", 3), "DELETE", "/v1/agents/p/checkpoints/3",
              {}, None),
             (lambda: c.restore("p", 3), "POST", "/v1/agents/p/restore", {}, {"checkpoint": 3}),
+            (lambda: c.put_agent("p", 3, [-2.0], [2.0], {"seed": 1}), "PUT", "/v1/agents/p", {},
+             {"obs_dim": 3, "action_low": [-2.0], "action_high": [2.0], "config": {"seed": 1}}),
+            (lambda: c.put_agent("p", 3, (-2,), (2,)), "PUT", "/v1/agents/p", {},
+             {"obs_dim": 3, "action_low": [-2], "action_high": [2]}),
+            (lambda: c.post_evaluation("p", [-1, 2.5], lengths=[200, 180]), "POST",
+             "/v1/agents/p/evaluations", {}, {"returns": [-1.0, 2.5], "lengths": [200, 180]}),
+            (lambda: c.post_evaluation("p", [3]), "POST", "/v1/agents/p/evaluations", {},
+             {"returns": [3.0]}),
+            (lambda: c.evaluations("p", since=4, limit=2), "GET", "/v1/agents/p/evaluations",
+             {"since": "4", "limit": "2", "format": "json"}, None),
         ]
         for call, method, path, query, body in cases:
             with self.subTest(f"{method} {path}"):
@@ -217,6 +230,25 @@ class TestRequests(ClientTestCase):
                                             "config": {"batch_size": 32}})
         self.client.create_agent("p", 3, [-2.0], [2.0])
         self.assertNotIn("config", self.last.json())
+
+    def test_put_agent_tells_created_from_found(self):
+        agent = {"name": "p", "obs_dim": 3, "act_dim": 1, "state": {}}
+        self.reply(Reply(201, agent), Reply(200, agent), Reply(200, agent))
+        self.assertEqual(self.client._put_agent("p", 3, [-2.0], [2.0], None), (True, agent))
+        self.assertEqual(self.client._put_agent("p", 3, [-2.0], [2.0], None), (False, agent))
+        self.assertEqual(self.client.put_agent("p", 3, [-2.0], [2.0]), agent)
+
+    def test_put_agent_is_retried_after_a_lost_connection(self):
+        self.reply(DROP, Reply(200, {"name": "p"}))
+        self.assertEqual(self.client.put_agent("p", 3, [-2.0], [2.0]), {"name": "p"})
+        self.assertEqual([r.method for r in self.requests], ["PUT", "PUT"])
+
+    def test_iter_evaluations_pages_forward(self):
+        self.reply(Reply(200, {"rows": [{"row": 1}, {"row": 2}]}),
+                   Reply(200, {"rows": []}))
+        rows = list(self.client.iter_evaluations("p", page_size=2))
+        self.assertEqual([r["row"] for r in rows], [1, 2])
+        self.assertEqual(self.requests[1].query, {"since": "2", "limit": "2", "format": "json"})
 
     def test_agent_names_and_ids_are_quoted(self):
         self.client.get_agent("a/b c")
@@ -374,19 +406,44 @@ class TestErrors(ClientTestCase):
         self.assertEqual((err.status, err.code, err.title), (502, None, "Bad Gateway"))
         self.assertIn("Bad Gateway", err.detail)
 
-    def test_connection_refused(self):
+    def test_connection_refused_fails_at_once_naming_the_url(self):
         with socket.socket() as sock:            # a port that nothing listens on
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        client = Client("http://127.0.0.1:%d" % port, retries=0)
-        with self.assertRaises(ConnectionError):
-            client.health()
-        client = Client("http://127.0.0.1:%d" % port, retries=2)
+        url = "http://127.0.0.1:%d" % port
+        client = Client(url, retries=5)
         client.sleeps = []
         client._sleep = client.sleeps.append
-        with self.assertRaises(ConnectionError):
-            client.health()                      # a GET is retried, a bounded number of times
-        self.assertEqual(client.sleeps, [redqd_client._backoff(0), redqd_client._backoff(1)])
+        with self.assertRaises(DaemonUnreachable) as cm:
+            client.health()                      # a GET, yet never retried: no daemon there
+        self.assertEqual(client.sleeps, [])
+        self.assertIsInstance(cm.exception, ConnectionError)
+        self.assertEqual(cm.exception.url, url)
+        self.assertIn(url, str(cm.exception))
+        self.assertIn("Connection refused", str(cm.exception))
+        self.assertIn("REDQD_URL", str(cm.exception))
+        self.assertIn("make run", str(cm.exception))
+
+    def test_unknown_host_fails_at_once(self):
+        client = Client("http://no-such-host.invalid:8470", retries=5)
+        client._sleep = self.fail
+        with self.assertRaises(DaemonUnreachable) as cm:
+            client.list_agents()
+        self.assertIn("no-such-host.invalid", str(cm.exception))
+
+    def test_a_daemon_gone_after_answering_is_retried_for_any_request(self):
+        # Reached once, then refused: a restart. Nothing was sent, so even train (never
+        # resent after a lost connection) is tried again, a bounded number of times.
+        client = self.make_client(retries=2)
+        self.reply(Reply(200, {"status": "ok"}, close=True))
+        client.health()
+        self.assertTrue(self.server.closed.wait(5))
+        self.server.shutdown()
+        self.server.server_close()               # the port refuses connections now
+        with self.assertRaises(DaemonUnreachable):
+            client.train("p", 10)
+        self.assertEqual(client.sleeps, [_backoff(0), _backoff(1)])
+        self.assertEqual(len(self.requests), 1)
 
 
 class TestRetries(ClientTestCase):
@@ -430,7 +487,7 @@ class TestRetries(ClientTestCase):
         self.reply(self.busy("3600"), self.busy(None), Reply(200, self.OK))
         client.post_transitions("p", self.ROWS)
         client.close()
-        self.assertEqual(client.sleeps, [5, redqd_client._backoff(1)])
+        self.assertEqual(client.sleeps, [5, _backoff(1)])
 
     def test_retries_zero_disables(self):
         client = self.make_client(retries=0)
@@ -483,9 +540,9 @@ class TestRetries(ClientTestCase):
         self.assertFalse(self.server.closed.is_set())
 
     def test_retry_after_http_date(self):
-        self.assertAlmostEqual(redqd_client._parse_retry_after("12"), 12.0)
-        self.assertEqual(redqd_client._parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), 0.0)
-        self.assertIsNone(redqd_client._parse_retry_after("soon"))
+        self.assertAlmostEqual(_parse_retry_after("12"), 12.0)
+        self.assertEqual(_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), 0.0)
+        self.assertIsNone(_parse_retry_after("soon"))
 
 
 # ---- the policy file ---------------------------------------------------------------------

@@ -368,6 +368,57 @@ class ShutdownEveryStateTest(unittest.TestCase):
             d.cleanup()
 
 
+class PoisonTest(DaemonTestCase):
+    """Rewards of 3e38 (let through here by a raised --max-abs-value): every update is
+    skipped as non-finite and changes nothing, acts stay finite, and after 100 in a row
+    the agent stops itself, unavailable with the reason; a restore brings it back."""
+
+    daemon_args = ("--max-abs-value", "3.4e38")
+
+    def test_poisoned_agent_skips_then_stops_itself(self):
+        self.create("poison", config=small_config(actor_delay=2))
+        self.post_transitions("poison", rand_rows(40, 3, 1))
+        self.train("poison", 4)
+        ck = self.assertOK(self.c.post("/v1/agents/poison/checkpoints"), 201)["id"]
+        before = self.state("poison")
+        bad = rand_rows(40, 3, 1)
+        for r in bad:
+            r["reward"] = 3e38
+        # A buffer of only poisoned rows (and a checkpoint from before them): every batch
+        # holds one.
+        self.create("poison2", config=small_config(actor_delay=2))
+        ck2 = self.assertOK(self.c.post("/v1/agents/poison2/checkpoints"), 201)["id"]
+        self.post_transitions("poison2", bad)
+        r = self.c.post("/v1/agents/poison2/train", {"updates": 150})
+        p = self.assertProblem(r, 503, "unavailable", contains="paused itself")
+        st = self.state("poison2")
+        self.assertEqual(st["status"], "unavailable")
+        self.assertIn("not finite", st["error"])
+        self.assertGreaterEqual(st["skipped_updates"], 100)
+        self.assertEqual(st["updates"], 0)          # nothing was applied
+        self.assertProblem(self.c.post("/v1/agents/poison2/act", {"obs": [0, 0, 0]}), 503,
+                           "unavailable", contains="paused itself")
+        m = self.c.get("/metrics").body.decode()
+        self.assertIn('redqd_agent_skipped_updates_total{agent="poison2"} ', m)
+        self.assertIn('redqd_agent_available{agent="poison2"} 0', m)
+        back = self.assertOK(self.c.post("/v1/agents/poison2/restore", {"checkpoint": ck2}))
+        self.assertEqual((back["state"]["status"], back["state"]["env_steps"]), ("ok", 40))
+        self.act("poison2", [0.0, 0.0, 0.0])
+
+        # A mixed buffer: updates whose batch holds a poisoned row are skipped, the others
+        # train; acts never answer a non-finite action.
+        self.post_transitions("poison", bad[:2])
+        self.train("poison", 30)
+        st = self.state("poison")
+        self.assertEqual(st["status"], "ok", st)
+        for _ in range(20):
+            a = self.act("poison", [0.1, 0.2, 0.3])["action"][0]
+            self.assertTrue(a is not None and -2.0 <= a <= 2.0, a)
+        back = self.assertOK(self.c.post("/v1/agents/poison/restore", {"checkpoint": ck}))
+        self.assertEqual(back["state"]["updates"], before["updates"])
+        del p
+
+
 class ContractPointsTest(DaemonTestCase):
 
     def test_train_answer_names_its_row_and_stats_read_their_writes(self):

@@ -1,64 +1,60 @@
-#!/usr/bin/env python3
-"""A Python client for redqd's HTTP API (docs/api.md), standard library only.
+"""The HTTP client: one method per endpoint of redqd's API (docs/api.md), standard library
+only.
 
     from redqd_client import Client, RedqdError
 
     c = Client("http://127.0.0.1:8470")                    # token="..." when the daemon has one
-    c.create_agent("pendulum", obs_dim=3, action_low=[-2.0], action_high=[2.0],
-                   config={"training": "sync"})
+    c.put_agent("pendulum", obs_dim=3, action_low=[-2.0], action_high=[2.0],
+                config={"training": "sync"})              # created, or the same one found
     action = c.act("pendulum", obs)                        # one observation -> one action
     c.post_transitions("pendulum", [{"obs": obs, "action": action, "reward": r,
                                      "next_obs": next_obs, "terminated": False,
                                      "truncated": False}])
 
-There is one method per endpoint. They return what the API answers: decoded JSON (a dict)
-for JSON answers, None for 204, str for text (metrics, CSV stats) and bytes for files
-(checkpoints, the policy). Observations and actions may be lists, tuples or anything
-with .tolist() (numpy arrays); NaN and infinities are refused before anything is sent.
+The methods return what the API answers: decoded JSON (a dict) for JSON answers, None
+for 204, str for text (metrics, CSV) and bytes for files (checkpoints, the policy).
+Observations and actions may be lists, tuples or anything with .tolist() (numpy
+arrays); NaN and infinities are refused before anything is sent.
 
 Errors. A non-2xx answer raises RedqdError carrying the problem+json document's status,
-code, detail and title. Failures to connect raise the usual ConnectionError (OSError);
-timeouts raise TimeoutError.
+code, detail and title. A daemon that cannot be reached raises DaemonUnreachable (a
+ConnectionError) at once, naming the URL, unless this client has reached it before (then
+it is taken for a restart and retried as below). A connection lost mid-request raises
+the usual ConnectionError; timeouts raise TimeoutError.
 
 Retries (bounded by `retries`, sleeping at most `max_retry_wait` seconds at a time):
 - 429 `busy` (back-pressure) is retried for any request after its Retry-After. The
   contract says a 429 stores nothing; only transitions posts and episode steps get it.
-- A connection error, or 503 `unavailable` (a daemon shutting down or restarting), is
-  retried only where sending the request twice is harmless: GETs, PATCH, act, and
-  transitions posts that carry a batch_id. post_transitions() generates one for every
-  post by default: the daemon stores a batch_id's rows once, so when a post fails with
-  no answer (the daemon crashed after storing it, say) the retry cannot add them twice.
-  Episode steps, train, checkpoint and create calls are never resent after a connection
-  error, since their outcome is unknown; the error is raised.
+- A failed connect, once the daemon has answered this client before, is retried for any
+  request: nothing was sent.
+- A connection lost mid-request, or 503 `unavailable` (a daemon shutting down or
+  restarting), is retried only where sending the request twice is harmless: GETs, PUT
+  of an agent, PATCH, act, and transitions posts that carry a batch_id.
+  post_transitions() generates one for every post by default: the daemon stores a
+  batch_id's rows once, so when a post fails with no answer (the daemon crashed after
+  storing it, say) the retry cannot add them twice. Episode steps, train, evaluation,
+  checkpoint and POST-create calls are never resent after a lost connection, since
+  their outcome is unknown; the error is raised.
 
 A Client keeps one keep-alive connection and is not thread-safe: use one per thread.
-
-The module also reads the policy file offline: load_policy_safetensors() parses
-`GET .../policy` bytes and eval_action() computes the eval action in pure Python.
-
-As a command:  python3 redqd_client.py [--url U] [--token T] health|agents|agent NAME|stats NAME
-($REDQD_URL and $REDQD_TOKEN are the defaults) prints the JSON answer.
 """
 
-import argparse
 import email.utils
 import http.client
 import json
 import logging
-import math
 import os
 import select
 import socket
-import struct
-import sys
 import time
 import urllib.parse
 import uuid
 
-__all__ = ["Client", "RedqdError", "new_batch_id", "load_policy_safetensors", "eval_action"]
+__all__ = ["Client", "RedqdError", "DaemonUnreachable", "new_batch_id", "DEFAULT_URL",
+           "default_url", "default_token"]
 
 DEFAULT_URL = "http://127.0.0.1:8470"
-USER_AGENT = "redqd-python-client/1"
+USER_AGENT = "redqd-python-client/2"
 
 log = logging.getLogger("redqd_client")
 
@@ -103,6 +99,32 @@ class RedqdError(Exception):
         return cls(status, None, text[:500] or None, _reason(status), None, retry_after)
 
 
+class DaemonUnreachable(ConnectionError):
+    """No connection to the daemon could be made (refused, no route, unknown host, a TLS
+    failure, or no answer to the connect within connect_timeout).
+
+    url     the daemon's base URL as the client was given it
+    reason  what the connect failed with (str)
+    """
+
+    def __init__(self, url, reason):
+        super().__init__(f"cannot connect to redqd at {url}: {reason}. Is the daemon "
+                         f"running? Start one with `make run` (or `redqd --port N`), or "
+                         f"point the client at it with --url or REDQD_URL")
+        self.url = url
+        self.reason = reason
+
+
+def default_url():
+    """$REDQD_URL, or http://127.0.0.1:8470 (what `make run` listens on)."""
+    return os.environ.get("REDQD_URL") or DEFAULT_URL
+
+
+def default_token():
+    """$REDQD_TOKEN, or None."""
+    return os.environ.get("REDQD_TOKEN") or None
+
+
 def new_batch_id():
     """A fresh batch_id for a transitions post (35 characters of [A-Za-z0-9_.:-])."""
     return "py-" + uuid.uuid4().hex
@@ -111,15 +133,19 @@ def new_batch_id():
 class Client:
     """One redqd daemon at `base_url` (a path prefix such as http://host/redqd is kept).
 
+    base_url        None: default_url() ($REDQD_URL or http://127.0.0.1:8470)
     token           sent as "Authorization: Bearer <token>" when set
-    timeout         seconds to wait for a connection or an answer; in `sync` training
-                    mode a transitions post waits for its updates, so allow for them
+    timeout         seconds to wait for an answer; in `sync` training mode a transitions
+                    post waits for its updates, so allow for them
+    connect_timeout seconds to wait for a connection (at most timeout)
     retries         how many times a retryable failure is retried (module docstring); 0: never
     max_retry_wait  the longest single sleep between two tries, in seconds
     """
 
     def __init__(self, base_url=DEFAULT_URL, token=None, timeout=60, retries=10,
-                 max_retry_wait=30.0):
+                 max_retry_wait=30.0, connect_timeout=10.0):
+        if base_url is None:
+            base_url = default_url()
         url = urllib.parse.urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"base_url must be http://host[:port][/prefix], not {base_url!r}")
@@ -128,6 +154,8 @@ class Client:
         self.timeout = timeout
         self.retries = retries
         self.max_retry_wait = max_retry_wait
+        self.connect_timeout = connect_timeout
+        self._reached = False               # has the daemon ever answered this client?
         self._scheme = url.scheme
         self._host = url.hostname
         self._port = url.port
@@ -170,6 +198,23 @@ class Client:
         if config is not None:
             body["config"] = config
         return self._json("POST", "/v1/agents", body=body)
+
+    def put_agent(self, name, obs_dim, action_low, action_high, config=None):
+        """PUT /v1/agents/{name}: creates the agent, or finds the one of that name with the
+        same obs_dim, action box and config (settings left out count as their defaults)
+        and answers it unchanged. Another one of that name is 409 `already_exists`, whose
+        detail names the first difference. Safe to send twice. Returns the agent."""
+        return self._put_agent(name, obs_dim, action_low, action_high, config)[1]
+
+    def _put_agent(self, name, obs_dim, action_low, action_high, config):
+        """put_agent(), answering (created: bool, agent)."""
+        body = {"obs_dim": obs_dim, "action_low": _plain(action_low),
+                "action_high": _plain(action_high)}
+        if config is not None:
+            body["config"] = config
+        status, _, data = self._request("PUT", _agent_path(name), body=_encode_json(body),
+                                        content_type="application/json", retry_safe=True)
+        return status == 201, _decode_json(data)
 
     def list_agents(self):
         """GET /v1/agents: {"agents": [{name, obs_dim, act_dim, env_steps, updates, training}]}."""
@@ -259,19 +304,47 @@ class Client:
         """GET .../stats: rows with row > since, oldest first, at most limit.
 
         format="json" returns {"rows": [...]}; format="csv" returns the CSV text."""
-        query = {"since": since, "limit": limit, "format": format}
-        if format == "csv":
-            return self._text("GET", _agent_path(name, "stats"), query=query)
-        return self._json("GET", _agent_path(name, "stats"), query=query)
+        return self._rows(name, "stats", since, limit, format)
 
     def iter_stats(self, name, since=None, page_size=1000):
         """Every stats row after `since`, paging forward until the newest."""
+        return self._iter_rows(self.stats, name, since, page_size)
+
+    def _rows(self, name, what, since, limit, format):
+        query = {"since": since, "limit": limit, "format": format}
+        if format == "csv":
+            return self._text("GET", _agent_path(name, what), query=query)
+        return self._json("GET", _agent_path(name, what), query=query)
+
+    @staticmethod
+    def _iter_rows(fetch, name, since, page_size):
         while True:
-            rows = self.stats(name, since=since, limit=page_size)["rows"]
+            rows = fetch(name, since=since, limit=page_size)["rows"]
             yield from rows
             if len(rows) < page_size:
                 return
             since = rows[-1]["row"]
+
+    # ---- evaluations ------------------------------------------------------------------
+
+    def post_evaluation(self, name, returns, lengths=None):
+        """POST .../evaluations: records the returns (and lengths) of eval episodes against
+        the agent's env_steps, updates and policy_version now. Answers the row: {"row",
+        "env_steps", "updates", "policy_version", "time", "n", "mean", "std", "min",
+        "max", "mean_length"}. Not resent after a lost connection (it could count twice)."""
+        body = {"returns": [float(r) for r in _plain(returns)]}
+        if lengths is not None:
+            body["lengths"] = [int(n) for n in _plain(lengths)]
+        return self._json("POST", _agent_path(name, "evaluations"), body=body)
+
+    def evaluations(self, name, since=None, limit=None, format="json"):
+        """GET .../evaluations: rows with row > since, oldest first, at most limit, paged
+        like stats. format="json" returns {"rows": [...]}; "csv" returns the CSV text."""
+        return self._rows(name, "evaluations", since, limit, format)
+
+    def iter_evaluations(self, name, since=None, page_size=1000):
+        """Every evaluation row after `since`, paging forward until the newest."""
+        return self._iter_rows(self.evaluations, name, since, page_size)
 
     # ---- checkpoints ------------------------------------------------------------------
 
@@ -322,10 +395,7 @@ class Client:
     # ---- transport --------------------------------------------------------------------
 
     def _json(self, method, path, body=None, query=None, retry_safe=None, timeout=None):
-        payload = None
-        if body is not None:
-            payload = json.dumps(body, allow_nan=False, separators=(",", ":"),
-                                 default=_to_json).encode("utf-8")
+        payload = None if body is None else _encode_json(body)
         _, _, data = self._request(method, path, query=query, body=payload,
                                    content_type="application/json", retry_safe=retry_safe,
                                    timeout=timeout)
@@ -343,8 +413,8 @@ class Client:
         """Sends one request, retrying as the module docstring says.
 
         Returns (status, headers, body bytes) for a 2xx or 304 answer; raises RedqdError
-        for any other, and OSError when the daemon cannot be reached. retry_safe=None
-        means "only if it is a GET"."""
+        for any other, DaemonUnreachable when no connection can be made, and OSError
+        when one is lost. retry_safe=None means "only if it is a GET"."""
         url = self._prefix + path
         query = {k: v for k, v in (query or {}).items() if v is not None}
         if query:
@@ -362,12 +432,20 @@ class Client:
         while True:
             try:
                 status, resp_headers, data = self._send(method, url, body, hdrs, timeout)
+            except DaemonUnreachable as exc:
+                # Never reached: a wrong URL or no daemon, and waiting would only hide it.
+                # Reached before: a restart; nothing was sent, so any request may retry.
+                if not self._reached or attempt >= self.retries:
+                    raise
+                delay = _backoff(attempt)
+                log.debug("%s %s: %s; retrying in %.2fs", method, url, exc.reason, delay)
             except ConnectionError as exc:
                 if not retry_safe or attempt >= self.retries:
                     raise
                 delay = _backoff(attempt)
                 log.debug("%s %s: %s; retrying in %.2fs", method, url, exc, delay)
             else:
+                self._reached = True
                 if 200 <= status < 300 or status == 304:
                     return status, resp_headers, data
                 err = RedqdError.from_response(status, resp_headers, data)
@@ -380,12 +458,18 @@ class Client:
             self._sleep(min(delay, self.max_retry_wait))
 
     def _send(self, method, url, body, headers, timeout):
-        """One HTTP exchange on the kept-alive connection."""
+        """One HTTP exchange on the kept-alive connection (connecting first if needed)."""
         conn = self._connection()
         timeout = self.timeout if timeout is None else timeout
+        if conn.sock is None:
+            conn.timeout = min(self.connect_timeout, timeout)
+            try:
+                conn.connect()
+            except OSError as exc:      # refused, unreachable, DNS, TLS, connect timeout
+                conn.close()
+                raise DaemonUnreachable(self.base_url, _describe(exc)) from exc
         conn.timeout = timeout
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
+        conn.sock.settimeout(timeout)
         try:
             conn.request(method, url, body=body, headers=headers)
             resp = conn.getresponse()
@@ -442,6 +526,11 @@ def _to_json(obj):
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
+def _encode_json(body):
+    return json.dumps(body, allow_nan=False, separators=(",", ":"),
+                      default=_to_json).encode("utf-8")
+
+
 def _decode_json(data):
     return json.loads(data.decode("utf-8")) if data else None
 
@@ -452,6 +541,11 @@ def _socket_closed(sock):
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+def _describe(exc):
+    """An OSError as a short phrase: "[Errno 111] Connection refused" or its class."""
+    return str(exc) or type(exc).__name__
 
 
 def _backoff(attempt):
@@ -476,131 +570,3 @@ def _parse_retry_after(value):
 
 def _reason(status):
     return http.client.responses.get(status)
-
-
-# ---- the policy file -------------------------------------------------------------------
-
-_DTYPES = {"F32": ("f", 4), "F64": ("d", 8), "F16": ("e", 2)}
-
-
-def load_policy_safetensors(data):
-    """Parses a safetensors file (the bytes of Client.policy()).
-
-    Returns {tensor name: (shape, flat list of floats in row-major order)}, plus
-    "__metadata__": the header's metadata as strings (obs_dim, act_dim, action_low,
-    action_high, policy_version, activation for a redqd policy). Raises ValueError for
-    a file that is truncated or malformed, or holds a dtype other than F32, F64 or F16.
-    """
-    data = bytes(data)
-    if len(data) < 8:
-        raise ValueError("safetensors: shorter than its 8-byte header length")
-    (header_len,) = struct.unpack_from("<Q", data, 0)
-    if header_len > len(data) - 8:
-        raise ValueError(f"safetensors: header of {header_len} bytes but only "
-                         f"{len(data) - 8} follow")
-    try:
-        header = json.loads(data[8:8 + header_len].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"safetensors: bad JSON header: {exc}") from None
-    if not isinstance(header, dict):
-        raise ValueError("safetensors: the header is not a JSON object")
-
-    base = 8 + header_len
-    out = {"__metadata__": dict(header.pop("__metadata__", None) or {})}
-    for name, info in header.items():
-        dtype = info.get("dtype")
-        if dtype not in _DTYPES:
-            raise ValueError(f"safetensors: tensor {name!r} has dtype {dtype!r}")
-        code, size = _DTYPES[dtype]
-        shape = [int(d) for d in info["shape"]]
-        begin, end = (int(x) for x in info["data_offsets"])
-        count = math.prod(shape)
-        if end - begin != count * size or begin < 0 or base + end > len(data):
-            raise ValueError(f"safetensors: tensor {name!r}: offsets [{begin}, {end}) do not "
-                             f"fit shape {shape} or the file's {len(data)} bytes")
-        values = list(struct.unpack_from(f"<{count}{code}", data, base + begin))
-        out[name] = (shape, values)
-    return out
-
-
-def eval_action(policy, obs):
-    """The eval (deterministic) action of a loaded policy for one observation, or a list
-    of actions for a list of observations, computed as redqd does:
-        h = relu(W h + b) for each hidden layer, mu = W_mu h + b_mu,
-        action = low + (high - low) * (tanh(mu) + 1) / 2
-    with weights [out, in] as in PyTorch's nn.Linear."""
-    obs = _plain(obs)
-    if obs and isinstance(obs[0], (list, tuple)):
-        return [eval_action(policy, o) for o in obs]
-
-    meta = policy.get("__metadata__", {})
-    activation = meta.get("activation", "relu")
-    if activation != "relu":
-        raise ValueError(f"policy: activation {activation!r} is not supported")
-    low = [float(x) for x in json.loads(meta["action_low"])]
-    high = [float(x) for x in json.loads(meta["action_high"])]
-
-    h = [float(x) for x in obs]
-    i = 0
-    while f"hidden.{i}.weight" in policy:
-        h = [max(0.0, v) for v in _linear(policy, f"hidden.{i}", h)]
-        i += 1
-    mu = _linear(policy, "mu", h)
-    if len(mu) != len(low) or len(low) != len(high):
-        raise ValueError(f"policy: mu has {len(mu)} outputs, action bounds "
-                         f"{len(low)} and {len(high)}")
-    return [lo + (hi - lo) * (math.tanh(m) + 1.0) / 2.0 for m, lo, hi in zip(mu, low, high)]
-
-
-def _linear(policy, prefix, x):
-    """W x + b for the nn.Linear layer `prefix` (weight [out, in], bias [out])."""
-    (n_out, n_in), w = policy[prefix + ".weight"]
-    _, b = policy[prefix + ".bias"]
-    if len(x) != n_in:
-        raise ValueError(f"policy: {prefix} takes {n_in} inputs, got {len(x)}")
-    return [b[o] + sum(w[o * n_in + j] * x[j] for j in range(n_in)) for o in range(n_out)]
-
-
-# ---- command line ----------------------------------------------------------------------
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Query a redqd daemon; prints JSON.")
-    parser.add_argument("--url", default=os.environ.get("REDQD_URL", DEFAULT_URL),
-                        help="daemon URL (default $REDQD_URL or %(default)s)")
-    parser.add_argument("--token", default=os.environ.get("REDQD_TOKEN"),
-                        help="API token (default $REDQD_TOKEN)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("health", help="GET /v1/health")
-    sub.add_parser("agents", help="GET /v1/agents")
-    sub.add_parser("agent", help="GET /v1/agents/NAME").add_argument("name")
-    stats = sub.add_parser("stats", help="GET /v1/agents/NAME/stats")
-    stats.add_argument("name")
-    stats.add_argument("--since", type=int)
-    stats.add_argument("--limit", type=int)
-    args = parser.parse_args(argv)
-
-    client = Client(args.url, token=args.token, retries=0)
-    try:
-        if args.command == "health":
-            answer = client.health()
-        elif args.command == "agents":
-            answer = client.list_agents()
-        elif args.command == "agent":
-            answer = client.get_agent(args.name)
-        else:
-            answer = client.stats(args.name, since=args.since, limit=args.limit)
-    except RedqdError as exc:
-        print(json.dumps(exc.problem or {"status": exc.status, "detail": exc.detail},
-                         indent=2), file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"cannot reach redqd at {args.url}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        client.close()
-    print(json.dumps(answer, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
