@@ -36,7 +36,7 @@ OPT     ?= -O2
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libsqlite3-dev \
             libopenblas-dev libuv1-dev check zlib1g-dev libmujoco-dev libcurl4-openssl-dev
 DEB_TEST_PKGS := python3 chromium sqlite3 python3-venv python3-matplotlib
-PC_PKGS  := libcjson openblas zlib sqlite3 libmicrohttpd libuv
+PC_PKGS  := libcjson openblas zlib sqlite3 libmicrohttpd libuv libcurl
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wwrite-strings -Wno-unused-parameter
 SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all)
