@@ -242,8 +242,8 @@ def cmd_list(client, args):
     agents = client.list_agents()
     if args.json:
         return show(agents)
-    columns = ["name", "node", "status", "training", "obs_dim", "act_dim", "env_steps",
-               "updates"]
+    columns = ["name", "status", "training", "obs_dim", "act_dim", "env_steps", "updates",
+               "node"]
     rows = [[str(a.get(c, "")) + (f" -> {a['moving_to']}" if c == "node" and a.get("moving_to")
                                   else "") for c in columns] for a in agents["agents"]]
     print_table(columns, rows)
