@@ -8,6 +8,7 @@
 #   make bench      performance against PyTorch and the sgemm peak (docs/BENCHMARKS.md)
 #   make bench-learn  REDQ against SAC on MuJoCo through the daemon (hours; resumable)
 #   make bench-cluster  act and ingest through HAProxy against direct to a node
+#   make bench-dashboard  the dashboard's load and redraw times (headless Chromium)
 #   make clean      remove build/
 #
 # Objects live under $(BUILD)/obj (or obj-san for SAN=...), with -MMD -MP header tracking.
@@ -36,7 +37,8 @@ OPT     ?= -O2
 # and the tutorial's commands python3-venv and python3-matplotlib, and HAProxy (three
 # nodes behind the router, tests/integration/test_cluster.py): `deps-test`.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libsqlite3-dev \
-            libopenblas-dev libuv1-dev check zlib1g-dev libmujoco-dev libcurl4-openssl-dev
+            libopenblas-dev libuv1-dev check zlib1g-dev libmujoco-dev libcurl4-openssl-dev \
+            libjs-dygraphs
 DEB_TEST_PKGS := python3 chromium sqlite3 python3-venv python3-matplotlib haproxy
 PC_PKGS  := libcjson openblas zlib sqlite3 libmicrohttpd libuv libcurl
 
@@ -57,7 +59,16 @@ STORE_SRC  := $(wildcard storage/*.c)
 CORE_SRC   := $(COMMON_SRC) $(REDQ_SRC) $(STORE_SRC)
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard api/*.c)
 # Files linked into the binary as they are (ld -r -b binary): served by api/h_service.c.
-EMBED      := docs/openapi.json api/assets/dashboard.html
+EMBED      := docs/openapi.json
+# The dashboard and its chart library, dygraphs from Debian's libjs-dygraphs (the page says
+# why dygraphs), with the licence the package ships: copied or made under $(GEN) with their
+# repository paths, and linked in from there, so that the symbol names do not depend on
+# where Debian keeps the files. Served at / and /assets/{name}.
+GEN        := $(BUILD)/gen
+DYGRAPHS_DIR ?= /usr/share/javascript/dygraphs
+DYGRAPHS_COPYRIGHT ?= /usr/share/doc/libjs-dygraphs/copyright
+DASH_LIB   := $(GEN)/api/assets/dygraph.min.js $(GEN)/api/assets/dygraph.min.css
+DASH_GEN   := $(GEN)/api/assets/dashboard.html $(DASH_LIB) $(GEN)/api/assets/dygraphs-copyright.txt
 UNIT_SRC   := $(wildcard tests/unit/*.c) tests/env/pendulum.c api/json_scan.c api/json_in.c
 # The daemon's registry without HTTP (build/test_daemon), with allocation failures
 # injected through the linker (-Wl,--wrap: tests/daemon/fail_alloc.c).
@@ -79,7 +90,7 @@ DTEST_OBJ := $(call obj,$(DTEST_SRC) $(filter-out daemon/main.c,$(wildcard daemo
 LEARN_OBJ := $(call obj,$(LEARN_SRC))
 BENCH_OBJ := $(call obj,$(BENCH_SRC))
 FUZZ_OBJ  := $(call obj,$(FUZZ_SRC) tests/fuzz/test_fuzz.c)
-EMBED_OBJ := $(patsubst %,$(OBJDIR)/embed/%.o,$(EMBED))
+EMBED_OBJ := $(patsubst %,$(OBJDIR)/embed/%.o,$(EMBED)) $(patsubst $(GEN)/%,$(OBJDIR)/embed-gen/%.o,$(DASH_GEN))
 # The daemon's own objects and core library: release, or the SAN= build's.
 DAEMON_OBJ := $(patsubst %.c,$(DAEMON_DIR)/%.o,daemon/main.c $(DAEMON_SRC))
 DAEMON_LIB := $(if $(SAN),$(BINDIR),$(RELDIR))/libredq.a
@@ -94,7 +105,7 @@ PY ?= /usr/bin/python3
 # A bare `make` builds; only `make run` starts the daemon.
 .DEFAULT_GOAL := all
 
-.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz fuzz-tools soak bench-http bench-learn bench-cluster
+.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz fuzz-tools soak bench-http bench-learn bench-dashboard bench-cluster
 
 # The daemon in the foreground on 127.0.0.1:$(PORT) with ./redqd-data (Ctrl-C stops it
 # cleanly: every agent is checkpointed). ARGS adds options (`build/redqd --help`), e.g.
@@ -136,6 +147,31 @@ $(RELDIR)/libredq.a: $(REL_CORE_OBJ)
 $(OBJDIR)/embed/%.o: %
 	@mkdir -p $(@D)
 	$(Q)ld -r -b binary -z noexecstack -o $@ $<
+
+$(OBJDIR)/embed-gen/%.o: $(GEN)/%
+	@mkdir -p $(@D)
+	$(Q)cd $(GEN) && ld -r -b binary -z noexecstack -o $(abspath $@) $*
+
+$(GEN)/api/assets/dygraph.min.%: $(DYGRAPHS_DIR)/dygraph.min.%
+	@mkdir -p $(@D)
+	$(Q)cp $< $@
+
+# The package's copyright file (MIT), or, where dpkg was told not to install /usr/share/doc,
+# a note naming it.
+$(GEN)/api/assets/dygraphs-copyright.txt: $(DASH_LIB)
+	@mkdir -p $(@D)
+	$(Q)if [ -r $(DYGRAPHS_COPYRIGHT) ]; then cp $(DYGRAPHS_COPYRIGHT) $@; else \
+	  echo "dygraphs, from Debian's libjs-dygraphs: MIT licence; the full notice is $(DYGRAPHS_COPYRIGHT) of that package." > $@; fi
+
+# The page names its assets /assets/NAME?v=TAG, TAG a hash of their bytes, so that they can
+# be cached for a year and a daemon with another library still gets its own.
+$(GEN)/api/assets/dashboard.html: api/assets/dashboard.html $(DASH_LIB)
+	@mkdir -p $(@D)
+	$(Q)tag=$$(cat $(DASH_LIB) | sha256sum | cut -c1-16) && sed "s/@ASSET_TAG@/$$tag/g" $< > $@
+
+$(DYGRAPHS_DIR)/%:
+	@echo "missing $@: the dashboard's chart library comes from Debian's libjs-dygraphs (make deps)" >&2
+	@exit 1
 
 $(BINDIR)/redqd: $(DAEMON_OBJ) $(EMBED_OBJ) $(DAEMON_LIB)
 	@$(if $(Q),echo "  LD      $@",true)
@@ -194,7 +230,8 @@ install-pkgs:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
 	fi
 
-# `make test`: every suite; tests/run_suites.sh prints the closing "N passed, N failed".
+# `make test`: every suite; tests/run_suites.sh lists the skipped tests and why, then
+# prints the closing "N passed, N failed, N skipped".
 test: deps-test
 	$(Q)$(MAKE) --no-print-directory build check-deps
 	$(Q)$(MAKE) --no-print-directory SAN=address,undefined $(BUILD)/san/test_unit $(BUILD)/san/test_fuzz \
@@ -248,6 +285,12 @@ bench-cluster: deps
 	@$(MAKE) --no-print-directory install-pkgs PKGS="haproxy wrk python3"
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd
 	$(Q)REDQD_BIN=$(BUILD)/redqd $(PY) bench/bench_cluster.py $(CLUSTER_ARGS)
+
+# The dashboard's load and redraw times with 3 agents x 10^5 stats rows, in headless
+# Chromium (bench/results/dashboard-latest.md; about a minute).
+bench-dashboard: deps-test
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd
+	$(Q)$(PY) bench/bench_dashboard.py --redqd $(BUILD)/redqd
 
 # REDQ (the daemon's defaults) against SAC (N 2, UTD 1) on Hopper and HalfCheetah,
 # trained through the daemon by build/redq-mujoco: LEARN_STEPS environment steps for

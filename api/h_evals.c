@@ -29,6 +29,22 @@ static cJSON *eval_json(const store_eval_row *e)
     return o;
 }
 
+static cJSON *eval_json_any(const void *e) { return eval_json(e); }
+
+static void eval_csv(rqd_buf *b, const void *p)
+{
+    const store_eval_row *e = p;
+    char s[160];
+    int len = snprintf(s, sizeof s, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%s,%d,",
+                       e->row, e->env_steps, e->updates, e->policy_version, e->time, e->n);
+    rqd_buf_append(b, s, (size_t)len);
+    api_csv_num(b, e->mean, 0);
+    api_csv_num(b, e->std, 0);
+    api_csv_num(b, e->min, 0);
+    api_csv_num(b, e->max, 0);
+    api_csv_num(b, e->mean_length, 1);
+}
+
 /* The array at key: 1 ... EVAL_MAX_RETURNS elements (n of them when n > 0). */
 static int array_of(const cJSON *body, const char *key, int n, const cJSON **out, rqd_err *err)
 {
@@ -104,32 +120,6 @@ int h_eval_list(api_req *r)
     rqd_agent_put(a);
     if (err.code)
         return api_problem(r, &err);
-    if (csv) {
-        rqd_buf b;
-        rqd_buf_init(&b, 0);
-        const char *hdr = "row,env_steps,updates,policy_version,time,n,mean,std,min,max,"
-                          "mean_length\n";
-        rqd_buf_append(&b, hdr, strlen(hdr));
-        for (int i = 0; i < n; i++) {
-            char s[160];
-            int len = snprintf(s, sizeof s, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64
-                               ",%s,%d,", rows[i].row, rows[i].env_steps, rows[i].updates,
-                               rows[i].policy_version, rows[i].time, rows[i].n);
-            rqd_buf_append(&b, s, (size_t)len);
-            api_csv_num(&b, rows[i].mean, 0);
-            api_csv_num(&b, rows[i].std, 0);
-            api_csv_num(&b, rows[i].min, 0);
-            api_csv_num(&b, rows[i].max, 0);
-            api_csv_num(&b, rows[i].mean_length, 1);
-        }
-        free(rows);
-        if (b.data == NULL)
-            return api_problem_status(r, 503, "unavailable", "out of memory");
-        return api_reply_bytes_take(r, 200, "text/csv", b.data, b.len);
-    }
-    cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "rows");
-    for (int i = 0; i < n; i++)
-        cJSON_AddItemToArray(arr, eval_json(&rows[i]));
-    free(rows);
-    return api_reply_json_take(r, 200, o);
+    return api_reply_rows(r, csv, "row,env_steps,updates,policy_version,time,n,mean,std,min,"
+                          "max,mean_length\n", rows, n, sizeof *rows, eval_json_any, eval_csv);
 }

@@ -1,5 +1,7 @@
 /* api/h_service.c: health, Prometheus metrics, the OpenAPI document and the dashboard
- * (docs/openapi.json and api/assets/dashboard.html are linked into the binary). */
+ * with its assets. docs/openapi.json, the page and its chart library (dygraphs, from
+ * Debian's libjs-dygraphs, with the package's licence notice) are linked into the binary
+ * at build time (the Makefile's EMBED and DASH_GEN), so the page works with no network. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdarg.h>
@@ -18,6 +20,23 @@
 
 extern const char _binary_docs_openapi_json_start[], _binary_docs_openapi_json_end[];
 extern const char _binary_api_assets_dashboard_html_start[], _binary_api_assets_dashboard_html_end[];
+extern const char _binary_api_assets_dygraph_min_js_start[], _binary_api_assets_dygraph_min_js_end[];
+extern const char _binary_api_assets_dygraph_min_css_start[], _binary_api_assets_dygraph_min_css_end[];
+extern const char _binary_api_assets_dygraphs_copyright_txt_start[],
+    _binary_api_assets_dygraphs_copyright_txt_end[];
+
+/* GET /assets/{name}. The page asks for them as NAME?v=TAG, TAG a hash of the library's
+ * bytes put in at build time, so a year's caching never serves another build's library. */
+static const struct {
+    const char *name, *ctype, *start, *end;
+} assets[] = {
+    {"dygraph.min.js", "text/javascript; charset=utf-8", _binary_api_assets_dygraph_min_js_start,
+     _binary_api_assets_dygraph_min_js_end},
+    {"dygraph.min.css", "text/css; charset=utf-8", _binary_api_assets_dygraph_min_css_start,
+     _binary_api_assets_dygraph_min_css_end},
+    {"dygraphs-copyright.txt", "text/plain; charset=utf-8",
+     _binary_api_assets_dygraphs_copyright_txt_start, _binary_api_assets_dygraphs_copyright_txt_end},
+};
 
 static double mono(void)
 {
@@ -43,27 +62,34 @@ int h_health(api_req *r)
     return api_reply_json_take(r, 200, o);
 }
 
-static int static_bytes(api_req *r, const char *start, const char *end, const char *ctype)
+static int static_bytes(api_req *r, const char *start, const char *end, const char *ctype,
+                        const char *cache)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(
         (size_t)(end - start), (void *)start, MHD_RESPMEM_PERSISTENT);
     if (resp)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, cache);
     return api_queue(r, 200, resp, ctype);
 }
 
 int h_openapi(api_req *r)
 {
     return static_bytes(r, _binary_docs_openapi_json_start, _binary_docs_openapi_json_end,
-                        "application/json");
+                        "application/json", "no-cache");
 }
 
+/* GET / (the page, revalidated every time) and GET /assets/{id} (cached for a year). */
 int h_dashboard(api_req *r)
 {
-    if (r->id[0] != '\0') /* /assets/{id}: the page is self-contained */
-        return api_problem_status(r, 404, "not_found", "no such asset");
-    return static_bytes(r, _binary_api_assets_dashboard_html_start,
-                        _binary_api_assets_dashboard_html_end, "text/html; charset=utf-8");
+    if (r->id[0] == '\0')
+        return static_bytes(r, _binary_api_assets_dashboard_html_start,
+                            _binary_api_assets_dashboard_html_end, "text/html; charset=utf-8",
+                            "no-cache");
+    for (size_t i = 0; i < sizeof assets / sizeof assets[0]; i++)
+        if (strcmp(r->id, assets[i].name) == 0)
+            return static_bytes(r, assets[i].start, assets[i].end, assets[i].ctype,
+                                "public, max-age=31536000, immutable");
+    return api_problem_status(r, 404, "not_found", "no such asset");
 }
 
 /* ------------------------------------------------------------------ metrics */

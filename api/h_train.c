@@ -35,6 +35,28 @@ static cJSON *stats_row_json(const store_stats_row *row)
     return e;
 }
 
+#define STATS_CSV_HEADER                                                                   \
+    "row,update,env_steps,time,actor_loss,critic_loss,alpha,alpha_loss,q_mean,q_std,"      \
+    "train_time\n"
+
+static void stats_row_csv(rqd_buf *b, const void *p)
+{
+    const store_stats_row *row = p;
+    char s[80];
+    int len = snprintf(s, sizeof s, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%.3f,", row->row,
+                       row->update, row->env_steps, row->time);
+    rqd_buf_append(b, s, (size_t)len);
+    api_csv_num(b, row->actor_loss, 0);
+    api_csv_num(b, row->critic_loss, 0);
+    api_csv_num(b, row->alpha, 0);
+    api_csv_num(b, row->alpha_loss, 0);
+    api_csv_num(b, row->q_mean, 0);
+    api_csv_num(b, row->q_std, 0);
+    api_csv_num(b, row->train_time, 1);
+}
+
+static cJSON *stats_row_json_any(const void *p) { return stats_row_json(p); }
+
 static int after_train(api_req *r)
 {
     rqd_err err = {0};
@@ -103,6 +125,39 @@ void api_csv_num(rqd_buf *b, double v, int last)
     rqd_buf_append(b, last ? "\n" : ",", 1);
 }
 
+int api_reply_rows(api_req *r, int csv, const char *header, void *rows, int n, size_t size,
+                   cJSON *(*to_json)(const void *row), void (*to_csv)(rqd_buf *b, const void *row))
+{
+    const char *p = rows;
+    int ok = 1;
+    rqd_buf b;
+    rqd_buf_init(&b, 0);
+    if (csv) {
+        rqd_buf_append(&b, header, strlen(header));
+        for (int i = 0; i < n; i++)
+            to_csv(&b, p + (size_t)i * size);
+    } else {
+        /* Row by row into the text: 10^5 rows as one cJSON tree would be a million
+         * nodes (about 100 MB) for an answer of a few MB. */
+        rqd_buf_append(&b, "{\"rows\":[", 9);
+        for (int i = 0; i < n && ok; i++) {
+            cJSON *o = to_json(p + (size_t)i * size);
+            char *t = o ? cJSON_PrintUnformatted(o) : NULL;
+            ok = t && (i == 0 || rqd_buf_append(&b, ",", 1) == 0) &&
+                 rqd_buf_append(&b, t, strlen(t)) == 0;
+            free(t);
+            cJSON_Delete(o);
+        }
+        rqd_buf_append(&b, "]}", 2);
+    }
+    free(rows);
+    if (!ok || b.data == NULL) {
+        rqd_buf_free(&b);
+        return api_problem_status(r, 503, "unavailable", "out of memory rendering the answer");
+    }
+    return api_reply_bytes_take(r, 200, csv ? "text/csv" : "application/json", b.data, b.len);
+}
+
 int api_page(api_req *r, long long *since, long long *limit, int *csv, rqd_err *err)
 {
     const char *q;
@@ -138,35 +193,8 @@ int h_stats(api_req *r)
     rqd_agent_put(a);
     if (err.code)
         return api_problem(r, &err);
-    if (csv) {
-        rqd_buf b;
-        rqd_buf_init(&b, 0);
-        const char *hdr = "row,update,env_steps,time,actor_loss,critic_loss,alpha,alpha_loss,"
-                          "q_mean,q_std,train_time\n";
-        rqd_buf_append(&b, hdr, strlen(hdr));
-        for (int i = 0; i < n; i++) {
-            char s[80];
-            int len = snprintf(s, sizeof s, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%.3f,",
-                               rows[i].row, rows[i].update, rows[i].env_steps, rows[i].time);
-            rqd_buf_append(&b, s, (size_t)len);
-            api_csv_num(&b, rows[i].actor_loss, 0);
-            api_csv_num(&b, rows[i].critic_loss, 0);
-            api_csv_num(&b, rows[i].alpha, 0);
-            api_csv_num(&b, rows[i].alpha_loss, 0);
-            api_csv_num(&b, rows[i].q_mean, 0);
-            api_csv_num(&b, rows[i].q_std, 0);
-            api_csv_num(&b, rows[i].train_time, 1);
-        }
-        free(rows);
-        if (b.data == NULL)
-            return api_problem_status(r, 503, "unavailable", "out of memory");
-        return api_reply_bytes_take(r, 200, "text/csv", b.data, b.len);
-    }
-    cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "rows");
-    for (int i = 0; i < n; i++)
-        cJSON_AddItemToArray(arr, stats_row_json(&rows[i]));
-    free(rows);
-    return api_reply_json_take(r, 200, o);
+    return api_reply_rows(r, csv, STATS_CSV_HEADER, rows, n, sizeof *rows, stats_row_json_any,
+                          stats_row_csv);
 }
 
 /* ------------------------------------------------------------------ checkpoints */

@@ -133,6 +133,10 @@ int api_scope(api_req *r, int dflt, int *cluster);
 /* The paging query of stats and evaluations: ?since= (>= 0, default 0), &limit= (1 ...
  * 100000, default 1000), &format=json|csv. RQD_EINVAL naming the parameter. */
 int api_page(api_req *r, long long *since, long long *limit, int *csv, rqd_err *err);
+/* Answers a page of rows (stats, evaluations; n of size bytes each, taken and freed) as
+ * {"rows": [...]} or, with csv, text/csv under header. */
+int api_reply_rows(api_req *r, int csv, const char *header, void *rows, int n, size_t size,
+                   cJSON *(*to_json)(const void *row), void (*to_csv)(rqd_buf *b, const void *row));
 /* One CSV field: v, or nothing when it is not finite; then ',' or '\n' when last. */
 void api_csv_num(rqd_buf *b, double v, int last);
 

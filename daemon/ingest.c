@@ -2,12 +2,10 @@
  * batch_id idempotency, back-pressure) and the episodes API, which forms transitions
  * from one call per environment step. THREADS: registry.h (ingest_mu, act_mu). */
 #include <cjson/cJSON.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "../common/rqd_json.h"
 #include "internal.h"
@@ -224,22 +222,6 @@ out:
 
 /* ------------------------------------------------------------------ episodes */
 
-static void new_episode_id(char out[40])
-{
-    unsigned char b[12];
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    ssize_t got = fd >= 0 ? read(fd, b, sizeof b) : -1;
-    if (fd >= 0)
-        close(fd);
-    if (got != (ssize_t)sizeof b) { /* fall back to time and address entropy */
-        uint64_t x = (uint64_t)rqd__mono() * 1000003u ^ (uint64_t)(uintptr_t)out;
-        memcpy(b, &x, 8);
-        memset(b + 8, 0, 4);
-    }
-    for (int i = 0; i < 12; i++)
-        snprintf(out + 2 * i, 3, "%02x", b[i]);
-}
-
 static rqd_episode **find_episode(rqd_agent *a, const char *id)
 {
     rqd_episode **pp = &a->episodes;
@@ -280,7 +262,7 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
     e->last_obs = mem;
     e->last_action = mem + a->S;
     e->mode = mode == REDQ_EVAL ? STORE_EP_EVAL : STORE_EP_EXPLORE;
-    new_episode_id(e->id);
+    rqd__episode_id(e->id);
     rqd__now_rfc3339(e->started_at);
     memcpy(e->last_obs, obs, sizeof(float) * (size_t)a->S);
     if ((rc = rqd__write_begin(a, err)) < 0) {

@@ -57,6 +57,9 @@ void rqd_reader_put(rqd_registry *r, store *s);
 void rqd__stats_retry_free(rqd_registry *r); /* after the writer stopped */
 void rqd__now_rfc3339(char out[32]);
 
+/* A new episode id: 24 lowercase hex characters from /dev/urandom. */
+void rqd__episode_id(char out[40]);
+
 /* Updates one transition owes (API.md "Updates are owed only once ..."), given env_steps
  * after it. */
 double rqd__owed(const redq_config *c, long long env_steps_after);

@@ -161,6 +161,18 @@ int main(int argc, char **argv)
     }
     rqd_log_level = d.set.log_level;
     rqd_memory_setup();
+    /* Signals are caught from here on, before anything listens: a SIGTERM that comes as
+     * soon as the first request is answered waits for the loop and shuts down cleanly. */
+    d.loop = uv_default_loop();
+    uv_signal_init(d.loop, &d.sig_term);
+    uv_signal_init(d.loop, &d.sig_int);
+    uv_signal_init(d.loop, &d.sig_hup);
+    d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
+    uv_signal_start(&d.sig_term, on_signal, SIGTERM);
+    uv_signal_start(&d.sig_int, on_signal, SIGINT);
+    uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
+    signal(SIGPIPE, SIG_IGN);
+
     /* Trainers call OpenBLAS single-threaded; parallelism comes from agents. */
     openblas_set_num_threads(1);
     LOG(LOG_INFO, "OpenBLAS: %s, %d thread(s)", openblas_get_config(), openblas_get_num_threads());
@@ -192,15 +204,6 @@ int main(int argc, char **argv)
         d.set.tls_cert[0] ? "https" : "http", d.set.bind, d.set.port, db, rqd_registry_count(d.reg), d.set.trainer_threads,
         d.set.token_file[0] ? ", token required" : "");
 
-    d.loop = uv_default_loop();
-    uv_signal_init(d.loop, &d.sig_term);
-    uv_signal_init(d.loop, &d.sig_int);
-    uv_signal_init(d.loop, &d.sig_hup);
-    d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
-    uv_signal_start(&d.sig_term, on_signal, SIGTERM);
-    uv_signal_start(&d.sig_int, on_signal, SIGINT);
-    uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
-    signal(SIGPIPE, SIG_IGN);
     uv_timer_init(d.loop, &d.tick);
     uv_timer_init(d.loop, &d.progress);
     d.tick.data = d.progress.data = &d;

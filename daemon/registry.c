@@ -2,12 +2,14 @@
  * state snapshots, read connections, periodic duties (stats flush, progress lines,
  * waiter deadlines) and the registry's part of shutdown. THREADS: registry.h. */
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "log.h"
@@ -30,6 +32,22 @@ void rqd__now_rfc3339(char out[32])
     gmtime_r(&ts.tv_sec, &tm);
     strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(out, 32, "%s.%03dZ", s, (int)(ts.tv_nsec / 1000000));
+}
+
+void rqd__episode_id(char out[40])
+{
+    unsigned char b[12];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, b, sizeof b) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (got != (ssize_t)sizeof b) { /* the time and an address stand in */
+        uint64_t x = (uint64_t)(rqd__mono() * 1e9) ^ (uint64_t)(uintptr_t)out;
+        memcpy(b, &x, 8);
+        memset(b + 8, 0, 4);
+    }
+    for (int i = 0; i < 12; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
 double rqd__owed(const redq_config *c, long long env_steps_after)

@@ -1,12 +1,10 @@
 /* daemon/returns.c: returns from transitions (returns.h). */
 #include "returns.h"
 
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "../common/rqd_limits.h"
 #include "internal.h"
@@ -125,22 +123,6 @@ void rqd_returns_plan_free(rqd_returns_plan *p)
     memset(p, 0, sizeof *p);
 }
 
-static void episode_id(char out[40])
-{
-    unsigned char b[12];
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    ssize_t got = fd >= 0 ? read(fd, b, sizeof b) : -1;
-    if (fd >= 0)
-        close(fd);
-    if (got != (ssize_t)sizeof b) { /* the time and an address stand in */
-        uint64_t x = (uint64_t)(rqd__mono() * 1e9) ^ (uint64_t)(uintptr_t)out;
-        memcpy(b, &x, 8);
-        memset(b + 8, 0, 4);
-    }
-    for (int i = 0; i < 12; i++)
-        snprintf(out + 2 * i, 3, "%02x", b[i]);
-}
-
 typedef struct {
     const store_transition *tr;
     int i;
@@ -214,7 +196,7 @@ int rqd_returns_prepare(const rqd_returns *t, const store_transition *tr, int n,
             x->length++;
             if (y->terminated || y->truncated) {
                 store_episode_row *e = &p->ended[p->n_ended++];
-                episode_id(e->id);
+                rqd__episode_id(e->id);
                 e->mode = STORE_EP_EXPLORE;
                 e->ret = x->ret;
                 e->length = x->length;

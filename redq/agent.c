@@ -112,17 +112,22 @@ int redq_limits_check(const rqd_limits *l, const redq_config *c, int S, int A, r
                            "%lld MiB per agent (--max-agent-memory)", bytes >> 20,
                            l->agent_bytes >> 20);
     /* A learner state past what an import takes could be checkpointed but never imported
-     * again (moving hosts, restoring a download). The state rounds up and the limit down,
-     * so that the two never print as the same number. */
+     * again (moving hosts, restoring a download). Printed in the largest unit in which the
+     * limit is at least 1, the state rounded up and the limit down, so that the two never
+     * print as the same number. */
     size_t state = 0;
     int rc = redq_state_bytes(c, S, A, &state, err);
     if (rc < 0)
         return rc;
-    if ((long long)state > l->state_bytes)
+    if ((long long)state > l->state_bytes) {
+        int shift = l->state_bytes >= 1LL << 20 ? 20 : l->state_bytes >= 1LL << 10 ? 10 : 0;
+        const char *unit = shift == 20 ? "MiB" : shift == 10 ? "KiB" : "bytes";
         return rqd_err_set(err, RQD_EINVAL, "config.hidden_sizes", "config.hidden_sizes: the "
-                           "learner's state would be %zu MiB, over the %lld MiB a checkpoint "
-                           "may have to be imported again (--max-import)",
-                           (state + (1u << 20) - 1) >> 20, l->state_bytes >> 20);
+                           "learner's state would be %zu %s, over the %lld %s a checkpoint may "
+                           "have to be imported again (--max-import)",
+                           (state + ((size_t)1 << shift) - 1) >> shift, unit,
+                           l->state_bytes >> shift, unit);
+    }
     return RQD_OK;
 }
 

@@ -63,7 +63,7 @@ int store_backup(store *s, const char *path, rqd_err *err);
 void store_fault_inject(store *s, int nth, int sqlite_rc);
 
 /* Test hook: checkpoint states written from now on, by every connection of this process,
- * are cut into parts of at most bytes (0 restores the default, 64 MiB), so that tests
+ * are cut into parts of at most bytes (0 restores the default, 16 MiB), so that tests
  * reach many parts with small states. Reading does not depend on it. Set it before the
  * stores are used: it is not synchronised. */
 void store_test_part_size(size_t bytes);
@@ -151,7 +151,7 @@ typedef struct {
 
 /* Inserts a checkpoint with the agent's next id (info->id is ignored; *id_out gets it)
  * and, when automatic, deletes the oldest automatic checkpoints beyond keep_auto. The
- * blob may be of any size (it is stored in parts of at most 64 MiB, below SQLite's limit
+ * blob may be of any size (it is stored in parts of at most 16 MiB, below SQLite's limit
  * on one value); it is read in place, never copied whole. */
 int store_ckpt_insert(store *s, int64_t agent, const store_ckpt_info *info, const void *blob,
                       size_t len, int keep_auto, int64_t *id_out, rqd_err *err);

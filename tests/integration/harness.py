@@ -5,9 +5,21 @@ a free port with a fresh temporary data directory:
 
     redqd --port N --data-dir DIR --log-level debug [extra args]   > DIR/../redqd.log
 
-and waits for GET /v1/health (10 s). Daemon.stop() sends SIGTERM and returns the exit
-code (tests assert 0 within 20 s); restart() is stop + start on the same data dir;
-kill() is SIGKILL. The daemon's log is printed when a test fails (DaemonTestCase).
+and waits for GET /v1/health (and its SIGTERM handler: catches_sigterm) for as long as
+the process is alive (up to scaled(START_TIMEOUT)): a slow start (a sanitizer build
+loading large agents on a loaded machine) is waited for, a daemon that exits fails at
+once. Daemon.stop() sends SIGTERM
+and returns the exit code (tests assert 0 within scaled(STOP_TIMEOUT)); restart() is
+stop + start on the same data dir; kill() is SIGKILL. The daemon's log is printed when a
+test fails (DaemonTestCase).
+
+Time bounds. A test that must bound a wall-clock time does it with scaled(seconds): the
+seconds the plain build needs on an idle machine, times time_factor() (SAN_FACTOR for a
+sanitizer build of $REDQD_BIN, times the machine's load per CPU; or
+$REDQD_TEST_TIME_FACTOR). DaemonTestCase.wait_until scales its timeout the same way. A
+bound that is only a guard against a hang (a readiness wait, a thread join) can be as
+generous as it likes; one that is the point of a test should be one-sided, and a check of
+the quantity that matters (an order, a count, a state) is better still.
 
 Python 3 standard library only. Every assertion is against /work/shared/API.md.
 """
@@ -31,9 +43,60 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 BIN = os.environ.get("REDQD_BIN") or os.path.join(REPO, "build", "redqd")
 
-START_TIMEOUT = 10.0
-STOP_TIMEOUT = 20.0
+START_TIMEOUT = 60.0      # seconds (before scaling) a start may take before it is a hang
+STOP_TIMEOUT = 20.0       # seconds (before scaling) a SIGTERM'd daemon may take to exit
+PROBE_TIMEOUT = 2.0       # seconds (before scaling) one readiness probe may take
 _MISSING = object()
+
+
+# ------------------------------------------------------------------ time bounds
+
+SAN_FACTOR = 4.0          # a sanitizer build is this many times slower (ASan+UBSan: 2-10x)
+MAX_LOAD_FACTOR = 6.0     # the load's share of the factor is capped here
+
+
+def is_sanitized(path):
+    """True when the binary at path was built with a sanitizer: the runtime's entry
+    points (__asan_init, __ubsan_handle_*, __tsan_init) are among its symbols."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return any(m in data for m in (b"__asan_init", b"__ubsan_handle_", b"__tsan_init",
+                                   b"__msan_init"))
+
+
+SANITIZED = is_sanitized(BIN)
+BUILD_FACTOR = SAN_FACTOR if SANITIZED else 1.0
+
+
+def load_factor():
+    """The machine's load per CPU (the larger of the 1- and 5-minute averages), between 1
+    and MAX_LOAD_FACTOR: how much slower than on an idle machine a process runs now."""
+    try:
+        l1, l5, _ = os.getloadavg()
+    except OSError:
+        return 1.0
+    return min(MAX_LOAD_FACTOR, max(1.0, max(l1, l5) / (os.cpu_count() or 1)))
+
+
+def time_factor():
+    """How many times longer than the plain build on an idle machine anything may take
+    now: $REDQD_TEST_TIME_FACTOR if set, else BUILD_FACTOR times load_factor()."""
+    env = os.environ.get("REDQD_TEST_TIME_FACTOR")
+    if env:
+        try:
+            return max(1.0, float(env))
+        except ValueError:
+            pass
+    return BUILD_FACTOR * load_factor()
+
+
+def scaled(seconds):
+    """A time bound of `seconds` (what the plain build needs on an idle machine, with a
+    margin) scaled for the build under test and the machine's load (time_factor())."""
+    return seconds * time_factor()
 
 
 def _die_with_parent():
@@ -179,6 +242,25 @@ class Client:
 
 # ------------------------------------------------------------------ the daemon
 
+def catches_sigterm(pid):
+    """True when the process has a handler for SIGTERM (SigCgt in /proc/PID/status), or
+    when that cannot be told. redqd serves HTTP a moment before it installs its signal
+    handlers (daemon/main.c), and a SIGTERM in between would kill it outright: a daemon
+    is ready for a test once it answers and would shut down cleanly."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except (OSError, ValueError):
+        pass
+    return True
+
+
+class _PortTaken(Exception):
+    """The port free_port() gave was taken before the daemon could bind it."""
+
+
 class Daemon:
     def __init__(self, extra_args=(), data_dir=None, port=None):
         self.tmp = tempfile.mkdtemp(prefix="redqd-it-")
@@ -199,14 +281,29 @@ class Daemon:
         return env
 
     def start(self, extra_args=None):
+        """Starts the daemon and returns once GET /v1/health answers 200. It waits as long
+        as the process is alive, up to scaled(START_TIMEOUT) (a hang); a daemon that exits
+        fails at once, with its log. A port taken by another process between free_port()
+        and the daemon's bind is retried on a new port."""
         assert self.proc is None, "already running"
         if extra_args is not None:
             self.extra_args = list(extra_args)
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except _PortTaken:
+                if attempt == 2:
+                    raise AssertionError("redqd could not bind a free port three times\n%s"
+                                         % self.log_tail())
+        raise AssertionError("unreachable")
+
+    def _start_once(self):
         self.port = self.fixed_port or free_port()
         self.starts += 1
         log = open(self.log_path, "ab")
         log.write(("\n===== start #%d: port %d =====\n" % (self.starts, self.port)).encode())
         log.flush()
+        log_start = log.tell()
         args = [BIN, "--port", str(self.port), "--data-dir", self.data_dir,
                 "--log-level", "debug"] + self.extra_args
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
@@ -214,22 +311,28 @@ class Daemon:
                                      preexec_fn=_die_with_parent)
         log.close()
         self.client.close()
-        deadline = time.monotonic() + START_TIMEOUT
+        bound = scaled(START_TIMEOUT)
+        t0 = time.monotonic()
         while True:
             if self.proc.poll() is not None:
                 rc = self.proc.returncode
                 self.proc = None
+                if b"Address already in use" in self._log_since(log_start):
+                    raise _PortTaken()
                 raise AssertionError("redqd exited with %s during startup\n%s"
                                      % (rc, self.log_tail()))
             try:
-                if self.health_status() == 200 and self.loaded():
+                if (self.health_status() == 200 and catches_sigterm(self.proc.pid) and
+                        self.loaded()):
+                    self.last_start_seconds = time.monotonic() - t0
                     return self
             except (OSError, http.client.HTTPException):
                 pass
-            if time.monotonic() > deadline:
+            if time.monotonic() - t0 > bound:
                 self.kill()
-                raise AssertionError("redqd did not answer GET /v1/health within %.0f s\n%s"
-                                     % (START_TIMEOUT, self.log_tail()))
+                raise AssertionError("redqd was running but did not answer GET /v1/health "
+                                     "within %.0f s (scaled(START_TIMEOUT): a hang)\n%s"
+                                     % (bound, self.log_tail()))
             time.sleep(0.05)
 
     def loaded(self):
@@ -238,16 +341,38 @@ class Daemon:
         status, body = health_doc(self.port, getattr(self, "ctx", None), timeout=1.0)
         return status == 200 and json.loads(body).get("agents_loading", 0) == 0
 
+    def _log_since(self, offset):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read()
+        except OSError:
+            return b""
+
+    def log_offset(self):
+        """The log's size now: log_since(offset) is what the daemon logged after."""
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def log_since(self, offset):
+        """The log from byte offset on (log_offset()), as text."""
+        return self._log_since(offset).decode("utf-8", "replace")
+
     def health_status(self):
         """The readiness probe: GET /v1/health's status (plain HTTP; subclasses may
         speak otherwise)."""
-        return health_ok(self.port, timeout=1.0)
+        return health_ok(self.port, timeout=scaled(PROBE_TIMEOUT))
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout=STOP_TIMEOUT):
-        """SIGTERM; returns the exit code (None if it had to be killed after timeout)."""
+    def stop(self, timeout=None):
+        """SIGTERM; returns the exit code (None if it had to be killed after timeout,
+        by default scaled(STOP_TIMEOUT))."""
+        if timeout is None:
+            timeout = scaled(STOP_TIMEOUT)
         self.client.close()
         if self.proc is None:
             return 0
@@ -263,10 +388,11 @@ class Daemon:
             return None
 
     def stop_ok(self, test=None):
-        rc = self.stop()
+        bound = scaled(STOP_TIMEOUT)
+        rc = self.stop(bound)
         if rc != 0:
             raise AssertionError("redqd exited with %r after SIGTERM (expected 0 within %.0f s)"
-                                 "\n%s" % (rc, STOP_TIMEOUT, self.log_tail()))
+                                 "\n%s" % (rc, bound, self.log_tail()))
 
     def kill(self):
         self.client.close()
@@ -405,6 +531,10 @@ class DaemonTestCase(unittest.TestCase):
         return self.assertOK(self.c.post("/v1/agents/%s/train" % name, {"updates": k}))
 
     def wait_until(self, fn, timeout=30.0, what="condition", interval=0.05):
+        """Polls fn until it returns something true, and returns that. timeout is what the
+        plain build needs on an idle machine: it is scaled (scaled()); running out of it
+        means the condition never came (a hang), not that it came late."""
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -412,6 +542,9 @@ class DaemonTestCase(unittest.TestCase):
             if last:
                 return last
             time.sleep(interval)
+        last = fn()  # once more: the time may have gone to a descheduled process
+        if last:
+            return last
         self.fail("timed out after %.0f s waiting for %s (last: %r)" % (timeout, what, last))
 
 

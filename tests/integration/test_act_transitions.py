@@ -7,7 +7,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DaemonTestCase, rand_rows, small_config  # noqa: E402
+from harness import DaemonTestCase, rand_rows, scaled, small_config  # noqa: E402
 
 LOW, HIGH = [-1.0, 0.0], [1.0, 3.0]
 
@@ -277,7 +277,7 @@ class TransitionsTest(DaemonTestCase):
         self.assertProblem(r, 429, "busy")
         self.assertOK(self.c.patch("/v1/agents/bpa", {"training": "async"}))
         n200 = 0
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + scaled(30)
         while n200 < 10 and time.monotonic() < deadline:
             r = self.c.post("/v1/agents/bpa/transitions", {"transitions": rand_rows(1, 3, 1)})
             if r.status == 429:

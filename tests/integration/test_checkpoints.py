@@ -6,8 +6,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (DaemonTestCase, eval_action, parse_safetensors, rand_rows,  # noqa: E402
-                     rfc3339_utc as rfc3339, small_config, tensor_bytes)
+from harness import (DaemonTestCase, agent_body, eval_action, parse_safetensors,  # noqa: E402
+                     rand_rows, rfc3339_utc as rfc3339, small_config, tensor_bytes)
 
 LOW, HIGH = [-1.0, 0.0], [1.0, 3.0]
 OCTETS = "application/octet-stream"
@@ -304,6 +304,12 @@ class ImportLimitTest(DaemonTestCase):
     daemon_args = ("--max-import", "16384")
 
     def test_import_over_limit(self):
+        # A learner whose state could not be imported again is refused at creation,
+        # naming the flag (in KiB under 1 MiB, never "1 MiB, over the 0 MiB").
+        r = self.c.post("/v1/agents", agent_body("wide", hidden_sizes=[256, 256]))
+        p = self.assertProblem(r, 400, "invalid_argument", "config.hidden_sizes")
+        self.assertIn("KiB, over the 16 KiB a checkpoint may have to be imported again "
+                      "(--max-import)", p["detail"])
         # A learner small enough to be imported again (the limits hold creation to that),
         # whose download with its buffer is not.
         self.create("big", obs_dim=3, act_dim=1, config=small_config(

@@ -1,4 +1,10 @@
-"""Training modes (async, sync, manual, paused), POST .../train and the stats rows."""
+"""Training modes (async, sync, manual, paused), POST .../train and the stats rows.
+
+No test bounds how long an update takes. A sync post must be answered by its updates, not
+by --sync-timeout (which answers 200 too): its time is checked against that timeout, set
+from the build and the load (harness.scaled). Times the daemon reports are checked by
+their order against the test's own clock (a train answer's row time lies between the
+request and the answer; its train_time is at most the call's duration)."""
 import csv
 import io
 import os
@@ -7,7 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DaemonTestCase, rand_rows  # noqa: E402
+from harness import DaemonTestCase, rand_rows, scaled  # noqa: E402
 
 ROW_KEYS = ["row", "update", "env_steps", "time", "actor_loss", "critic_loss", "alpha",
             "alpha_loss", "q_mean", "q_std", "train_time"]
@@ -19,15 +25,22 @@ def owed(env_before, n, upd, start, batch):
     return sum(upd for k in range(env_before + 1, env_before + n + 1) if k >= th)
 
 
-class ModesTest(DaemonTestCase):
-    # a sync post that is never released answers late (200 or 503): keep that short
-    daemon_args = ("--sync-timeout", "15")
+# a sync post that is never released answers late (200 or 503): keep that short, but far
+# above what any post here needs on this build and machine
+SYNC_TIMEOUT = int(scaled(15))
 
-    def timed_post(self, name, n, limit=5.0):
+
+class ModesTest(DaemonTestCase):
+    daemon_args = ("--sync-timeout", str(SYNC_TIMEOUT))
+
+    def timed_post(self, name, n):
+        """A sync post, answered by its own updates: before --sync-timeout could have
+        released it (it would answer 200 as well)."""
         t = time.monotonic()
         r = self.post_transitions(name, rand_rows(n, 3, 1))
         dt = time.monotonic() - t
-        self.assertLess(dt, limit, "a sync post took %.1f s" % dt)
+        self.assertLess(dt, SYNC_TIMEOUT, "a sync post took %.1f s: released by "
+                        "--sync-timeout %d, not by its updates" % (dt, SYNC_TIMEOUT))
         return r
 
     def stats(self, name, **q):
@@ -90,7 +103,9 @@ class ModesTest(DaemonTestCase):
         time.sleep(0.2)
         st = self.state("man1")
         self.assertEqual((st["updates"], st["pending_updates"]), (0, 0))
+        t_wall, t_mono = time.time(), time.monotonic()
         t = self.train("man1", 5)
+        t_wall1, call = time.time(), time.monotonic() - t_mono
         self.assertEqual(t["updates"], 5)
         s = t["stats"]
         for k in ROW_KEYS:
@@ -98,12 +113,15 @@ class ModesTest(DaemonTestCase):
         self.assertEqual(s["update"], 5)
         self.assertEqual(s["env_steps"], 20)
         self.assertTrue(s["row"] is None or isinstance(s["row"], int), s)
-        self.assertLess(abs(s["time"] - time.time()), 5)
+        # the row was made during the call (1 s for the clock's rounding)
+        self.assertTrue(t_wall - 1 <= s["time"] <= t_wall1 + 1, (t_wall, s["time"], t_wall1))
         for k in ("critic_loss", "alpha", "q_mean", "q_std", "actor_loss"):
             self.assertIsInstance(s[k], float, k)
         self.assertAlmostEqual(s["alpha"], 0.2, places=6)
         self.assertGreater(s["train_time"], 0)
-        self.assertLess(s["train_time"], 30)
+        # the seconds in the call's updates (CLOCK_MONOTONIC, one after another) were
+        # spent during the call
+        self.assertLessEqual(s["train_time"], call + 1e-3)
         self.assertEqual(self.train("man1", 3)["updates"], 8)
         st = self.state("man1")
         self.assertEqual((st["updates"], st["actor_updates"]), (8, 4))
@@ -201,7 +219,7 @@ class ModesTest(DaemonTestCase):
         t, out = self._in_thread("POST", "/v1/agents/delw1/train", {"updates": 100000})
         self.wait_until(lambda: self.state("delw1")["updates"] > 0, 20, "the train call")
         self.assertStatus(self.c.delete("/v1/agents/delw1"), 204)
-        t.join(15)
+        t.join(scaled(15))
         self.assertFalse(t.is_alive(), "the train call still waits after the deletion")
         self.assertProblem(out["r"], 409, "conflict")
         self._heavy("delw2", "paused")
@@ -213,7 +231,7 @@ class ModesTest(DaemonTestCase):
         time.sleep(0.2)
         self.assertTrue(t.is_alive(), "the sync post did not wait for ~3700 updates")
         self.assertStatus(self.c.delete("/v1/agents/delw2"), 204)
-        t.join(15)
+        t.join(scaled(15))
         self.assertFalse(t.is_alive(), "the sync post still waits after the deletion")
         self.assertProblem(out["r"], 409, "conflict")
         self.assertProblem(self.c.get("/v1/agents/delw2"), 404, "not_found")
@@ -229,7 +247,7 @@ class ModesTest(DaemonTestCase):
         self.wait_until(lambda: self.state("rsw")["updates"] > 3, 20, "the train call")
         a = self.assertOK(self.c.post("/v1/agents/rsw/restore", {"checkpoint": ck["id"]}))
         self.assertEqual(a["state"]["updates"], 3)
-        t.join(15)
+        t.join(scaled(15))
         self.assertFalse(t.is_alive(), "the train call still waits after the restore")
         self.assertIn(out["r"].status, (200, 409), out["r"])
         time.sleep(0.2)
@@ -309,7 +327,7 @@ class ModesTest(DaemonTestCase):
 
     def test_sync_without_updates(self):
         self.create("sync0", training="sync", batch_size=16, update_per_step=0)
-        self.timed_post("sync0", 30, limit=2.0)
+        self.timed_post("sync0", 30)   # owes nothing: at once, not at the timeout
         st = self.state("sync0")
         self.assertEqual((st["updates"], st["pending_updates"]), (0, 0))
 

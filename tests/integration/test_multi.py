@@ -1,6 +1,11 @@
 """Several agents at once: three agents of different sizes post and train in async mode
 from three threads while a fourth thread acts; everyone progresses and nobody waits on
-anybody's training."""
+anybody's training.
+
+Latencies are bounded one-sidedly and generously, scaled for the build and the machine's
+load (harness.scaled): what they catch is a request that waits for training (a whole
+backlog: many seconds), not a slow machine. Where an order says it (the light agent
+caught up while the heavy one still owes updates), the order is what is checked."""
 import os
 import random
 import sys
@@ -9,7 +14,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Client, DaemonTestCase, rand_rows, small_config  # noqa: E402
+from harness import Client, DaemonTestCase, rand_rows, scaled, small_config  # noqa: E402
 
 AGENTS = {
     # name: (obs_dim, act_dim, config overrides)
@@ -75,7 +80,7 @@ class MultiTest(DaemonTestCase):
         for t in threads:
             t.start()
         for t in threads:
-            t.join(60)
+            t.join(scaled(60))
         # acts keep answering while the agents train
         time.sleep(0.5)
         states = {n: self.state(n) for n in AGENTS}
@@ -84,9 +89,14 @@ class MultiTest(DaemonTestCase):
         self.assertFalse(errors, errors)
         self.assertFalse(any(t.is_alive() for t in threads + [act_thread]), "a thread hung")
         self.assertGreater(len(act_lat), 10)
-        self.assertLess(max(act_lat), 1.0, "an act took %.2f s" % max(act_lat))
+        # an act reads the published policy and never waits for an update: well under
+        # a second; a post waits for its commit, not for training
+        act_bound, post_bound = scaled(1.0), scaled(2.0)
+        self.assertLess(max(act_lat), act_bound, "an act took %.2f s (bound %.1f s)"
+                        % (max(act_lat), act_bound))
         for n, worst in post_lat.items():
-            self.assertLess(worst, 2.0, "a post to %s took %.2f s" % (n, worst))
+            self.assertLess(worst, post_bound, "a post to %s took %.2f s (bound %.1f s)"
+                            % (n, worst, post_bound))
         # everyone has made progress, not one after the other
         for n, st in states.items():
             self.assertGreater(st["updates"], 0, (n, st))
@@ -116,17 +126,17 @@ class MultiTest(DaemonTestCase):
         self.post_transitions("heavy", rand_rows(400, 8, 2))
         self.create("light", obs_dim=3, act_dim=1, config=small_config(
             training="async", update_per_step=2))
-        t = time.monotonic()
         self.post_transitions("light", rand_rows(30, 3, 1))
         self.wait_until(lambda: self.state("light")["pending_updates"] == 0, 20,
                         "the light agent to be trained beside the heavy one")
-        dt = time.monotonic() - t
+        # the order is the point, not the seconds: the light agent, posted after the
+        # heavy one's backlog, caught up while the heavy one still owes thousands
         self.assertGreater(self.state("heavy")["pending_updates"], 0,
-                           "the heavy agent finished first: the test proves nothing")
-        self.assertLess(dt, 10)
+                           "the heavy agent finished first: the light one waited for it")
         # while it trains (two trainers on one agent), requests on the heavy agent are
         # not starved: each waits for one chunk of updates at most
         worst = {}
+        bound = scaled(2.0)   # one chunk of at most 8 updates, with a wide margin
         for i in range(15):
             for what, fn in (
                     ("act", lambda: self.act("heavy", [0.0] * 8)),
@@ -138,7 +148,8 @@ class MultiTest(DaemonTestCase):
                 t = time.monotonic()
                 fn()
                 dt = time.monotonic() - t
-                self.assertLess(dt, 2.0, "%s on a training agent took %.2f s" % (what, dt))
+                self.assertLess(dt, bound, "%s on a training agent took %.2f s (bound %.1f s)"
+                                % (what, dt, bound))
                 worst[what] = max(worst.get(what, 0.0), dt)
         self.assertGreater(self.state("heavy")["pending_updates"], 0)
         self.assertOK(self.c.patch("/v1/agents/heavy", {"training": "manual"}))
@@ -157,7 +168,7 @@ class MultiTest(DaemonTestCase):
         for t in ts:
             t.start()
         for t in ts:
-            t.join(60)
+            t.join(scaled(60))
         self.assertFalse(any(t.is_alive() for t in ts), "a thread hung")
         self.assertFalse(errors, errors)
 

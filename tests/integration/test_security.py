@@ -12,6 +12,16 @@ Already covered elsewhere, and not repeated here:
 
 The TLS tests need openssl (Debian's `openssl` package) to make a throwaway self-signed
 certificate; without it they are skipped with a message saying so.
+
+Time. Deadlines are the point of several tests here: a connection must not be closed
+before its deadline (a lower bound, which a slow machine cannot break), and must be
+closed after it, within cut_bound(deadline): the deadline plus CUT_SLACK seconds (the 1 s
+tick, the close reaching the client) scaled for the build and the machine's load
+(harness.scaled). That upper bound is one-sided and generous; where the daemon tells
+which rule closed a connection (redqd_http_slow_connections_closed_total counts the
+deadline cuts, not the idle timeout's) the count is checked too. "Others are served
+meanwhile" is checked as an order: a request made while the stalled connections were
+all open was answered before the first of them was closed.
 """
 import http.client
 import json
@@ -29,18 +39,26 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BIN, Daemon, DaemonTestCase, _die_with_parent,  # noqa: E402
-                     agent_body, free_port, health_ok)
+from harness import (BIN, PROBE_TIMEOUT, Daemon, DaemonTestCase,  # noqa: E402
+                     _die_with_parent, agent_body, free_port, health_ok, scaled)
 
 OPENSSL = shutil.which("openssl")
+CUT_SLACK = 2.5   # seconds past a deadline (plain build, idle machine) for the close
+
+
+def cut_bound(deadline, slack=CUT_SLACK):
+    """The latest a connection with this deadline (seconds) may be closed: the deadline
+    and a scaled slack for the 1 s tick and the close reaching the client."""
+    return deadline + scaled(slack)
 
 
 # ------------------------------------------------------------------ raw sockets
 
-def raw_exchange(port, data, timeout=10.0, half_close=False, ctx=None):
+def raw_exchange(port, data, timeout=10.0, half_close=False, ctx=None, sent=None):
     """Sends data on a fresh connection (TLS with ctx) and reads until the server closes
     it or timeout passes. Returns (bytes received, seconds from the last byte sent until
-    the close, closed: True if the server closed, False on timeout)."""
+    the close, closed: True if the server closed, False on timeout). sent (an Event) is
+    set once the data is sent."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     if ctx is not None:
         s = ctx.wrap_socket(s, server_hostname="127.0.0.1")
@@ -53,6 +71,8 @@ def raw_exchange(port, data, timeout=10.0, half_close=False, ctx=None):
                 s.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the server answered and closed before taking everything: fine
+        if sent is not None:
+            sent.set()
         return read_to_close(s, got, time.monotonic(), timeout)
     finally:
         s.close()
@@ -97,9 +117,12 @@ def make_cert(directory, name):
     return cert, key
 
 
-def run_refused(args, timeout=10.0):
+def run_refused(args, timeout=None):
     """Runs redqd expecting it to refuse to start: (exit code, its output). A daemon still
-    running after timeout seconds has started: it is killed and the code is None."""
+    running after timeout seconds (default scaled(10)) has started: it is killed and the
+    code is None."""
+    if timeout is None:
+        timeout = scaled(10.0)
     tmp = tempfile.mkdtemp(prefix="redqd-it-sec-")
     out = os.path.join(tmp, "out")
     try:
@@ -132,7 +155,7 @@ class TLSDaemon(Daemon):
         self.ctx = ctx
 
     def health_status(self):
-        return health_ok(self.port, self.ctx, timeout=1.0)
+        return health_ok(self.port, self.ctx, timeout=scaled(PROBE_TIMEOUT))
 
 
 class TLSTest(DaemonTestCase):
@@ -238,11 +261,13 @@ class TLSTest(DaemonTestCase):
     def test_stalled_handshake_is_closed(self):
         # nothing at all, and half a ClientHello: closed after --connection-timeout (2 s)
         hello = bytes.fromhex("160301020001")  # a record header and the start of a hello
+        bound = cut_bound(2.0)
         for what, data in (("nothing", b""), ("half a ClientHello", hello)):
-            _, dt, closed = raw_exchange(self.daemon.port, data, timeout=10)
-            self.assertTrue(closed, "%s: still open after 10 s" % what)
+            _, dt, closed = raw_exchange(self.daemon.port, data, timeout=bound + 5)
+            self.assertTrue(closed, "%s: still open after %.0f s" % (what, bound + 5))
             self.assertGreater(dt, 1.0, "%s: closed too early (%.2f s)" % (what, dt))
-            self.assertLess(dt, 4.5, "%s: closed after %.2f s" % (what, dt))
+            self.assertLess(dt, bound, "%s: closed after %.2f s (timeout 2 s, bound %.1f s)"
+                            % (what, dt, bound))
         self.assertEqual(self.https("GET", "/v1/health")[0], 200)
 
 
@@ -516,37 +541,50 @@ class SlowClientTest(DaemonTestCase):
     ]
 
     def test_stalled_clients_are_closed_while_others_are_served(self):
-        results = {}
+        results, closed_at = {}, {}
+        bound = cut_bound(2.0)
+        sent = [threading.Event() for _ in self.STALLS]
 
-        def stall(what, data):
-            results[what] = raw_exchange(self.daemon.port, data, timeout=10)
+        def stall(what, data, ev):
+            results[what] = raw_exchange(self.daemon.port, data, timeout=bound + 5, sent=ev)
+            closed_at[what] = time.monotonic()
 
-        threads = [threading.Thread(target=stall, args=s) for s in self.STALLS]
+        threads = [threading.Thread(target=stall, args=s + (ev,))
+                   for s, ev in zip(self.STALLS, sent)]
         for t in threads:
             t.start()
-        # meanwhile another client is answered promptly, on fresh connections
-        latencies = []
-        t_end = time.monotonic() + 3.0
-        while time.monotonic() < t_end:
+        for ev in sent:
+            self.assertTrue(ev.wait(scaled(10)), "a stalled client could not connect")
+        # meanwhile another client is answered, on fresh connections: (begun, answered)
+        probes = []
+        while any(t.is_alive() for t in threads) or len(probes) < 3:
             t0 = time.monotonic()
-            self.assertEqual(health_ok(self.daemon.port, timeout=5), 200)
-            latencies.append(time.monotonic() - t0)
+            self.assertEqual(health_ok(self.daemon.port, timeout=scaled(5)), 200)
+            probes.append((t0, time.monotonic()))
             time.sleep(0.1)
         for t in threads:
-            t.join(15)
-        self.assertLess(max(latencies), 1.0, "a request took %.2f s while others stalled"
-                        % max(latencies))
+            t.join(bound + 10)
+        first_close = min(closed_at.values())
+        self.assertTrue(any(t1 < first_close for _, t1 in probes),
+                        "no request was answered while the stalled connections were all "
+                        "open (first answer %.2f s after the first close)"
+                        % (probes[0][1] - first_close))
+        worst = max(t1 - t0 for t0, t1 in probes)
+        self.assertLess(worst, scaled(1.0), "a request took %.2f s while others stalled"
+                        % worst)
         for what, _ in self.STALLS:
             resp, dt, closed = results[what]
-            self.assertTrue(closed, "%s: still open 10 s later" % what)
+            self.assertTrue(closed, "%s: still open %.0f s later" % (what, bound + 5))
             self.assertGreater(dt, 1.0, "%s: closed after only %.2f s" % (what, dt))
-            self.assertLess(dt, 4.5, "%s: closed after %.2f s (timeout 2 s)" % (what, dt))
+            self.assertLess(dt, bound, "%s: closed after %.2f s (timeout 2 s, bound %.1f s)"
+                            % (what, dt, bound))
             self.assertIn(status_of(resp), (None, 408), "%s: %r" % (what, resp[:200]))
         # nothing was created by the stalled POSTs
         self.assertProblem(self.c.get("/v1/agents/x"), 404, "not_found")
 
     def test_keep_alive_connection_idle_past_the_timeout_is_closed(self):
-        s = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10)
+        bound = cut_bound(2.0)
+        s = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=bound + 5)
         try:
             s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
             first = s.recv(65536)
@@ -559,7 +597,8 @@ class SlowClientTest(DaemonTestCase):
         finally:
             s.close()
         self.assertGreater(dt, 1.0)
-        self.assertLess(dt, 4.5, "an idle keep-alive connection stayed %.2f s" % dt)
+        self.assertLess(dt, bound, "an idle keep-alive connection stayed %.2f s (timeout 2 s, "
+                        "bound %.1f s)" % (dt, bound))
 
     def test_sigterm_with_stalled_clients_connected(self):
         socks = []
@@ -573,7 +612,8 @@ class SlowClientTest(DaemonTestCase):
             t0 = time.monotonic()
             rc = self.daemon.stop()
             self.assertEqual(rc, 0, self.daemon.log_tail())
-            self.assertLess(time.monotonic() - t0, 10.0)
+            # stalled clients do not hold the shutdown up (nothing to checkpoint here)
+            self.assertLess(time.monotonic() - t0, scaled(10.0))
         finally:
             for s in socks:
                 s.close()
@@ -636,8 +676,10 @@ class TrickleTest(DaemonTestCase):
         self.assertTrue(closed, "a trickled request was still open after %.1f s" % dt)
         self.assertIsNone(status_of(got), got[:200])
         self.assertGreater(dt, 1.5)
-        self.assertLess(dt, 5.5, "closed after %.2f s (header deadline 2 s, idle timeout 8 s)"
-                        % dt)
+        bound = cut_bound(2.0, 3.5)
+        self.assertLess(dt, bound, "closed after %.2f s (header deadline 2 s, bound %.1f s)"
+                        % (dt, bound))
+        # closed by the header deadline (the count), not by anything else
         self.assertEqual(self.slow_closed(), before + 1)
         with open(self.daemon.log_path, encoding="utf-8", errors="replace") as f:
             self.assertIn("closed a slow connection from 127.0.0.1: the request headers",
@@ -645,12 +687,17 @@ class TrickleTest(DaemonTestCase):
 
     def test_body_below_the_minimum_rate_is_cut(self):
         self.create("tr", obs_dim=1, act_dim=1)
+        before = self.slow_closed()
         head = (b"POST /v1/agents/tr/transitions HTTP/1.1\r\nHost: x\r\nContent-Type: "
                 b"application/json\r\nContent-Length: 100000\r\n\r\n")
-        got, dt, closed = trickle(self.daemon.port, head, [b" " * 20] * 40, 0.3)
+        bound = cut_bound(2.0, 3.5)
+        # 20 bytes every 0.3 s for as long as the bound (the idle timeout never comes)
+        pieces = max(40, int(bound / 0.3) + 10)
+        got, dt, closed = trickle(self.daemon.port, head, [b" " * 20] * pieces, 0.3)
         self.assertTrue(closed, "a trickled body was still open after %.1f s" % dt)
         self.assertIsNone(status_of(got), got[:200])
-        self.assertLess(dt, 5.5, "closed after %.2f s" % dt)
+        self.assertLess(dt, bound, "closed after %.2f s (bound %.1f s)" % (dt, bound))
+        self.assertEqual(self.slow_closed(), before + 1, "not closed by the body's deadline")
         self.assertEqual(self.state("tr")["env_steps"], 0)
 
     def test_slow_but_steady_upload_goes_through(self):
@@ -670,7 +717,7 @@ class TrickleTest(DaemonTestCase):
         self.assertEqual(self.state("steady")["env_steps"], 3)
 
     def test_keep_alive_requests_each_get_their_own_deadline(self):
-        s = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10)
+        s = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=scaled(10))
         try:
             # 3 requests, 3 s apart on one connection: idle past the header deadline
             # between them, which only counts once a request begins
@@ -699,10 +746,17 @@ class TrickleTest(DaemonTestCase):
         self.train("lt", 400)
         rate = 400 / (time.monotonic() - t0)
         k = min(100000, max(100, int(rate * 6.0)))  # about 6 s
-        t0 = time.monotonic()
-        r = self.c.post("/v1/agents/lt/train", {"updates": k})
-        dt = time.monotonic() - t0
-        self.assertStatus(r, 200)
+        # The rate was measured under a load that may change: a call that ends up
+        # shorter than the deadline and a tick proves nothing, so it is made longer
+        # (never cut, each time) until one outlasts it.
+        while True:
+            t0 = time.monotonic()
+            r = self.c.post("/v1/agents/lt/train", {"updates": k})
+            dt = time.monotonic() - t0
+            self.assertStatus(r, 200)
+            if dt > 3.2 or k >= 100000:
+                break
+            k = min(100000, int(k * max(2.0, 6.0 / max(dt, 0.1))))
         if k < 100000:
             self.assertGreater(dt, 3.2, "the call did not outlast the 2 s deadline and a tick")
 
@@ -738,8 +792,8 @@ class SlowReadTest(DaemonTestCase):
             got, t0 = 0, time.monotonic()
             try:
                 s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-                s.settimeout(5)
-                while time.monotonic() - t0 < 60:
+                s.settimeout(scaled(5))
+                while time.monotonic() - t0 < scaled(60):
                     try:
                         b = s.recv(100)
                     except ConnectionResetError:
@@ -760,8 +814,8 @@ class SlowReadTest(DaemonTestCase):
         # learns of it once it has read what its own buffer still holds
         self.wait_until(lambda: self.slow_closed() > before, timeout=10,
                         what="the slow reader to be closed")
-        self.assertLess(time.monotonic() - t0, 6.0)
-        t.join(70)
+        self.assertLess(time.monotonic() - t0, cut_bound(2.0, 4.0))
+        t.join(scaled(70))
         self.assertTrue(result.get("closed"), "a slow reader was still served: %r" % result)
         self.assertLess(result["got"], size)
         with open(self.daemon.log_path, encoding="utf-8", errors="replace") as f:
@@ -779,7 +833,7 @@ class PerAddressLimitTest(DaemonTestCase):
         """Four connections, each answered once (so MHD surely counts all four). The
         harness's earlier connections count until the daemon has seen them close, so a
         refused one means: close all, and try again."""
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + scaled(10)
         while True:
             socks = [socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10)
                      for _ in range(4)]
@@ -845,12 +899,12 @@ class ConnectionLimitTest(DaemonTestCase):
                 s.close()
         t0 = time.monotonic()
         if early is None:  # it waited in the backlog: now it is answered
-            probe.settimeout(10)
+            probe.settimeout(scaled(10))
             resp = probe.recv(65536)
             self.assertEqual(status_of(resp), 200, resp[:200])
         probe.close()
-        self.assertEqual(health_ok(self.daemon.port, timeout=10), 200)
-        self.assertLess(time.monotonic() - t0, 5.0)
+        self.assertEqual(health_ok(self.daemon.port, timeout=scaled(10)), 200)
+        self.assertLess(time.monotonic() - t0, scaled(5.0))
         self.assertTrue(self.daemon.running())
         # and then plenty of connections one after another, each closed
         for _ in range(30):
@@ -865,7 +919,7 @@ class OversizeTest(DaemonTestCase):
     daemon_args = ("--max-body", "2048")
 
     def assertRefusedOrClosed(self, req, statuses, what):
-        resp, _, closed = raw_exchange(self.daemon.port, req, timeout=10)
+        resp, _, closed = raw_exchange(self.daemon.port, req, timeout=scaled(10))
         st = status_of(resp)
         self.assertTrue(st in statuses or (st is None and closed),
                         "%s: %r" % (what, resp[:300]))
@@ -894,13 +948,15 @@ class OversizeTest(DaemonTestCase):
                 b"Content-Length: 2049\r\n")
         for what, extra in (("plain", b""), ("Expect: 100-continue",
                                               b"Expect: 100-continue\r\n")):
-            # no body byte is sent: the answer must not wait for it
-            resp, dt, _ = raw_exchange(self.daemon.port, head + extra + b"\r\n", timeout=5)
+            # no body byte is sent: the answer must not wait for it (it would never come;
+            # the status is the proof, the time only a generous bound)
+            resp, dt, _ = raw_exchange(self.daemon.port, head + extra + b"\r\n",
+                                       timeout=scaled(5))
             self.assertEqual(status_of(resp), 413, "%s: %r" % (what, resp[:300]))
             self.assertNotIn(b"100 Continue", resp)
             self.assertIn(b"payload_too_large", resp)
             self.assertIn(b"2048", resp)
-            self.assertLess(dt, 2.0, what)
+            self.assertLess(dt, scaled(2.0), what)
         self.assertEqual(health_ok(self.daemon.port), 200)
 
     def body_of(self, name, size):
@@ -972,7 +1028,8 @@ class GarbageTest(DaemonTestCase):
 
     The client half-closes after sending. MHD closes most broken connections at once,
     but keeps some (an answered request, an incomplete line such as "GET 3") until
-    --connection-timeout, so that is set to 2 s and each must be closed within 6 s."""
+    --connection-timeout, so that is set to 2 s and each must be closed within
+    cut_bound(2, 4) (6 s on the plain build on an idle machine)."""
     daemon_args = ("--connection-timeout", "2")
 
     CASES = [
@@ -1026,11 +1083,13 @@ class GarbageTest(DaemonTestCase):
     ]
 
     def test_malformed_requests(self):
+        bound = cut_bound(2.0, 4.0)
         for what, data in self.CASES:
             # half-close: the daemon sees the end of what the client will send
-            resp, dt, closed = raw_exchange(self.daemon.port, data, timeout=6,
+            resp, dt, closed = raw_exchange(self.daemon.port, data, timeout=bound,
                                             half_close=True)
-            self.assertTrue(closed, "%s: the connection is still open after 6 s" % what)
+            self.assertTrue(closed, "%s: the connection is still open after %.0f s"
+                            % (what, bound))
             st = status_of(resp)
             self.assertTrue(st is None or st < 500 or st in (501, 505),
                             "%s: %r" % (what, resp[:300]))
@@ -1043,22 +1102,28 @@ class GarbageTest(DaemonTestCase):
         req = (b"POST /v1/agents HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
                b"0\r\n\r\nGET /v1/agents HTTP/1.1\r\nHost: x\r\n\r\n")
-        resp, dt, closed = raw_exchange(self.daemon.port, req, timeout=6)
+        resp, dt, closed = raw_exchange(self.daemon.port, req, timeout=cut_bound(2.0, 4.0))
         self.assertEqual(status_of(resp), 400, resp[:300])
         self.assertIn(b"invalid_argument", resp)
         self.assertEqual(resp.count(b"HTTP/1.1 "), 1, "a second request was read: %r" % resp)
-        self.assertTrue(closed and dt < 1.0, "kept open %.2f s" % dt)
+        # closed by the daemon on purpose (it says so), not left to the 2 s idle timeout
+        head = resp.split(b"\r\n\r\n", 1)[0].lower()
+        self.assertIn(b"\r\nconnection: close", head, resp[:300])
+        self.assertTrue(closed and dt < scaled(1.0), "kept open %.2f s" % dt)
 
     def test_random_bytes(self):
         rng = random.Random(20240613)
         prefixes = [b"", b"GET ", b"POST /v1/agents HTTP/1.1\r\n",
                     b"POST /v1/agents HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
                     b"GET /v1/health HTTP/1.1\r\nHost: x\r\n"]
+        bound = cut_bound(2.0, 4.0)
         for i in range(120):
             n = rng.choice((1, 7, 64, 512, 4096, 40000))
             data = rng.choice(prefixes) + rng.randbytes(n)
-            resp, _, closed = raw_exchange(self.daemon.port, data, timeout=6, half_close=True)
-            self.assertTrue(closed, "case %d: the connection is still open after 6 s" % i)
+            resp, _, closed = raw_exchange(self.daemon.port, data, timeout=bound,
+                                           half_close=True)
+            self.assertTrue(closed, "case %d: the connection is still open after %.0f s"
+                            % (i, bound))
             st = status_of(resp)
             self.assertTrue(st is None or st < 500, "case %d: %r" % (i, resp[:300]))
             if i % 10 == 0:
@@ -1080,7 +1145,7 @@ class GarbageTest(DaemonTestCase):
         for t in threads:
             t.start()
         for t in threads:
-            t.join(20)
+            t.join(scaled(20))
         self.assertFalse(errors, errors[:5])
         self.assertEqual(health_ok(self.daemon.port), 200)
         self.assertOK(self.c.post("/v1/agents", agent_body("after-garbage")), 201)

@@ -118,5 +118,31 @@ class LoadingTest(unittest.TestCase):
         self.assertEqual(self.proc.wait(120), 0)
 
 
+class EarlySigtermTest(unittest.TestCase):
+    """A SIGTERM sent as soon as the first request is answered shuts the daemon down
+    cleanly (exit 0): its handlers are in place before it listens. (They were installed
+    after, and such a SIGTERM killed it outright about half the time.)"""
+
+    def test_sigterm_right_after_the_first_answer(self):
+        for i in range(10):
+            d = Daemon()
+            try:
+                port = free_port()
+                p = subprocess.Popen([BIN, "--port", str(port), "--data-dir", d.data_dir],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=d._env())
+                while True:
+                    self.assertIsNone(p.poll(), "redqd exited before it answered")
+                    try:
+                        if health_doc(port, timeout=5)[0] == 200:
+                            break
+                    except OSError:
+                        time.sleep(0.001)
+                p.terminate()
+                self.assertEqual(p.wait(120), 0, "start %d: not a clean shutdown" % i)
+            finally:
+                d.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -30,7 +30,7 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, REPO, free_port  # noqa: E402
+from harness import BIN, REPO, free_port, scaled  # noqa: E402
 
 SYSTEMD = "/lib/systemd/system"
 UNITS = ["sysinit.target", "basic.target", "sockets.target", "timers.target",
@@ -173,7 +173,7 @@ class SystemdUnitTest(unittest.TestCase):
         cls.wrapper = subprocess.Popen(["setsid", "/bin/bash", script], env=env,
                                        stdout=cls.log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + scaled(10)
         while cls.sd is None and time.monotonic() < deadline:
             p = subprocess.run(["pgrep", "-x", "systemd", "-P", str(cls.wrapper.pid)],
                                capture_output=True, text=True)
@@ -184,7 +184,7 @@ class SystemdUnitTest(unittest.TestCase):
         if cls.sd is None:
             raise AssertionError("systemd did not start:\n" + cls.boot_log())
         # systemctl needs the manager's private socket, which comes a moment after exec
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + scaled(30)
         while cls.ns("test", "-S", "/run/systemd/private", check=False).returncode != 0:
             if time.monotonic() > deadline:
                 raise AssertionError("systemd never opened its socket:\n" + cls.boot_log())
@@ -281,6 +281,9 @@ class SystemdUnitTest(unittest.TestCase):
         self.ctl("daemon-reload")
 
     def wait_for(self, fn, timeout, what):
+        """Polls fn until true; timeout (seconds on an idle machine) is scaled for the
+        machine's load and the build (harness.scaled)."""
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if fn():

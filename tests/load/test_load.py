@@ -39,7 +39,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-from harness import Client, DaemonTestCase, rand_rows  # noqa: E402
+from harness import Client, DaemonTestCase, rand_rows, scaled  # noqa: E402
 
 THREADS = 50
 SECONDS = float(os.environ.get("LOAD_SECONDS", "30"))
@@ -154,7 +154,7 @@ class LoadTest(DaemonTestCase):
 
         def worker(i):
             rng = random.Random(1000 + i)
-            client = Client(_DaemonRef(self.daemon.port), timeout=60.0)
+            client = Client(_DaemonRef(self.daemon.port), timeout=scaled(60.0))
             seq = 0
             try:
                 while time.monotonic() < deadline:
@@ -179,7 +179,7 @@ class LoadTest(DaemonTestCase):
         for w in workers:
             w.start()
         for w in workers:
-            w.join(SECONDS + 90)
+            w.join(SECONDS + scaled(90))
         elapsed = time.monotonic() - t_start
         sampler_stop.set()
         st.join(5)
@@ -279,7 +279,7 @@ class LoadTest(DaemonTestCase):
     def _post(self, client, tally, rng, name, S, A, batch_id):
         n = rng.randint(1, 32)
         body = {"batch_id": batch_id, "transitions": rand_rows(n, S, A, rng)}
-        give_up = time.monotonic() + 20.0
+        give_up = time.monotonic() + scaled(20.0)  # back-pressure lasts while trainers catch up
         while True:
             t0 = time.perf_counter()
             r = client.post("/v1/agents/%s/transitions" % name, body)

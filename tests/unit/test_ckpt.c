@@ -603,6 +603,18 @@ START_TEST(state_bytes_is_what_save_writes_and_is_limited)
         ck_assert_str_eq(err.field, "config.hidden_sizes");
         ck_assert_msg(strstr(err.msg, "--max-import") != NULL, "%s", err.msg);
     }
+    /* Small limits print in KiB or bytes: never "1 MiB, over the 0 MiB". */
+    redq_config c = test_config(2);
+    rqd_limits t = l;
+    ck_assert_int_eq(redq_state_bytes(&c, 3, 2, &bytes, &err), 0);
+    ck_assert(bytes > 4096 && bytes < 65536);
+    t.state_bytes = 4096;
+    ck_assert_int_eq(redq_limits_check(&t, &c, 3, 2, &err), RQD_EINVAL);
+    ck_assert_msg(strstr(err.msg, "KiB, over the 4 KiB a checkpoint") != NULL, "%s", err.msg);
+    t.state_bytes = 1000;
+    ck_assert_int_eq(redq_limits_check(&t, &c, 3, 2, &err), RQD_EINVAL);
+    ck_assert_msg(strstr(err.msg, "bytes, over the 1000 bytes a checkpoint") != NULL, "%s",
+                  err.msg);
 
     redq_config big = test_config(1);
     redq_config_default(&big, 1);
