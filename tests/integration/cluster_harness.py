@@ -2,8 +2,7 @@
 deploy/haproxy/redqd.cfg on loopback ports, as tests/integration/test_cluster.py and
 bench/bench_cluster.py run them. Each node runs with --node X and the same --peers (all
 three), a token, and the data directory and port of its own harness.Daemon."""
-import http.client
-import json
+import types
 import os
 import shutil
 import signal
@@ -16,6 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "clients", "python"))
 from harness import REPO, Daemon, _die_with_parent, free_port  # noqa: E402
+from harness import Client as HttpClient  # noqa: E402
 from redqd_client import Client  # noqa: E402
 from redqd_client.cluster import Router  # noqa: E402
 
@@ -91,16 +91,13 @@ class Cluster:
         return Client(self.url, token=self.token, timeout=60, **kw)
 
     def raw(self, method, path, body=None):
-        c = http.client.HTTPConnection("127.0.0.1", self.router_port, timeout=30)
+        """One request to the router on a fresh connection: (status, headers, body)."""
+        c = HttpClient(types.SimpleNamespace(port=self.router_port), timeout=30)
         try:
             hdrs = {"Authorization": "Bearer " + self.token} if self.token else {}
-            data = None
-            if body is not None:
-                data = json.dumps(body).encode()
-                hdrs["Content-Type"] = "application/json"
-            c.request(method, path, body=data, headers=hdrs)
-            r = c.getresponse()
-            return r.status, r.headers, r.read()
+            r = c.request(method, path, headers=hdrs,
+                          **({} if body is None else {"body": body}))
+            return r.status, r.headers, r.body
         finally:
             c.close()
 
