@@ -8,6 +8,7 @@
 #   make bench      performance against PyTorch and the sgemm peak (docs/BENCHMARKS.md)
 #   make bench-learn  REDQ against SAC on MuJoCo through the daemon (hours; resumable)
 #   make bench-longrun  10^7 transitions through one agent: disk, restart, ingest (minutes)
+#   make bench-cluster  act and ingest through HAProxy against direct to a node
 #   make bench-dashboard  the dashboard's load and redraw times (headless Chromium)
 #   make clean      remove build/
 #
@@ -33,13 +34,14 @@ OPT     ?= -O2
 
 # Debian packages needed to build; `deps` installs the missing ones. The tests also need
 # Python 3 (the integration tests and clients are stdlib only), Chromium (the
-# dashboard is checked in a real headless browser), and for the client's install test
-# and the tutorial's commands python3-venv and python3-matplotlib: `deps-test`.
+# dashboard is checked in a real headless browser), for the client's install test
+# and the tutorial's commands python3-venv and python3-matplotlib, and HAProxy (three
+# nodes behind the router, tests/integration/test_cluster.py): `deps-test`.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libcjson-dev libsqlite3-dev \
             libopenblas-dev libuv1-dev check zlib1g-dev libmujoco-dev libcurl4-openssl-dev \
             libjs-dygraphs
-DEB_TEST_PKGS := python3 chromium sqlite3 python3-venv python3-matplotlib
-PC_PKGS  := libcjson openblas zlib sqlite3 libmicrohttpd libuv
+DEB_TEST_PKGS := python3 chromium sqlite3 python3-venv python3-matplotlib haproxy
+PC_PKGS  := libcjson openblas zlib sqlite3 libmicrohttpd libuv libcurl
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wwrite-strings -Wno-unused-parameter
 SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all)
@@ -104,7 +106,7 @@ PY ?= /usr/bin/python3
 # A bare `make` builds; only `make run` starts the daemon.
 .DEFAULT_GOAL := all
 
-.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz fuzz-tools soak bench-http bench-learn bench-dashboard bench-longrun
+.PHONY: all deps deps-test install-pkgs build test test-unit test-san test-learn run bench clean check-deps install uninstall fuzz fuzz-tools soak bench-http bench-learn bench-dashboard bench-longrun bench-cluster
 
 # The daemon in the foreground on 127.0.0.1:$(PORT) with ./redqd-data (Ctrl-C stops it
 # cleanly: every agent is checkpointed). ARGS adds options (`build/redqd --help`), e.g.
@@ -275,6 +277,15 @@ bench-http: deps
 	@$(MAKE) --no-print-directory install-pkgs PKGS="wrk curl python3"
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd $(BUILD)/bench/bare_mhd
 	$(Q)BUILD=$(BUILD) REDQD_BIN=$(BUILD)/redqd bench/bench_http.sh
+
+# Three nodes behind HAProxy (deploy/haproxy/redqd.cfg): act and ingest throughput
+# through the router against straight to the node, the cluster-wide list, a move
+# (bench/results/cluster-latest.md). CLUSTER_ARGS adds options of bench/bench_cluster.py.
+CLUSTER_ARGS ?=
+bench-cluster: deps
+	@$(MAKE) --no-print-directory install-pkgs PKGS="haproxy wrk python3"
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/redqd
+	$(Q)REDQD_BIN=$(BUILD)/redqd $(PY) bench/bench_cluster.py $(CLUSTER_ARGS)
 
 # The dashboard's load and redraw times with 3 agents x 10^5 stats rows, in headless
 # Chromium (bench/results/dashboard-latest.md; about a minute).

@@ -4,6 +4,7 @@
 
 #include "../common/rqd_err.h"
 #include "../daemon/registry.h"
+#include "../daemon/settings.h"
 
 typedef struct api_server api_server;
 
@@ -23,6 +24,10 @@ typedef struct {
     int header_timeout;       /* seconds to send a request's line and headers */
     long long min_transfer_rate;/* bytes/s of bodies and answers; 0 = no such rule */
     int max_waiting;          /* requests suspended at once (offloaded or waiting) */
+    const char *node;         /* this node's name */
+    const rqd_peer *peers;    /* the cluster's nodes (--peers; may list this one) */
+    int n_peers;
+    int peer_timeout_ms;      /* how long a cluster-wide answer waits for a node */
 } api_opts;
 
 /* Starts the HTTP server: HTTPS only when tls_cert and tls_key are both set (their PEM

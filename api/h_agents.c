@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../common/rqd_json.h"
 #include "internal.h"
@@ -115,6 +116,21 @@ cJSON *api_agent_json(rqd_agent *a)
         cJSON_AddStringToObject(c, "created_at", st.last_ckpt.created_at);
     } else {
         cJSON_AddNullToObject(s, "last_checkpoint");
+    }
+    if (st.moving) { /* docs/api.md "Moving an agent" */
+        cJSON *m = cJSON_AddObjectToObject(s, "moving");
+        if (st.moving_to[0])
+            cJSON_AddStringToObject(m, "to", st.moving_to);
+        else
+            cJSON_AddNullToObject(m, "to"); /* marked before a restart: the node is not kept */
+        char since[32];
+        time_t t = (time_t)st.moving_since;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        cJSON_AddStringToObject(m, "since", since);
+    } else {
+        cJSON_AddNullToObject(s, "moving");
     }
     return o;
 }
@@ -270,7 +286,10 @@ int h_agents_put(api_req *r)
 int h_agents_list(api_req *r)
 {
     rqd_agent **v;
-    int n;
+    int n, cluster;
+    /* A node of a cluster speaks for it (api/cluster.c); scope=node is its own agents. */
+    if (api_scope(r, api_cluster_others(r->srv) > 0, &cluster) < 0)
+        return MHD_YES;
     if (rqd_agent_list(r->srv->reg, &v, &n) < 0)
         return api_problem_status(r, 503, "unavailable", "out of memory");
     cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "agents");
@@ -285,9 +304,16 @@ int h_agents_list(api_req *r)
         rqd_json_add_int(e, "updates", st.info.updates);
         cJSON_AddStringToObject(e, "training", training_names[st.training & 3]);
         cJSON_AddStringToObject(e, "status", status_names[st.status % 3]);
+        cJSON_AddStringToObject(e, "node", r->srv->o.node);
+        if (st.moving)
+            cJSON_AddStringToObject(e, "moving_to", st.moving_to);
+        else
+            cJSON_AddNullToObject(e, "moving_to");
         cJSON_AddItemToArray(arr, e);
     }
     rqd_agent_list_free(v, n);
+    if (cluster)
+        return api_cluster_ask(r, API_CLUSTER_AGENTS, o);
     return api_reply_json_take(r, 200, o);
 }
 

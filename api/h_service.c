@@ -47,12 +47,18 @@ static double mono(void)
 
 int h_health(api_req *r)
 {
+    int cluster;
+    if (api_scope(r, 0, &cluster) < 0) /* this node alone unless asked: a router's check */
+        return MHD_YES;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "ok");
     cJSON_AddStringToObject(o, "version", REDQD_VERSION);
     rqd_json_add_int(o, "uptime_s", (long long)(mono() - r->srv->started));
     rqd_json_add_int(o, "agents", rqd_registry_count(r->srv->reg));
     rqd_json_add_int(o, "agents_loading", rqd_registry_loading(r->srv->reg));
+    cJSON_AddStringToObject(o, "node", r->srv->o.node);
+    if (cluster)
+        return api_cluster_ask(r, API_CLUSTER_HEALTH, o);
     return api_reply_json_take(r, 200, o);
 }
 

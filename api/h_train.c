@@ -9,6 +9,7 @@
 
 #include "../storage/store.h"
 #include "../common/rqd_json.h"
+#include "../daemon/movefile.h"
 #include "internal.h"
 #include "json_in.h"
 
@@ -321,8 +322,12 @@ int h_import(api_req *r)
     if (!api_valid_name(r->name))
         return api_problem_status(r, 400, "invalid_argument",
                                   "name must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$");
-    if (rqd_ckpt_import(r->srv->reg, r->name, r->body.data ? (void *)r->body.data : "", r->body.len,
-                        &a, &err) < 0)
+    const void *data = r->body.data ? (void *)r->body.data : "";
+    /* A move file (docs/api.md "Moving an agent") or a checkpoint file. */
+    int rc = rqd_move_is_file(data, r->body.len)
+                 ? rqd_agent_move_import(r->srv->reg, r->name, data, r->body.len, &a, &err)
+                 : rqd_ckpt_import(r->srv->reg, r->name, data, r->body.len, &a, &err);
+    if (rc < 0)
         return api_problem(r, &err);
     return api_reply_agent(r, a, 201, RQD_OK, NULL);
 }

@@ -87,6 +87,11 @@ int api_queue(api_req *r, unsigned status, struct MHD_Response *resp, const char
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     if (status == 429)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (status == 503 && r->retry_after > 0) {
+        char s[16];
+        snprintf(s, sizeof s, "%d", r->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, s);
+    }
     if (status == 401)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (r->deferred) { /* an offload thread: MHD takes answers only in its callback */
@@ -161,6 +166,17 @@ int api_reply_empty(api_req *r, unsigned status)
 const char *api_query(api_req *r, const char *key)
 {
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+int api_scope(api_req *r, int dflt, int *cluster)
+{
+    const char *q = api_query(r, "scope");
+    *cluster = q ? strcmp(q, "cluster") == 0 : dflt;
+    if (q == NULL || strcmp(q, "cluster") == 0 || strcmp(q, "node") == 0)
+        return 0;
+    api_problem_status(r, 400, "invalid_argument", "scope must be node (this node's own) or "
+                       "cluster (every node of --peers)");
+    return -1;
 }
 
 cJSON *api_body_json(api_req *r, rqd_err *err)
@@ -655,7 +671,7 @@ int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *e
     tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key.data};
     tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     if (api_deadline_init(&h->s, o->header_timeout, o->min_transfer_rate) < 0 ||
-        api_offload_start(&h->s) < 0) {
+        api_offload_start(&h->s) < 0 || api_cluster_start(&h->s) < 0) {
         rc = rqd_err_set(err, RQD_ENOMEM, "", "cannot start the HTTP server's threads (out of memory)");
         goto out;
     }
@@ -730,6 +746,7 @@ void api_free(api_server *s)
     if (h->s.mhd)
         MHD_stop_daemon(h->s.mhd);
     api_offload_stop(&h->s); /* after MHD: no request can queue work any more */
+    api_cluster_stop(&h->s);
     api_deadline_free(&h->s);
     pthread_mutex_destroy(&h->s.token_mu);
     explicit_bzero(h->s.token, sizeof h->s.token);

@@ -27,7 +27,7 @@ typedef struct {
 } api_route;
 
 /* Route index ranges for metrics: one slot per route plus "unmatched". */
-#define API_MAX_ROUTES 32
+#define API_MAX_ROUTES 48
 /* Request latency histogram bounds, seconds (api/http.c); one more bucket for +Inf. */
 #define API_LATENCY_BUCKETS 11
 extern const double api_latency_bounds[API_LATENCY_BUCKETS];
@@ -43,6 +43,7 @@ struct api_server {
     atomic_int suspended;       /* connections currently suspended */
     atomic_int training_waits;  /* ... of which waiting for training (capped) */
     struct api_offload *offload; /* threads for work that would block an HTTP thread */
+    struct api_cluster *cluster; /* the peer thread (api/cluster.c); NULL without peers */
     double started;             /* monotonic seconds */
     api_deadlines *deadlines;   /* api/deadline.c */
     atomic_llong slow_closed;   /* connections closed past their deadline */
@@ -84,7 +85,13 @@ struct api_req {
     int (*cont)(api_req *r);    /* runs on an offload thread once the waiter fired */
     int wait_slot;              /* holds one of --max-waiting-requests */
     char *answer;               /* prepared JSON answer (sync posts) */
+    int retry_after;            /* seconds for a Retry-After header (a 503 of RQD_EAGAIN) */
 };
+
+/* Retry-After of a 503 whose request did nothing and will succeed later (an agent moving
+ * to another node, or still loading). A move of a small agent takes well under a second
+ * and a large one a few; clients back off by it (the Python client retries 10 times). */
+#define API_RETRY_AFTER_S 2
 
 /* ---- request deadlines (api/deadline.c) ---- */
 double api_mono(void); /* CLOCK_MONOTONIC seconds */
@@ -120,6 +127,9 @@ cJSON *api_body_json(api_req *r, rqd_err *err);
 cJSON *api_body_json_bounded(api_req *r, const api_json_bound *b, int nb, api_json_span *each,
                              rqd_err *err);
 const char *api_query(api_req *r, const char *key);
+/* ?scope=node or ?scope=cluster into *cluster (dflt when absent); otherwise answers 400
+ * naming the parameter and returns -1. */
+int api_scope(api_req *r, int dflt, int *cluster);
 /* The paging query of stats and evaluations: ?since= (>= 0, default 0), &limit= (1 ...
  * 100000, default 1000), &format=json|csv. RQD_EINVAL naming the parameter. */
 int api_page(api_req *r, long long *since, long long *limit, int *csv, rqd_err *err);
@@ -159,6 +169,18 @@ int api_wait_busy(api_req *r); /* the 429 answer when no slot is free */
  * returns its MHD result, or returns -1 when the wait succeeded (0) or timed out (1). */
 int api_wake_problem(api_req *r);
 
+/* ---- one service over several nodes (api/cluster.c) ---- */
+enum { API_CLUSTER_AGENTS = 0, API_CLUSTER_HEALTH = 1 };
+/* Answers r with local (taken: this node's own answer to GET /v1/agents or /v1/health)
+ * merged with every other node's, each asked with --peer-timeout, plus "nodes" (name,
+ * url, status ok/unreachable/error, detail) and "nodes_unreachable". Suspends r while the
+ * peer thread asks; a node without other nodes answers at once. HTTP threads only. */
+int api_cluster_ask(api_req *r, int kind, cJSON *local);
+/* The nodes of --peers other than this one. */
+int api_cluster_others(const api_server *s);
+int api_cluster_start(api_server *s);
+void api_cluster_stop(api_server *s);
+
 /* ---- routes and handlers ---- */
 const api_route *api_route_match(const char *method, const char *path, api_req *r,
                                  int *path_known, char *allow, size_t allow_len, int *index);
@@ -192,6 +214,9 @@ int h_policy(api_req *r);
 int h_agents_put(api_req *r);
 int h_eval_post(api_req *r);
 int h_eval_list(api_req *r);
+int h_move_begin(api_req *r);
+int h_move_file(api_req *r);
+int h_move_cancel(api_req *r);
 
 /* A JSON array of n floats. */
 cJSON *api_json_floats_out(const float *v, int n);

@@ -18,6 +18,7 @@ static const struct {
     {RQD_ETOOBIG, 413, "payload_too_large", "Content Too Large"},
     {RQD_EBUSY, 429, "busy", "Too Many Requests"},
     {RQD_EUNAVAIL, 503, "unavailable", "Service Unavailable"},
+    {RQD_EAGAIN, 503, "unavailable", "Service Unavailable"},
     {RQD_ENOMEM, 503, "unavailable", "Service Unavailable"},
     {RQD_EIO, 503, "unavailable", "Service Unavailable"},
 };
@@ -59,6 +60,9 @@ int api_problem_status(api_req *r, unsigned status, const char *code, const char
 
 int api_problem(api_req *r, const rqd_err *e)
 {
+    /* Nothing was done and the same request will do it later: say when (API.md). */
+    if (e->code == RQD_EAGAIN)
+        r->retry_after = API_RETRY_AFTER_S;
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (map[i].code == e->code)
             return api_problem_status(r, map[i].status, map[i].name,

@@ -145,9 +145,10 @@ def create_agent(url, name):
     cfg = {"hidden_sizes": [32, 32], "ensemble_size": 2, "subset_size": 2,
            "batch_size": 32, "start_timesteps": 0, "training": "manual",
            "checkpoint_every": 0, "buffer_size": 10000000}
-    st, _, body = c.request("POST", "/v1/agents", {
-        "name": name, "obs_dim": OBS, "action_low": [-2.0] * ACT,
-        "action_high": [2.0] * ACT, "config": cfg})
+    # PUT (the name in the path): bench/bench_cluster.py runs this through a router too.
+    st, _, body = c.request("PUT", "/v1/agents/" + name, {
+        "obs_dim": OBS, "action_low": [-2.0] * ACT, "action_high": [2.0] * ACT,
+        "config": cfg})
     c.close()
     if st != 201:
         raise SystemExit("bench_ingest: creating %s: %d %s" % (name, st, body[:300]))

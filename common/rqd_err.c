@@ -37,6 +37,7 @@ const char *rqd_strerror(int code)
     case RQD_ETOOBIG: return "payload_too_large";
     case RQD_EBUSY: return "busy";
     case RQD_EUNAVAIL: return "unavailable";
+    case RQD_EAGAIN: return "unavailable";
     case RQD_ENOMEM: return "out_of_memory";
     case RQD_EIO: return "io_error";
     default: return "internal";

@@ -21,6 +21,8 @@ enum {
     RQD_ENOMEM = -8,     /* allocation failed: 500/503 */
     RQD_EIO = -9,        /* storage or I/O failure */
     RQD_EINTERNAL = -10, /* a bug: 500 internal */
+    RQD_EAGAIN = -11,    /* 503 unavailable with Retry-After: nothing was done, the same
+                            request will succeed later (an agent moving or loading) */
 };
 
 typedef struct {

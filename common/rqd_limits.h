@@ -75,6 +75,17 @@
  * more than three, so past 64 the request is refused (414) before MHD stores any. */
 #define RQD_MAX_QUERY_PARAMS 64
 
+/* Characters of a batch_id (API.md: 1 to 128 of [A-Za-z0-9_.:-]). */
+#define RQD_MAX_BATCH_ID 128
+
+/* Nodes of a cluster (--peers) and the length of a node's name. A cluster-wide list asks
+ * every other node at once, each on one connection of the peer thread (api/cluster.c):
+ * past a few dozen nodes one answer would merge megabytes and the design's router map
+ * is the better tool (docs/scaling.md). A node name is an HAProxy backend suffix and a
+ * map value, so it keeps to an agent name's characters and length. */
+#define RQD_MAX_PEERS 64
+#define RQD_MAX_NODE_NAME 64
+
 /* Every counter (env_steps, updates, policy_version, ...) stays at or below 2^53 - 1: JSON
  * numbers are exact only that far (API.md), and no sum of counters can overflow. A
  * checkpoint with a counter past it is refused, and an add, update or version bump that

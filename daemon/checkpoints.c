@@ -245,6 +245,10 @@ int rqd_ckpt_delete(rqd_agent *a, int64_t id, rqd_err *err)
     int rc = rqd__write_begin_any(a, err);
     if (rc < 0)
         return rc;
+    if ((rc = rqd__moving_refuse(a, err)) < 0) { /* its checkpoints stay as they are */
+        rqd__write_end(a);
+        return rc;
+    }
     rc = rqd_writer_run(a->reg->writer, do_del, &j, err);
     rqd__write_end(a);
     if (rc == RQD_ENOTFOUND)
@@ -318,8 +322,10 @@ int rqd_ckpt_restore(rqd_agent *a, int64_t id, rqd_err *err)
     if ((rc = rqd__write_begin_any(a, err)) == RQD_OK &&
         atomic_load(&a->status) == RQD_AGENT_LOADING) {
         rqd__write_end(a);
-        rc = rqd_err_set(err, RQD_EUNAVAIL, "name", "agent '%s' is still loading; retry "
+        rc = rqd_err_set(err, RQD_EAGAIN, "name", "agent '%s' is still loading; retry "
                          "shortly", a->name);
+    } else if (rc == RQD_OK && (rc = rqd__moving_refuse(a, err)) < 0) {
+        rqd__write_end(a);
     }
     if (rc < 0) {
         redq_agent_free(core);
@@ -412,6 +418,7 @@ typedef struct {
     ckpt_job ck;
     const void *data;
     size_t len;
+    const rqd_import_extra *x;  /* a move file's rows, or NULL */
 } import_job;
 
 static int do_import(store *s, void *arg, rqd_err *err)
@@ -427,11 +434,19 @@ static int do_import(store *s, void *arg, rqd_err *err)
     if (rc == RQD_OK)
         rc = store_ckpt_insert(s, j->ck.agent, &j->ck.info, j->data, j->len, 1 << 30, &j->ck.id,
                                err);
+    if (rc == RQD_OK && j->x)
+        rc = j->x->write(s, j->ck.agent, j->x->ctx, err);
     return rc;
 }
 
 int rqd_ckpt_import(rqd_registry *r, const char *name, const void *data, size_t len,
                     rqd_agent **out, rqd_err *err)
+{
+    return rqd__ckpt_import(r, name, data, len, NULL, out, err);
+}
+
+int rqd__ckpt_import(rqd_registry *r, const char *name, const void *data, size_t len,
+                     const rqd_import_extra *x, rqd_agent **out, rqd_err *err)
 {
     redq_agent *core = NULL;
     rqd_agent *a = NULL;
@@ -446,6 +461,11 @@ int rqd_ckpt_import(rqd_registry *r, const char *name, const void *data, size_t 
         goto out;
     redq_info ri;
     redq_agent_info(core, &ri);
+    if (x && (redq_agent_obs_dim(core) != x->S || redq_agent_act_dim(core) != x->A)) {
+        rc = rqd_err_set(err, RQD_EINVAL, "", "move file: its checkpoint is of another shape "
+                         "than its header says");
+        goto out;
+    }
     if (ri.policy_version >= RQD_MAX_COUNTER) {
         rc = rqd_err_set(err, RQD_EINVAL, "", "the checkpoint's policy_version %lld is at its "
                          "limit (2^53 - 1)", ri.policy_version);
@@ -453,10 +473,11 @@ int rqd_ckpt_import(rqd_registry *r, const char *name, const void *data, size_t 
     }
     redq_agent_set_policy_version(core, ri.policy_version + 1);
     import_job j = {name, redq_agent_obs_dim(core), redq_agent_act_dim(core),
-                    redq_agent_low(core), redq_agent_high(core), NULL, {0}, data, len};
+                    redq_agent_low(core), redq_agent_high(core), NULL, {0}, data, len, x};
     j.ck.info.updates = ri.updates;
     j.ck.info.env_steps = ri.env_steps;
     j.ck.info.policy_version = ri.policy_version + 1;
+    j.ck.info.pending_updates = x ? x->pending : 0.0; /* a restart owes them again */
     j.ck.info.automatic = 0;
     j.ck.info.bytes = (int64_t)len;
     rqd__now_rfc3339(j.ck.info.created_at);
@@ -479,6 +500,10 @@ int rqd_ckpt_import(rqd_registry *r, const char *name, const void *data, size_t 
     a->have_ckpt = 1;
     a->last_ckpt = j.ck.info;
     a->last_ckpt.id = j.ck.id;
+    if (x) {
+        a->pending = x->pending;
+        x->loaded(a, x->ctx);
+    }
     atomic_fetch_add(&a->refs, 1); /* the caller's; the first goes to the table */
     rqd__name_publish(r, a);
     *out = a;

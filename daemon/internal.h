@@ -154,6 +154,28 @@ void rqd__prune_init(rqd_agent *a, long long newest_head_seq);
 /* Under a->mu, after a PATCH: the retention settings, looked at again at once. */
 void rqd__prune_config(rqd_agent *a);
 
+/* The open episodes, state.episodes and last_return of a from SQLite (startup, import). */
+int rqd__load_episodes(store *s, rqd_agent *a, rqd_err *err);
+
+/* Import of a checkpoint file (checkpoints.c), with what a move file adds (move.c):
+ * updates still owed, rows written in the import's transaction, and what the agent
+ * loads of them once they are committed and before it is published. */
+typedef struct {
+    int S, A;               /* the shape the rows are of: the checkpoint's must match */
+    double pending;
+    int (*write)(store *s, int64_t agent, void *ctx, rqd_err *err);
+    void (*loaded)(rqd_agent *a, void *ctx);
+    void *ctx;
+} rqd_import_extra;
+int rqd__ckpt_import(rqd_registry *r, const char *name, const void *data, size_t len,
+                     const rqd_import_extra *x, rqd_agent **out, rqd_err *err);
+
+/* Moving (move.c): RQD_EAGAIN naming the node when a is moving (under ingest_mu or
+ * mu), else RQD_OK. */
+int rqd__moving_refuse(rqd_agent *a, rqd_err *err);
+/* At open: the agents marked moving in SQLite are moving again. */
+int rqd__moving_restore(rqd_registry *r, store *s, rqd_err *err);
+
 /* Starts and stops the trainer threads. */
 int rqd__trainers_start(rqd_registry *r, int n, rqd_err *err);
 void rqd__trainers_stop(rqd_registry *r);

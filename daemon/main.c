@@ -217,7 +217,8 @@ int main(int argc, char **argv)
     api_opts ao = {d.set.bind, d.set.port, d.set.http_threads, d.set.max_body, d.set.max_import,
                    d.set.token_file, d.set.max_connections, d.set.connection_timeout,
                    d.set.sync_timeout, d.set.tls_cert, d.set.tls_key, d.set.max_per_ip,
-                   d.set.header_timeout, d.set.min_transfer_rate, d.set.max_waiting};
+                   d.set.header_timeout, d.set.min_transfer_rate, d.set.max_waiting,
+                   d.set.node, d.set.peers, d.set.n_peers, d.set.peer_timeout_ms};
     if (api_start(&ao, d.reg, &d.api, &err) < 0) {
         LOG(LOG_ERR, "%s", err.msg);
         rqd_registry_shutdown(d.reg);

@@ -139,7 +139,7 @@ int rqd_agent_usable(rqd_agent *a, rqd_err *err)
     if (st == RQD_AGENT_OK)
         return RQD_OK;
     if (st == RQD_AGENT_LOADING)
-        return rqd_err_set(err, RQD_EUNAVAIL, "name", "agent '%s' is still loading; retry "
+        return rqd_err_set(err, RQD_EAGAIN, "name", "agent '%s' is still loading; retry "
                            "shortly", a->name);
     rqd_agent_lock(a);
     rqd_err_set(err, RQD_EUNAVAIL, "name", "agent '%s' is unavailable: %s", a->name, a->error);
@@ -152,7 +152,10 @@ static int write_begin(rqd_agent *a, int any, rqd_err *err)
     pthread_mutex_lock(&a->ingest_mu);
     int rc = a->deleted ? rqd_err_set(err, RQD_ENOTFOUND, "name", "agent '%s' was deleted",
                                       a->name)
-                        : any ? RQD_OK : rqd_agent_usable(a, err);
+             : any      ? RQD_OK
+                        : rqd_agent_usable(a, err);
+    if (rc == RQD_OK && !any)
+        rc = rqd__moving_refuse(a, err);
     if (rc < 0)
         pthread_mutex_unlock(&a->ingest_mu);
     return rc;
@@ -511,7 +514,8 @@ int rqd_agent_patch(rqd_agent *a, const redq_config *cfg, rqd_err *err)
 
 static int do_delete(store *s, void *arg, rqd_err *err)
 {
-    return store_agent_delete(s, *(int64_t *)arg, err);
+    int rc = store_agent_delete(s, *(int64_t *)arg, err);
+    return rc == RQD_OK ? store_moving_set(s, *(int64_t *)arg, 0, err) : rc; /* a move's end */
 }
 
 int rqd_agent_delete(rqd_registry *r, const char *name, rqd_err *err)
@@ -621,6 +625,9 @@ void rqd_agent_state_get(rqd_agent *a, rqd_agent_state *st)
     st->have_stats = a->have_stats;
     st->ups = a->ups;
     st->last_return = a->last_return;
+    st->moving = a->moving;
+    memcpy(st->moving_to, a->moving_to, sizeof st->moving_to);
+    st->moving_since = a->moving_since;
     pthread_mutex_unlock(&a->mu);
 }
 

@@ -152,6 +152,12 @@ struct rqd_agent {
     double ups;                     /* updates per second, smoothed, for logs and metrics */
     long long ups_mark_updates;
     double ups_mark_time;
+
+    /* Moving to another node (daemon/move.c): set with ingest_mu and mu held, read under
+     * either. While set, writes are refused (RQD_EAGAIN) and trainers leave it alone. */
+    int moving;
+    long long moving_since;         /* Unix seconds */
+    char moving_to[RQD_MAX_NODE_NAME + 1]; /* "" when not known (set before a restart) */
 };
 
 /* Snapshot of an agent's state for GET (taken under mu). */
@@ -170,6 +176,9 @@ typedef struct {
     int have_stats;
     double ups;
     double last_return;
+    int moving;               /* state.moving: to, since */
+    char moving_to[RQD_MAX_NODE_NAME + 1];
+    long long moving_since;
 } rqd_agent_state;
 
 typedef struct {
@@ -313,6 +322,24 @@ int rqd_ckpt_delete(rqd_agent *a, int64_t id, rqd_err *err);
 int rqd_ckpt_restore(rqd_agent *a, int64_t id, rqd_err *err);
 int rqd_ckpt_import(rqd_registry *r, const char *name, const void *data, size_t len,
                     rqd_agent **out, rqd_err *err);
+
+/* ------------------------------------------------------------------ moving (move.c) */
+
+/* Starts moving the agent to node `to` (docs/api.md "Moving an agent"): durably marked,
+ * from now on it refuses every write with RQD_EAGAIN and trains no more; waiting sync
+ * posts are answered (their data is stored) and waiting train calls ended (conflict).
+ * Again with the same node (or after a restart) is a no-op; with another, conflict. */
+int rqd_agent_move_begin(rqd_agent *a, const char *to, rqd_err *err);
+/* Cancels a move: writes and training resume. Not moving is not an error. */
+int rqd_agent_move_cancel(rqd_agent *a, rqd_err *err);
+/* The move file of a moving agent (malloc'd *data; daemon/movefile.h), stamped with
+ * this node's name. RQD_ECONFLICT when it is not moving. */
+int rqd_agent_move_file(rqd_agent *a, const char *node, void **data, size_t *len,
+                        rqd_err *err);
+/* Creates agent `name` from a move file, all or nothing, as its source had it: learner,
+ * buffer, owed updates, batch ids, episodes, streams, stats and evaluations. */
+int rqd_agent_move_import(rqd_registry *r, const char *name, const void *data, size_t len,
+                          rqd_agent **out, rqd_err *err);
 
 /* ------------------------------------------------------------------ scheduling */
 

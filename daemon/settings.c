@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/rqd_limits.h"
 #include "log.h"
@@ -17,7 +18,8 @@
 #endif
 
 /* T_MAGNITUDE: a positive float32 bound, written as a C number ("1e9"). */
-enum { T_STR, T_INT, T_SIZE, T_LEVEL, T_SYNC, T_MAGNITUDE };
+/* T_NODE: a node name; T_PEERS: "name=url,name=url,..." (rqd_peer). */
+enum { T_STR, T_INT, T_SIZE, T_LEVEL, T_SYNC, T_MAGNITUDE, T_NODE, T_PEERS };
 
 typedef struct {
     const char *name;  /* config-file key; flag is --name with '_' as '-' */
@@ -102,6 +104,15 @@ static const setting table[] = {
     {"max_abs_value", "REDQD_MAX_ABS_VALUE", T_MAGNITUDE, OFF(limits.max_abs_value), 0, "1e9",
      0, 0, "largest magnitude of an observation, reward or action bound a request may carry "
      "(a positive number; past 1e9 an update's sums may overflow float32)"},
+    {"node", "REDQD_NODE", T_NODE, OFF(node), CAP(node), "", 0, 0,
+     "this node's name in a cluster: a map value of the router and the 'node' of its "
+     "agents (default: the host name)"},
+    {"peers", "REDQD_PEERS", T_PEERS, OFF(peers_text), CAP(peers_text), "", 0, 0,
+     "the cluster's nodes, 'name=http://host:port,...' (this one may be listed too): "
+     "GET /v1/agents and ?scope=cluster ask them (docs/operations.md)"},
+    {"peer_timeout", "REDQD_PEER_TIMEOUT", T_INT, OFF(peer_timeout_ms), 0, "1000", 50, 60000,
+     "milliseconds a cluster-wide answer waits for each other node before marking it "
+     "unreachable"},
     {"config", "REDQD_CONFIG", T_STR, OFF(config_file), CAP(config_file), "", 0, 0,
      "config file: one 'key = value' per line, keys as above with '_'"},
     {NULL, NULL, 0, 0, 0, NULL, 0, 0, NULL},
@@ -126,6 +137,65 @@ static int parse_size(const char *v, long long *out)
     if (*end != '\0' || n < 0 || n > LLONG_MAX / mul)
         return -1;
     *out = n * mul;
+    return 0;
+}
+
+/* A node name: an agent name's characters and length (API.md), so that it can be an
+ * HAProxy backend suffix and map value as it is. */
+static int node_name_ok(const char *v, size_t len)
+{
+    static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    if (len < 1 || len > RQD_MAX_NODE_NAME || strchr(alnum, v[0]) == NULL || v[0] == '\0')
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if (v[i] == '\0' || (strchr(alnum, v[i]) == NULL && strchr("_.-", v[i]) == NULL))
+            return 0;
+    return 1;
+}
+
+/* "name=url,name=url,..." into s->peers: names unique and valid, URLs http(s)://host:port
+ * with nothing after the authority (the API's paths are appended). */
+static int parse_peers(rqd_settings *s, const char *v, const char *source, rqd_err *err)
+{
+    const char *p = v;
+    s->n_peers = 0;
+    while (*p) {
+        size_t len = strcspn(p, ","), nlen = strcspn(p, "=");
+        rqd_peer *e = &s->peers[s->n_peers];
+        if (len == 0) {
+            p++;
+            continue;
+        }
+        if (s->n_peers == RQD_MAX_PEERS)
+            return rqd_err_set(err, RQD_EINVAL, "peers", "peers: more than %d nodes (%s)",
+                               RQD_MAX_PEERS, source);
+        if (nlen >= len || !node_name_ok(p, nlen))
+            return rqd_err_set(err, RQD_EINVAL, "peers", "peers: '%.*s' is not name=url with a "
+                               "name of [A-Za-z0-9][A-Za-z0-9_.-]{0,63} (%s)", (int)(len > 80 ? 80 : len),
+                               p, source);
+        const char *url = p + nlen + 1;
+        size_t ulen = len - nlen - 1, scheme = strncmp(url, "http://", 7) == 0 ? 7
+                                               : strncmp(url, "https://", 8) == 0 ? 8 : 0;
+        while (ulen > scheme && url[ulen - 1] == '/') /* "http://h:1/" is http://h:1 */
+            ulen--;
+        if (scheme == 0 || ulen <= scheme || ulen >= sizeof e->url ||
+            memchr(url + scheme, '/', ulen - scheme) || memchr(url, '?', ulen) ||
+            memchr(url, ' ', ulen))
+            return rqd_err_set(err, RQD_EINVAL, "peers", "peers: node '%.*s' needs a URL "
+                               "http://host:port or https://host:port without a path, not "
+                               "'%.*s' (%s)", (int)nlen, p, (int)(ulen > 120 ? 120 : ulen), url,
+                               source);
+        memcpy(e->name, p, nlen);
+        e->name[nlen] = '\0';
+        memcpy(e->url, url, ulen);
+        e->url[ulen] = '\0';
+        for (int i = 0; i < s->n_peers; i++)
+            if (strcmp(s->peers[i].name, e->name) == 0)
+                return rqd_err_set(err, RQD_EINVAL, "peers", "peers: node '%s' is listed "
+                                   "twice (%s)", e->name, source);
+        s->n_peers++;
+        p += len;
+    }
     return 0;
 }
 
@@ -172,6 +242,18 @@ static int apply(rqd_settings *s, const setting *t, const char *v, const char *s
         *(double *)base = d;
         return 0;
     }
+    case T_NODE:
+        if (*v && !node_name_ok(v, strlen(v)))
+            return rqd_err_set(err, RQD_EINVAL, t->name, "%s=%.80s: must match "
+                               "[A-Za-z0-9][A-Za-z0-9_.-]{0,63} (%s)", t->name, v, source);
+        strcpy(base, v);
+        return 0;
+    case T_PEERS:
+        if (strlen(v) >= t->cap)
+            return rqd_err_set(err, RQD_EINVAL, t->name, "%s: longer than %zu bytes (%s)",
+                               t->name, t->cap - 1, source);
+        strcpy(base, v);
+        return parse_peers(s, v, source, err);
     case T_SYNC:
         if (strcmp(v, "normal") != 0 && strcmp(v, "full") != 0)
             return rqd_err_set(err, RQD_EINVAL, t->name, "%s=%s: must be normal or full (%s)",
@@ -305,5 +387,12 @@ int rqd_settings_load(rqd_settings *s, int argc, char **argv, rqd_err *err)
     }
     /* A new agent's learner state must be importable again (rqd_limits.h). */
     s->limits.state_bytes = s->max_import;
+    if (s->node[0] == '\0') { /* the host name up to its first dot, when it is a valid name */
+        char host[256] = "";
+        if (gethostname(host, sizeof host - 1) == 0)
+            host[strcspn(host, ".")] = '\0';
+        size_t n = strlen(host); /* node_name_ok: n <= RQD_MAX_NODE_NAME */
+        memcpy(s->node, node_name_ok(host, n) ? host : "local", node_name_ok(host, n) ? n + 1 : 6);
+    }
     return 0;
 }

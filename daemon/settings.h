@@ -8,6 +8,13 @@
 #include "../common/rqd_err.h"
 #include "../common/rqd_limits.h"
 
+/* One node of a cluster (--peers "a=http://10.0.0.1:8470,b=..."), docs/operations.md
+ * "Running several nodes". */
+typedef struct {
+    char name[RQD_MAX_NODE_NAME + 1];  /* [A-Za-z0-9][A-Za-z0-9_.-]*, unique in the list */
+    char url[256];                     /* http://host:port or https://host:port, no path */
+} rqd_peer;
+
 typedef struct {
     char bind[64];
     int port;
@@ -31,6 +38,11 @@ typedef struct {
     char tls_cert[512];       /* PEM certificate chain; with tls_key: HTTPS */
     char tls_key[512];        /* PEM private key */
     long long max_db_size;    /* bytes the database may grow to; 0 = unlimited */
+    char node[RQD_MAX_NODE_NAME + 1]; /* this node's name (--node; default: the host name) */
+    char peers_text[4096];    /* --peers as given */
+    rqd_peer peers[RQD_MAX_PEERS]; /* parsed; this node's own entry included when listed */
+    int n_peers;
+    int peer_timeout_ms;      /* a cluster-wide answer waits this long for each node */
     rqd_limits limits;        /* what a request may create (--max-obs-dim, ...) */
 } rqd_settings;
 

@@ -120,7 +120,7 @@ int rqd__rebuild_buffer(rqd_registry *r, store *s, int64_t agent_id, redq_agent 
     return RQD_OK;
 }
 
-static int load_episodes(store *s, rqd_agent *a, rqd_err *err)
+int rqd__load_episodes(store *s, rqd_agent *a, rqd_err *err)
 {
     store_episode_row *rows = NULL;
     int n = 0, rc;
@@ -220,7 +220,7 @@ static int load_agent(rqd_registry *r, store *s, const store_agent_row *row, rqd
     long long v = row->policy_version > info.policy_version ? row->policy_version : info.policy_version;
     redq_agent_set_policy_version(core, v);
     a->policy_lease = row->policy_version;
-    if ((rc = load_episodes(s, a, err)) < 0 ||
+    if ((rc = rqd__load_episodes(s, a, err)) < 0 ||
         (rc = rqd_returns_load(&a->returns, s, a->id, err)) < 0) {
         rqd__agent_destroy(a);
         return rc;
@@ -446,7 +446,8 @@ int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *e
             goto fail;
         }
     }
-    if ((rc = store_stats_next_row(s, &next_row, err)) < 0)
+    if ((rc = store_stats_next_row(s, &next_row, err)) < 0 ||
+        (rc = rqd__moving_restore(r, s, err)) < 0)
         goto fail;
     atomic_store(&r->next_stats_row, next_row);
     r->load_rows = rows;

@@ -29,8 +29,8 @@
 static long long runnable(const rqd_agent *a)
 {
     redq_info info;
-    if (a->deleted || a->core == NULL || atomic_load(&a->status) != RQD_AGENT_OK)
-        return 0;
+    if (a->deleted || a->core == NULL || atomic_load(&a->status) != RQD_AGENT_OK || a->moving)
+        return 0; /* a moving agent's learner is what its move file carries: frozen */
     redq_agent_info(a->core, &info);
     const redq_config *c = redq_agent_config(a->core);
     if (info.buffer_len < c->batch_size)
@@ -374,6 +374,11 @@ int rqd_agent_wait(rqd_agent *a, rqd_waiter *w, int kind, double target, int k, 
     } else if (atomic_load(&a->status) != RQD_AGENT_OK) {
         rc = rqd_err_set(err, RQD_EUNAVAIL, "name", "agent '%s' is unavailable: %s", a->name,
                          a->error);
+    } else if (a->moving) {
+        /* No training until the agent is on its new node: a train call is refused
+         * (nothing done, retry there); a sync post stored before the move began is
+         * answered now with what it still owes, which the move file carries. */
+        rc = kind == RQD_WAIT_TRAIN ? rqd__moving_refuse(a, err) : 0;
     } else if (kind == RQD_WAIT_TRAIN) {
         redq_info info;
         const redq_config *c = redq_agent_config(a->core);

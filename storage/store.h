@@ -333,4 +333,28 @@ int store_eval_append(store *s, int64_t agent, const store_eval_row *e, const do
 int store_eval_range(store *s, int64_t agent, int64_t since, int limit, store_eval_row **rows,
                      int *n, rqd_err *err);
 
+/* ------------------------------------------------------------------ moving agents */
+
+/* An agent that is moving to another node (storage/move.c). */
+typedef struct {
+    int64_t agent;
+    int64_t since;          /* Unix seconds */
+} store_moving_row;
+
+/* Marks the agent as moving since `since` (Unix seconds, > 0), or clears the mark (0). */
+int store_moving_set(store *s, int64_t agent, int64_t since, rqd_err *err);
+/* Every agent marked moving; *rows malloc'd (NULL when n = 0). */
+int store_moving_list(store *s, store_moving_row **rows, int *n, rqd_err *err);
+/* Calls cb for every batch id of the agent with the answer stored for it; a non-zero
+ * return from cb stops the scan and is returned. */
+int store_batch_scan(store *s, int64_t agent,
+                     int (*cb)(void *ctx, const char *batch_id, const char *answer), void *ctx,
+                     rqd_err *err);
+/* Calls cb for every evaluation of the agent, oldest first, with the returns (and
+ * lengths, or NULL) as posted; the pointers are valid only during the call. */
+int store_eval_scan(store *s, int64_t agent,
+                    int (*cb)(void *ctx, const store_eval_row *e, const double *returns,
+                              const int64_t *lengths),
+                    void *ctx, rqd_err *err);
+
 #endif

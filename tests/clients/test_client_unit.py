@@ -515,15 +515,29 @@ class TestRetries(ClientTestCase):
         self.assertEqual(self.client.sleeps, [])
 
     def test_unavailable_is_retried_only_when_safe(self):
-        unavailable = problem(503, "unavailable", "shutting down", "Service Unavailable",
-                              {"Retry-After": "1"})
+        # A 503 without Retry-After (a daemon shutting down, a train call it cut short)
+        # may have done something: only safe requests are sent again.
+        unavailable = problem(503, "unavailable", "shutting down", "Service Unavailable")
         self.reply(unavailable, Reply(200, {"agents": []}))
         self.assertEqual(self.client.list_agents(), {"agents": []})
         self.reply(unavailable)
         with self.assertRaises(RedqdError) as cm:
             self.client.train("p", 10)
         self.assertEqual(cm.exception.code, "unavailable")
+        self.assertIsNone(cm.exception.retry_after)
         self.assertEqual(len(self.requests), 3)
+
+    def test_unavailable_with_retry_after_is_retried_for_any_request(self):
+        # With Retry-After, nothing was done and the same request will succeed later (an
+        # agent moving to another node, one loading, a cluster node down): any request.
+        moving = problem(503, "unavailable", "agent 'p' is moving to node b",
+                         "Service Unavailable", {"Retry-After": "2"})
+        self.reply(moving, moving, Reply(200, {"updates": 10}))
+        self.assertEqual(self.client.train("p", 10), {"updates": 10})
+        self.assertEqual(self.client.sleeps, [2.0, 2.0])
+        self.reply(moving, Reply(201, {"row": 1}))
+        self.assertEqual(self.client.post_evaluation("p", [1.0]), {"row": 1})
+        self.assertEqual(len(self.requests), 5)
 
     def test_connection_closed_by_the_daemon_is_replaced_before_use(self):
         # The daemon closes an idle keep-alive connection; a POST that must not be resent

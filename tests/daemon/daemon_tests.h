@@ -8,6 +8,7 @@
 #include "../../daemon/internal.h"
 
 Suite *suite_registry(void);
+Suite *suite_move(void);
 
 /* Allocation failures (fail_alloc.c): the nth allocation by our code on this thread from
  * now on fails; disarm returns how many failed. */

@@ -262,8 +262,9 @@ class _PortTaken(Exception):
 
 
 class Daemon:
-    def __init__(self, extra_args=(), data_dir=None):
+    def __init__(self, extra_args=(), data_dir=None, port=None):
         self.tmp = tempfile.mkdtemp(prefix="redqd-it-")
+        self.fixed_port = port          # None: a free port at each start
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.log_path = os.path.join(self.tmp, "redqd.log")
         self.extra_args = list(extra_args)
@@ -297,7 +298,7 @@ class Daemon:
         raise AssertionError("unreachable")
 
     def _start_once(self):
-        self.port = free_port()
+        self.port = self.fixed_port or free_port()
         self.starts += 1
         log = open(self.log_path, "ab")
         log.write(("\n===== start #%d: port %d =====\n" % (self.starts, self.port)).encode())

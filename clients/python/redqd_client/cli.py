@@ -5,6 +5,8 @@
     redqctl list
     redqctl watch run-a run-b                               # live progress; Ctrl-C stops
     redqctl plot run-a run-b -o curves.png                  # needs matplotlib
+    redqctl map --node b                                    # placement map lines (cluster)
+    redqctl move run-a --to c                               # to another node of a cluster
 
 The daemon's address is --url, else $REDQD_URL, else http://127.0.0.1:8470; the token
 --token, else $REDQD_TOKEN. Answers are printed as JSON on stdout (`list` prints a table,
@@ -20,6 +22,7 @@ import sys
 
 from . import __version__
 from .client import Client, DaemonUnreachable, RedqdError, default_token, default_url
+from .cluster import ClusterError, Router, RouterError, map_entries, move_agent
 from .policy import load_policy_safetensors
 
 
@@ -36,7 +39,7 @@ def main(argv=None):
     except UsageError as exc:
         print(f"redqctl {args.command}: {exc}", file=sys.stderr)
         return 2
-    except RedqdError as exc:
+    except (RedqdError, ClusterError, RouterError) as exc:
         print(f"redqctl {args.command}: {exc}", file=sys.stderr)
         return 1
     except DaemonUnreachable as exc:
@@ -175,6 +178,24 @@ def build_parser():
                   "GET .../policy: the actor as safetensors (loadable by PyTorch)")
     p.add_argument("-o", "--output", metavar="FILE", help="default: NAME.safetensors")
 
+    p = command("map", cmd_map,
+                "the router's placement map (deploy/haproxy/redqd.cfg): one line 'NAME NODE' "
+                "per agent of the cluster, or of --node; --apply sets them in the running "
+                "router. Fails when a node does not answer")
+    p.add_argument("--node", help="only the agents this node holds")
+    p.add_argument("--apply", action="store_true",
+                   help="also set each entry through HAProxy's runtime API (--haproxy)")
+    router_options(p)
+
+    p = with_name("move", cmd_move,
+                  "move the agent to another node of the cluster: it takes no writes while "
+                  "it moves (clients get 503 and retry), nothing acknowledged is lost, the "
+                  "router's map entry then points at the new node")
+    p.add_argument("--to", required=True, metavar="NODE", help="the node to move it to")
+    router_options(p)
+    p.add_argument("--no-router", action="store_true",
+                   help="no HAProxy to update (clients find the agent themselves)")
+
     p = command("watch", cmd_watch,
                 "live progress of agents (all when none is named): env steps, updates/s, "
                 "pending, losses, last returns; Ctrl-C stops")
@@ -192,6 +213,15 @@ def build_parser():
                    help="moving average over N points for explore returns and losses "
                         "(default: %(default)s; 1: none)")
     return parser
+
+
+def router_options(p):
+    p.add_argument("--haproxy", default=os.environ.get("REDQD_HAPROXY_SOCKET"),
+                   metavar="ADDR", help="HAProxy's runtime API: a socket path or host:port "
+                   "(default: $REDQD_HAPROXY_SOCKET)")
+    p.add_argument("--map", default=os.environ.get("REDQD_MAP", "/etc/haproxy/redqd.map"),
+                   metavar="PATH", help="the placement map as the router's config names it; "
+                   "rewritten too when writable (default: $REDQD_MAP or %(default)s)")
 
 
 # ---- commands --------------------------------------------------------------------------
@@ -212,9 +242,14 @@ def cmd_list(client, args):
     agents = client.list_agents()
     if args.json:
         return show(agents)
-    columns = ["name", "status", "training", "obs_dim", "act_dim", "env_steps", "updates"]
-    rows = [[str(a.get(c, "")) for c in columns] for a in agents["agents"]]
+    columns = ["name", "status", "training", "obs_dim", "act_dim", "env_steps", "updates",
+               "node"]
+    rows = [[str(a.get(c, "")) + (f" -> {a['moving_to']}" if c == "node" and a.get("moving_to")
+                                  else "") for c in columns] for a in agents["agents"]]
     print_table(columns, rows)
+    for n in agents.get("nodes", []):
+        if n.get("status") != "ok":
+            note(f"node {n['name']} did not answer ({n.get('detail')}): its agents are not listed")
 
 
 def cmd_create(client, args):
@@ -372,6 +407,29 @@ def cmd_policy(client, args):
     note(f"wrote {path}: policy_version {meta.get('policy_version')}, {len(data)} bytes")
     show({"file": path, "bytes": len(data), "metadata": meta,
           "tensors": {name: shape for name, (shape, _) in policy.items()}})
+
+
+def cmd_map(client, args):
+    lines = map_entries(client.list_agents(scope="cluster"), node=args.node)
+    for line in lines:
+        print(line)
+    if args.apply:
+        router = need_router(args)
+        for line in lines:
+            router.set_entry(*line.split())
+        note(f"{len(lines)} entries set in the router's {args.map}")
+
+
+def cmd_move(client, args):
+    router = None if args.no_router else need_router(args)
+    show(move_agent(client, args.name, args.to, router, log=note))
+
+
+def need_router(args):
+    if not args.haproxy:
+        raise UsageError("give HAProxy's runtime API with --haproxy (or $REDQD_HAPROXY_SOCKET)"
+                         ", or --no-router")
+    return Router(args.haproxy, args.map)
 
 
 def cmd_watch(client, args):

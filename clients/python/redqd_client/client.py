@@ -25,6 +25,9 @@ the usual ConnectionError; timeouts raise TimeoutError.
 Retries (bounded by `retries`, sleeping at most `max_retry_wait` seconds at a time):
 - 429 `busy` (back-pressure) is retried for any request after its Retry-After. The
   contract says a 429 stores nothing; only transitions posts and episode steps get it.
+- 503 with Retry-After is retried for any request after that many seconds: the daemon
+  (or a cluster's router) says that nothing was done and that the same request will
+  succeed later -- an agent moving to another node, one still loading, a node down.
 - A failed connect, once the daemon has answered this client before, is retried for any
   request: nothing was sent.
 - A connection lost mid-request, or 503 `unavailable` (a daemon shutting down or
@@ -177,9 +180,11 @@ class Client:
 
     # ---- service ----------------------------------------------------------------------
 
-    def health(self):
-        """GET /v1/health: {"status", "version", "uptime_s", "agents"} (needs no token)."""
-        return self._json("GET", "/v1/health")
+    def health(self, scope=None):
+        """GET /v1/health: {"status", "version", "uptime_s", "agents", "node"} (needs no
+        token). scope="cluster" adds "nodes": every node of the cluster and whether it
+        answered."""
+        return self._json("GET", "/v1/health", query={"scope": scope})
 
     def metrics(self):
         """GET /metrics: the Prometheus text exposition, as str."""
@@ -216,9 +221,12 @@ class Client:
                                         content_type="application/json", retry_safe=True)
         return status == 201, _decode_json(data)
 
-    def list_agents(self):
-        """GET /v1/agents: {"agents": [{name, obs_dim, act_dim, env_steps, updates, training}]}."""
-        return self._json("GET", "/v1/agents")
+    def list_agents(self, scope=None):
+        """GET /v1/agents: {"agents": [{name, obs_dim, act_dim, env_steps, updates, training,
+        status, node, moving_to}]}. On a node of a cluster the default scope is "cluster":
+        every node's agents, with "nodes" saying which nodes answered; scope="node" lists
+        the node's own."""
+        return self._json("GET", "/v1/agents", query={"scope": scope})
 
     def get_agent(self, name):
         """GET /v1/agents/{name}: name, dims, bounds, the effective config and `state`."""
@@ -372,11 +380,28 @@ class Client:
                           body={"checkpoint": checkpoint_id})
 
     def import_checkpoint(self, name, data):
-        """PUT .../checkpoint with a downloaded file's bytes: 201 and the new agent
-        (409 `already_exists` if the name is taken)."""
+        """PUT .../checkpoint with a downloaded checkpoint file's bytes, or a move file's:
+        201 and the new agent (409 `already_exists` if the name is taken)."""
         _, _, body = self._request("PUT", _agent_path(name, "checkpoint"), body=bytes(data),
                                    content_type="application/octet-stream")
         return _decode_json(body)
+
+    # ---- moving to another node (redqd_client.cluster.move_agent does the whole move) --
+
+    def start_move(self, name, to):
+        """POST .../move: the agent is moving to node `to`: it takes no writes (503 with
+        Retry-After) and trains no more until it is deleted here or the move cancelled.
+        Returns the agent (state.moving)."""
+        return self._json("POST", _agent_path(name, "move"), body={"to": to}, retry_safe=True)
+
+    def move_file(self, name):
+        """GET .../move: the move file of a moving agent (bytes), for import_checkpoint()
+        on the target node."""
+        return self._bytes("GET", _agent_path(name, "move"))
+
+    def cancel_move(self, name):
+        """DELETE .../move: the agent takes writes and trains again. Returns the agent."""
+        return self._json("DELETE", _agent_path(name, "move"), retry_safe=True)
 
     # ---- policy -----------------------------------------------------------------------
 
@@ -449,7 +474,8 @@ class Client:
                 if 200 <= status < 300 or status == 304:
                     return status, resp_headers, data
                 err = RedqdError.from_response(status, resp_headers, data)
-                retryable = status == 429 or (status == 503 and retry_safe)
+                retryable = status == 429 or (status == 503 and (
+                    retry_safe or err.retry_after is not None))
                 if not retryable or attempt >= self.retries:
                     raise err
                 delay = err.retry_after if err.retry_after is not None else _backoff(attempt)
