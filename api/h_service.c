@@ -245,6 +245,10 @@ int h_metrics(api_req *r)
     help(&b, "redqd_stats_rows_dropped_total", "counter", "Stats rows given up because the "
          "database refused writes for too long (the others are written once it has room).");
     line(&b, "redqd_stats_rows_dropped_total %lld\n", rqd_registry_stats_dropped(s->reg));
+    help(&b, "redqd_db_pruned_rows_total", "counter", "Stored rows deleted in the background: "
+         "transitions that left their replay buffer, batch ids past their window, history "
+         "past its retention.");
+    line(&b, "redqd_db_pruned_rows_total %lld\n", rqd_registry_pruned_rows(s->reg));
     if (b.data == NULL)
         return api_problem_status(r, 503, "unavailable", "out of memory");
     return api_reply_bytes_take(r, 200, "text/plain; version=0.0.4", b.data, b.len);

@@ -23,7 +23,7 @@ static const char SQL_MOVING_CLEAR[] = "DELETE FROM meta WHERE key = 'moving:' |
 static const char SQL_MOVING_LIST[] =
     "SELECT CAST(substr(key, 8) AS INTEGER), value FROM meta WHERE key LIKE 'moving:%'";
 static const char SQL_BATCHES[] =
-    "SELECT batch_id, answer FROM batches WHERE agent = ?1 ORDER BY batch_id";
+    "SELECT batch_id, answer FROM batches WHERE agent = ?1 ORDER BY ord";
 static const char SQL_EVALS[] =
     "SELECT row, env_steps, updates, policy_version, time, n, mean, std, min, max, mean_length,"
     " returns, lengths FROM evaluations WHERE agent = ?1 ORDER BY row";

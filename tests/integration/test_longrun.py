@@ -139,6 +139,11 @@ class LongRunTest(DaemonTestCase):
         # Bit for bit where the agent that never stopped is: the learner and its buffer.
         for name in ("lr", "lr-ref"):
             self.wait_until(lambda: self.kept(name) <= RING_BOUND, 30, "the pruning of " + name)
+        # What was deleted is counted for operators (since the last restart).
+        pruned = [ln for ln in self.c.get("/metrics").body.decode().splitlines()
+                  if ln.startswith("redqd_db_pruned_rows_total ")]
+        self.assertEqual(len(pruned), 1)
+        self.assertGreater(int(pruned[0].split()[1]), 0)
         self.daemon.restart()
         self.assertLessEqual(self.replayed("lr"), RING_BOUND)
         s_ref, s = self.state("lr-ref"), self.state("lr")
