@@ -536,7 +536,12 @@ class TestDashboardUnavailable(unittest.TestCase):
             con.commit()
             con.close()
             d = Daemon(tmp, reuse=True)
+            # The daemon serves while its agents load: wait until this one has been tried.
+            deadline = time.monotonic() + scaled(30)
             state = d.call("GET", "/v1/agents/broken")["state"]
+            while state["status"] == "loading" and time.monotonic() < deadline:
+                time.sleep(0.05)
+                state = d.call("GET", "/v1/agents/broken")["state"]
             self.assertEqual(state["status"], "unavailable")
             dom = DOM(chromium(d.base + "/#agents=broken,good", tmp, "--dump-dom"))
             row = dom.ids["agent-broken"]
