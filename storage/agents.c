@@ -143,47 +143,41 @@ void store_agent_rows_free(store_agent_row *rows, int n)
     free(rows);
 }
 
+static int read_agent(sqlite3_stmt *st, void *row, void *ctx, rqd_err *err)
+{
+    store_agent_row *r = row;
+    const unsigned char *config = sqlite3_column_text(st, 6);
+    int rc;
+
+    (void)ctx;
+    r->id = sqlite3_column_int64(st, 0);
+    store__column_text(st, 1, r->name, sizeof r->name);
+    r->obs_dim = sqlite3_column_int(st, 2);
+    r->act_dim = sqlite3_column_int(st, 3);
+    store__column_text(st, 7, r->created_at, sizeof r->created_at);
+    r->policy_version = sqlite3_column_int64(st, 8);
+    r->next_ckpt_id = sqlite3_column_int64(st, 9);
+    if (config != NULL && (r->config_json = strdup((const char *)config)) == NULL)
+        return rqd_err_set(err, RQD_ENOMEM, "", "list agents: out of memory");
+    if ((rc = store__column_floats(st, 4, r->act_dim, &r->low, "agent low", err)) < 0)
+        return rc;
+    return store__column_floats(st, 5, r->act_dim, &r->high, "agent high", err);
+}
+
+static void release_agents(void *rows, int n)
+{
+    store_agent_rows_free(rows, n);
+}
+
 int store_agent_list(store *s, store_agent_row **rows, int *n, rqd_err *err)
 {
     sqlite3_stmt *st = NULL;
-    store_agent_row *v = NULL;
-    int len = 0, cap = 0, rc = RQD_OK, src;
+    int rc;
 
     *rows = NULL;
     *n = 0;
     if ((rc = store__stmt(s, SQL_LIST, &st, err)) < 0)
-        goto out;
-    while ((src = store__step(s, st)) == SQLITE_ROW) {
-        if ((rc = store__grow((void **)&v, &cap, len, sizeof *v, "list agents", err)) < 0)
-            goto out;
-        store_agent_row *r = &v[len++];
-        const unsigned char *config = sqlite3_column_text(st, 6);
-        memset(r, 0, sizeof *r);
-        r->id = sqlite3_column_int64(st, 0);
-        store__column_text(st, 1, r->name, sizeof r->name);
-        r->obs_dim = sqlite3_column_int(st, 2);
-        r->act_dim = sqlite3_column_int(st, 3);
-        store__column_text(st, 7, r->created_at, sizeof r->created_at);
-        r->policy_version = sqlite3_column_int64(st, 8);
-        r->next_ckpt_id = sqlite3_column_int64(st, 9);
-        if (config != NULL && (r->config_json = strdup((const char *)config)) == NULL) {
-            rc = rqd_err_set(err, RQD_ENOMEM, "", "list agents: out of memory");
-            goto out;
-        }
-        if ((rc = store__column_floats(st, 4, r->act_dim, &r->low, "agent low", err)) < 0 ||
-            (rc = store__column_floats(st, 5, r->act_dim, &r->high, "agent high", err)) < 0)
-            goto out;
-    }
-    if (src != SQLITE_DONE)
-        rc = store__fail(s, src, err, "list agents");
-out:
-    store__done(st);
-    if (rc < 0) { /* the rows own memory: free them before the common end */
-        store_agent_rows_free(v, len);
-        v = NULL;
-        len = 0;
-    }
-    *rows = store__list_end(v, &len, rc);
-    *n = len;
-    return rc;
+        return rc;
+    return store__collect(s, st, sizeof **rows, read_agent, NULL, release_agents,
+                          "list agents", (void **)rows, n, err);
 }

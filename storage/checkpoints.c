@@ -107,6 +107,14 @@ static void read_info(sqlite3_stmt *st, store_ckpt_info *c)
     store__column_text(st, 7, c->created_at, sizeof c->created_at);
 }
 
+static int read_list_row(sqlite3_stmt *st, void *row, void *ctx, rqd_err *err)
+{
+    (void)ctx;
+    (void)err;
+    read_info(st, row);
+    return RQD_OK;
+}
+
 int store_ckpt_insert(store *s, int64_t agent, const store_ckpt_info *info, const void *blob,
                       size_t len, int keep_auto, int64_t *id_out, rqd_err *err)
 {
@@ -179,26 +187,15 @@ out:
 int store_ckpt_list(store *s, int64_t agent, store_ckpt_info **rows, int *n, rqd_err *err)
 {
     sqlite3_stmt *st = NULL;
-    store_ckpt_info *v = NULL;
-    int len = 0, cap = 0, rc = RQD_OK, src;
+    int rc;
 
     *rows = NULL;
     *n = 0;
     if ((rc = store__stmt(s, SQL_LIST, &st, err)) < 0)
-        goto out;
+        return rc;
     sqlite3_bind_int64(st, 1, agent);
-    while ((src = store__step(s, st)) == SQLITE_ROW) {
-        if ((rc = store__grow((void **)&v, &cap, len, sizeof *v, "list checkpoints", err)) < 0)
-            goto out;
-        read_info(st, &v[len++]);
-    }
-    if (src != SQLITE_DONE)
-        rc = store__fail(s, src, err, "list checkpoints");
-out:
-    store__done(st);
-    *rows = store__list_end(v, &len, rc);
-    *n = len;
-    return rc;
+    return store__collect(s, st, sizeof **rows, read_list_row, NULL, NULL, "list checkpoints",
+                          (void **)rows, n, err);
 }
 
 static int damaged(rqd_err *err, int64_t id, int64_t bytes)

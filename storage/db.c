@@ -78,14 +78,51 @@ int store__grow(void **v, int *cap, int len, size_t size, const char *what, rqd_
     return RQD_OK;
 }
 
-void *store__list_end(void *v, int *len, int rc)
+int store__collect(store *s, sqlite3_stmt *st, size_t size, store__read_fn read, void *ctx,
+                   void (*release)(void *rows, int n), const char *what, void **rows, int *n,
+                   rqd_err *err)
 {
-    if (rc < 0 || *len == 0) {
-        free(v);
-        *len = 0;
-        return NULL;
+    unsigned char *v = NULL;
+    int len = 0, cap = 0, rc = RQD_OK, src;
+
+    while ((src = store__step(s, st)) == SQLITE_ROW) {
+        if ((rc = store__grow((void **)&v, &cap, len, size, what, err)) < 0)
+            break;
+        void *row = v + (size_t)len++ * size;
+        memset(row, 0, size);
+        if ((rc = read(st, row, ctx, err)) < 0)
+            break;
     }
-    return v;
+    if (rc == RQD_OK && src != SQLITE_DONE)
+        rc = store__fail(s, src, err, what);
+    store__done(st);
+    if (rc < 0 || len == 0) {
+        if (release != NULL && len > 0)
+            release(v, len);
+        else
+            free(v);
+        v = NULL;
+        len = 0;
+    }
+    *rows = v;
+    *n = len;
+    return rc;
+}
+
+int store__page(store *s, const char *sql, int64_t agent, int64_t since, int limit, size_t size,
+                store__read_fn read, const char *what, void **rows, int *n, rqd_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *rows = NULL;
+    *n = 0;
+    if ((rc = store__stmt(s, sql, &st, err)) < 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, agent);
+    sqlite3_bind_int64(st, 2, since);
+    sqlite3_bind_int(st, 3, limit);
+    return store__collect(s, st, size, read, NULL, NULL, what, rows, n, err);
 }
 
 int store__stmt(store *s, const char *sql, sqlite3_stmt **out, rqd_err *err)

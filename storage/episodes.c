@@ -97,55 +97,56 @@ void store_episode_rows_free(store_episode_row *rows, int n)
     free(rows);
 }
 
-/* The rows of SQL_LIST (with limit) or SQL_OPEN. */
+struct dims {
+    int obs_dim, act_dim;
+};
+
+static int read_episode(sqlite3_stmt *st, void *row, void *ctx, rqd_err *err)
+{
+    store_episode_row *r = row;
+    const struct dims *d = ctx;
+    int rc;
+
+    store__column_text(st, 0, r->id, sizeof r->id);
+    r->mode = sqlite3_column_int(st, 1);
+    r->ret = store__column_double(st, 2);
+    r->length = sqlite3_column_int64(st, 3);
+    store__column_text(st, 4, r->started_at, sizeof r->started_at);
+    store__column_text(st, 5, r->ended_at, sizeof r->ended_at);
+    r->abandoned = sqlite3_column_int(st, 6);
+    r->source = sqlite3_column_int(st, 9);
+    store__column_text(st, 10, r->env_id, sizeof r->env_id);
+    if ((rc = store__column_floats(st, 7, d->obs_dim, &r->last_obs, "episode last_obs",
+                                   err)) < 0)
+        return rc;
+    return store__column_floats(st, 8, d->act_dim, &r->last_action, "episode last_action",
+                                err);
+}
+
+static void release_episodes(void *rows, int n)
+{
+    store_episode_rows_free(rows, n);
+}
+
+/* The rows of SQL_LIST (with limit), SQL_OPEN or SQL_ONE (with id). */
 static int read_rows(store *s, const char *sql, int64_t agent, int limit, const char *id,
                      int obs_dim, int act_dim, store_episode_row **rows, int *n, rqd_err *err)
 {
     sqlite3_stmt *st = NULL;
-    store_episode_row *v = NULL;
-    int len = 0, cap = 0, rc = RQD_OK, src;
+    struct dims d = {obs_dim, act_dim};
+    int rc;
 
     *rows = NULL;
     *n = 0;
     if ((rc = store__stmt(s, sql, &st, err)) < 0)
-        goto out;
+        return rc;
     sqlite3_bind_int64(st, 1, agent);
     if (sql == SQL_LIST)
         sqlite3_bind_int(st, 2, limit);
     else if (sql == SQL_ONE)
         sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-    while ((src = store__step(s, st)) == SQLITE_ROW) {
-        if ((rc = store__grow((void **)&v, &cap, len, sizeof *v, "list episodes", err)) < 0)
-            goto out;
-        store_episode_row *r = &v[len++];
-        memset(r, 0, sizeof *r);
-        store__column_text(st, 0, r->id, sizeof r->id);
-        r->mode = sqlite3_column_int(st, 1);
-        r->ret = store__column_double(st, 2);
-        r->length = sqlite3_column_int64(st, 3);
-        store__column_text(st, 4, r->started_at, sizeof r->started_at);
-        store__column_text(st, 5, r->ended_at, sizeof r->ended_at);
-        r->abandoned = sqlite3_column_int(st, 6);
-        r->source = sqlite3_column_int(st, 9);
-        store__column_text(st, 10, r->env_id, sizeof r->env_id);
-        if ((rc = store__column_floats(st, 7, obs_dim, &r->last_obs, "episode last_obs",
-                                       err)) < 0 ||
-            (rc = store__column_floats(st, 8, act_dim, &r->last_action,
-                                       "episode last_action", err)) < 0)
-            goto out;
-    }
-    if (src != SQLITE_DONE)
-        rc = store__fail(s, src, err, "list episodes");
-out:
-    store__done(st);
-    if (rc < 0) { /* the rows own memory: free them before the common end */
-        store_episode_rows_free(v, len);
-        v = NULL;
-        len = 0;
-    }
-    *rows = store__list_end(v, &len, rc);
-    *n = len;
-    return rc;
+    return store__collect(s, st, sizeof **rows, read_episode, &d, release_episodes,
+                          "list episodes", (void **)rows, n, err);
 }
 
 int store_episode_list(store *s, int64_t agent, int limit, int obs_dim, int act_dim,

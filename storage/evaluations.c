@@ -57,42 +57,29 @@ out:
     return rc;
 }
 
+static int read_eval(sqlite3_stmt *st, void *row, void *ctx, rqd_err *err)
+{
+    store_eval_row *r = row;
+
+    (void)ctx;
+    (void)err;
+    r->row = sqlite3_column_int64(st, 0);
+    r->env_steps = sqlite3_column_int64(st, 1);
+    r->updates = sqlite3_column_int64(st, 2);
+    r->policy_version = sqlite3_column_int64(st, 3);
+    store__column_text(st, 4, r->time, sizeof r->time);
+    r->n = sqlite3_column_int(st, 5);
+    r->mean = store__column_double(st, 6);
+    r->std = store__column_double(st, 7);
+    r->min = store__column_double(st, 8);
+    r->max = store__column_double(st, 9);
+    r->mean_length = store__column_double(st, 10);
+    return RQD_OK;
+}
+
 int store_eval_range(store *s, int64_t agent, int64_t since, int limit, store_eval_row **rows,
                      int *n, rqd_err *err)
 {
-    sqlite3_stmt *st = NULL;
-    store_eval_row *v = NULL;
-    int len = 0, cap = 0, rc = RQD_OK, src;
-
-    *rows = NULL;
-    *n = 0;
-    if ((rc = store__stmt(s, SQL_RANGE, &st, err)) < 0)
-        goto out;
-    sqlite3_bind_int64(st, 1, agent);
-    sqlite3_bind_int64(st, 2, since);
-    sqlite3_bind_int(st, 3, limit);
-    while ((src = store__step(s, st)) == SQLITE_ROW) {
-        if ((rc = store__grow((void **)&v, &cap, len, sizeof *v, "list evaluations", err)) < 0)
-            goto out;
-        store_eval_row *r = &v[len++];
-        memset(r, 0, sizeof *r);
-        r->row = sqlite3_column_int64(st, 0);
-        r->env_steps = sqlite3_column_int64(st, 1);
-        r->updates = sqlite3_column_int64(st, 2);
-        r->policy_version = sqlite3_column_int64(st, 3);
-        store__column_text(st, 4, r->time, sizeof r->time);
-        r->n = sqlite3_column_int(st, 5);
-        r->mean = store__column_double(st, 6);
-        r->std = store__column_double(st, 7);
-        r->min = store__column_double(st, 8);
-        r->max = store__column_double(st, 9);
-        r->mean_length = store__column_double(st, 10);
-    }
-    if (src != SQLITE_DONE)
-        rc = store__fail(s, src, err, "list evaluations");
-out:
-    store__done(st);
-    *rows = store__list_end(v, &len, rc);
-    *n = len;
-    return rc;
+    return store__page(s, SQL_RANGE, agent, since, limit, sizeof **rows, read_eval,
+                       "list evaluations", (void **)rows, n, err);
 }

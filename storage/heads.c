@@ -47,35 +47,31 @@ out:
     return rc;
 }
 
-static void read_info(sqlite3_stmt *st, store_head_info *h)
+static int read_info(sqlite3_stmt *st, void *row, void *ctx, rqd_err *err)
 {
+    store_head_info *h = row;
+
+    (void)ctx;
+    (void)err;
     h->seq = sqlite3_column_int64(st, 0);
     h->added = sqlite3_column_int64(st, 1);
     h->base = sqlite3_column_int(st, 2);
     h->bytes = sqlite3_column_int64(st, 3);
+    return RQD_OK;
 }
 
 int store_head_list(store *s, int64_t agent, store_head_info **rows, int *n, rqd_err *err)
 {
     sqlite3_stmt *st = NULL;
-    store_head_info *v = NULL;
-    int len = 0, cap = 0, rc = RQD_OK, src;
+    int rc;
 
+    *rows = NULL;
+    *n = 0;
     if ((rc = store__stmt(s, SQL_LIST, &st, err)) < 0)
-        goto out;
+        return rc;
     sqlite3_bind_int64(st, 1, agent);
-    while ((src = store__step(s, st)) == SQLITE_ROW) {
-        if ((rc = store__grow((void **)&v, &cap, len, sizeof *v, "list replay heads", err)) < 0)
-            goto out;
-        read_info(st, &v[len++]);
-    }
-    if (src != SQLITE_DONE)
-        rc = store__fail(s, src, err, "list replay heads");
-out:
-    store__done(st);
-    *rows = store__list_end(v, &len, rc);
-    *n = len;
-    return rc;
+    return store__collect(s, st, sizeof **rows, read_info, NULL, NULL, "list replay heads",
+                          (void **)rows, n, err);
 }
 
 int store_head_base(store *s, int64_t agent, store_head_info *info, void **blob, size_t *len,
@@ -99,7 +95,7 @@ int store_head_base(store *s, int64_t agent, store_head_info *info, void **blob,
         rc = store__fail(s, src, err, "get replay head");
         goto out;
     }
-    read_info(st, info);
+    read_info(st, info, NULL, NULL);
     if (blob == NULL)
         goto out;
     /* The blob first, then its length (the order sqlite3_column_blob asks for). */

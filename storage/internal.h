@@ -70,9 +70,19 @@ int store__fail(store *s, int rc, rqd_err *err, const char *what);
 /* Makes room for element len of the array *v (elements of size bytes, *cap allocated,
  * doubling): 0, or RQD_ENOMEM naming what ("list agents: out of memory"). */
 int store__grow(void **v, int *cap, int len, size_t size, const char *what, rqd_err *err);
-/* The end of a list call whose rows own no memory: v, or NULL (freeing v and setting
- * *len to 0) when the call failed (rc < 0) or found nothing. */
-void *store__list_end(void *v, int *len, int rc);
+/* Fills the zeroed element row from the current row of st: 0 or a negative RQD code. */
+typedef int (*store__read_fn)(sqlite3_stmt *st, void *row, void *ctx, rqd_err *err);
+/* Every list call: steps the bound statement st (and releases it) and reads each row into
+ * a new array of size-byte elements with read. *rows is NULL and *n 0 when nothing was
+ * read or on failure, when release (if not NULL) first frees what the elements read so
+ * far own, and the array. what names the list in errors ("list agents"). */
+int store__collect(store *s, sqlite3_stmt *st, size_t size, store__read_fn read, void *ctx,
+                   void (*release)(void *rows, int n), const char *what, void **rows, int *n,
+                   rqd_err *err);
+/* A page of an agent's rows through store__collect: sql binds ?1 the agent, ?2 the row
+ * after which the page starts, ?3 the most rows it holds. */
+int store__page(store *s, const char *sql, int64_t agent, int64_t since, int limit, size_t size,
+                store__read_fn read, const char *what, void **rows, int *n, rqd_err *err);
 
 /* A multi-statement call made atomic by itself: BEGIN IMMEDIATE when no transaction is
  * open, else SAVEPOINT store_call inside the caller's. store__atomic_end commits or

@@ -45,27 +45,28 @@ out:
     return rc;
 }
 
+static int read_moving(sqlite3_stmt *st, void *row, void *ctx, rqd_err *err)
+{
+    store_moving_row *r = row;
+
+    (void)ctx;
+    (void)err;
+    r->agent = sqlite3_column_int64(st, 0);
+    r->since = sqlite3_column_int64(st, 1);
+    return RQD_OK;
+}
+
 int store_moving_list(store *s, store_moving_row **rows, int *n, rqd_err *err)
 {
     sqlite3_stmt *st = NULL;
-    store_moving_row *v = NULL;
-    int len = 0, cap = 0, rc = RQD_OK, src;
+    int rc;
 
+    *rows = NULL;
+    *n = 0;
     if ((rc = store__stmt(s, SQL_MOVING_LIST, &st, err)) < 0)
-        goto out;
-    while ((src = store__step(s, st)) == SQLITE_ROW) {
-        if ((rc = store__grow((void **)&v, &cap, len, sizeof *v, "list moving agents", err)) < 0)
-            goto out;
-        v[len].agent = sqlite3_column_int64(st, 0);
-        v[len++].since = sqlite3_column_int64(st, 1);
-    }
-    if (src != SQLITE_DONE)
-        rc = store__fail(s, src, err, "list moving agents");
-out:
-    store__done(st);
-    *rows = store__list_end(v, &len, rc);
-    *n = len;
-    return rc;
+        return rc;
+    return store__collect(s, st, sizeof **rows, read_moving, NULL, NULL, "list moving agents",
+                          (void **)rows, n, err);
 }
 
 int store_batch_scan(store *s, int64_t agent,

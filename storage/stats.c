@@ -71,43 +71,31 @@ out:
     return store__atomic_end(s, token, rc, err);
 }
 
+static int read_stats(sqlite3_stmt *st, void *row, void *ctx, rqd_err *err)
+{
+    store_stats_row *r = row;
+
+    (void)ctx;
+    (void)err;
+    r->row = sqlite3_column_int64(st, 0);
+    r->update = sqlite3_column_int64(st, 1);
+    r->env_steps = sqlite3_column_int64(st, 2);
+    r->time = store__column_double(st, 3);
+    r->actor_loss = store__column_double(st, 4);
+    r->critic_loss = store__column_double(st, 5);
+    r->alpha = store__column_double(st, 6);
+    r->alpha_loss = store__column_double(st, 7);
+    r->q_mean = store__column_double(st, 8);
+    r->q_std = store__column_double(st, 9);
+    r->train_time = store__column_double(st, 10);
+    return RQD_OK;
+}
+
 int store_stats_range(store *s, int64_t agent, int64_t since, int limit, store_stats_row **rows,
                       int *n, rqd_err *err)
 {
-    sqlite3_stmt *st = NULL;
-    store_stats_row *v = NULL;
-    int len = 0, cap = 0, rc = RQD_OK, src;
-
-    *rows = NULL;
-    *n = 0;
-    if ((rc = store__stmt(s, SQL_RANGE, &st, err)) < 0)
-        goto out;
-    sqlite3_bind_int64(st, 1, agent);
-    sqlite3_bind_int64(st, 2, since);
-    sqlite3_bind_int(st, 3, limit);
-    while ((src = store__step(s, st)) == SQLITE_ROW) {
-        if ((rc = store__grow((void **)&v, &cap, len, sizeof *v, "stats range", err)) < 0)
-            goto out;
-        store_stats_row *r = &v[len++];
-        r->row = sqlite3_column_int64(st, 0);
-        r->update = sqlite3_column_int64(st, 1);
-        r->env_steps = sqlite3_column_int64(st, 2);
-        r->time = store__column_double(st, 3);
-        r->actor_loss = store__column_double(st, 4);
-        r->critic_loss = store__column_double(st, 5);
-        r->alpha = store__column_double(st, 6);
-        r->alpha_loss = store__column_double(st, 7);
-        r->q_mean = store__column_double(st, 8);
-        r->q_std = store__column_double(st, 9);
-        r->train_time = store__column_double(st, 10);
-    }
-    if (src != SQLITE_DONE)
-        rc = store__fail(s, src, err, "stats range");
-out:
-    store__done(st);
-    *rows = store__list_end(v, &len, rc);
-    *n = len;
-    return rc;
+    return store__page(s, SQL_RANGE, agent, since, limit, sizeof **rows, read_stats, "stats range",
+                       (void **)rows, n, err);
 }
 
 int store_stats_next_row(store *s, int64_t *out, rqd_err *err)

@@ -50,32 +50,29 @@ out:
     return rc;
 }
 
+static int read_stream(sqlite3_stmt *st, void *row, void *ctx, rqd_err *err)
+{
+    store_stream_row *r = row;
+
+    (void)ctx;
+    (void)err;
+    store__column_text(st, 0, r->env_id, sizeof r->env_id);
+    r->ret = sqlite3_column_double(st, 1);
+    r->length = sqlite3_column_int64(st, 2);
+    store__column_text(st, 3, r->started_at, sizeof r->started_at);
+    return RQD_OK;
+}
+
 int store_stream_list(store *s, int64_t agent, store_stream_row **rows, int *n, rqd_err *err)
 {
     sqlite3_stmt *st = NULL;
-    store_stream_row *v = NULL;
-    int len = 0, cap = 0, rc = RQD_OK, src;
+    int rc;
 
     *rows = NULL;
     *n = 0;
     if ((rc = store__stmt(s, SQL_LIST, &st, err)) < 0)
-        goto out;
+        return rc;
     sqlite3_bind_int64(st, 1, agent);
-    while ((src = store__step(s, st)) == SQLITE_ROW) {
-        if ((rc = store__grow((void **)&v, &cap, len, sizeof *v, "list streams", err)) < 0)
-            goto out;
-        store_stream_row *r = &v[len++];
-        memset(r, 0, sizeof *r);
-        store__column_text(st, 0, r->env_id, sizeof r->env_id);
-        r->ret = sqlite3_column_double(st, 1);
-        r->length = sqlite3_column_int64(st, 2);
-        store__column_text(st, 3, r->started_at, sizeof r->started_at);
-    }
-    if (src != SQLITE_DONE)
-        rc = store__fail(s, src, err, "list streams");
-out:
-    store__done(st);
-    *rows = store__list_end(v, &len, rc);
-    *n = len;
-    return rc;
+    return store__collect(s, st, sizeof **rows, read_stream, NULL, NULL, "list streams",
+                          (void **)rows, n, err);
 }
