@@ -234,8 +234,15 @@ int rqd_agent_move_file(rqd_agent *a, const char *node, void **data, size_t *len
         rc = err->code ? err->code : RQD_EIO;
         goto out;
     }
-    rqd_move_w_begin(&w, &out, &head);
-    rc = write_rows(&w, rd, a, err);
+    /* One snapshot: the pruner may delete episodes meanwhile, and each must be in the
+     * file either as a row or in the dropped count. */
+    if ((rc = store_read_begin(rd, err)) < 0)
+        goto out;
+    if ((rc = store_dropped_get(rd, a->id, &head.dropped, err)) == RQD_OK) {
+        rqd_move_w_begin(&w, &out, &head);
+        rc = write_rows(&w, rd, a, err);
+    }
+    store_rollback(rd);
     if (rc == RQD_OK && (rc = rqd_move_w_end(&w)) < 0)
         rc = rqd_err_set(err, rc, "", "agent '%s': cannot write its move file (%s)", a->name,
                          rc == RQD_EINVAL ? "an open episode lacks its last step" : "out of memory");
@@ -283,6 +290,9 @@ static int write_moved(store *s, int64_t agent, void *arg, rqd_err *err)
     for (int i = 0; rc == RQD_OK && i < m->n_evals; i++)
         rc = store_eval_append(s, agent, &m->evals[i].row, m->evals[i].returns,
                                m->evals[i].lengths, NULL, err);
+    /* Ended episodes the old node's retention deleted still count in state.episodes. */
+    if (rc == RQD_OK && (m->dropped.episodes > 0 || m->dropped.ended_at[0] != '\0'))
+        rc = store_dropped_add(s, agent, &m->dropped, err);
     return rc;
 }
 

@@ -82,6 +82,9 @@ void rqd_move_w_begin(rqd_move_writer *w, rqd_buf *out, const rqd_move_file *hea
     w_u32(w, (uint32_t)head->S);
     w_u32(w, (uint32_t)head->A);
     w_f64(w, head->pending);
+    w_i64(w, head->dropped.episodes);
+    w_f64(w, head->dropped.last_return);
+    w_str(w, head->dropped.ended_at);
     open_section(w, tags[SEC_CKPT], 0);
     w_bytes(w, head->ckpt, head->ckpt_len);
 }
@@ -495,6 +498,13 @@ int rqd_move_decode(const void *data, size_t len, rqd_move_file *m, rqd_err *err
                            m->A > RQD_MAX_ACT_DIM || !isfinite(m->pending) || m->pending < 0 ||
                            m->pending > RQD_MAX_COUNTER))
                 r.bad = "obs_dim, act_dim or pending is out of its range";
+            m->dropped.episodes = r_i64(&r);
+            m->dropped.last_return = r_f64(&r);
+            r_time(&r, m->dropped.ended_at, sizeof m->dropped.ended_at, 1,
+                   "the dropped episodes' end is not a time");
+            if (!r.bad && (!counter_ok(m->dropped.episodes) ||
+                           (m->dropped.ended_at[0] != '\0' && !isfinite(m->dropped.last_return))))
+                r.bad = "the dropped episodes' count or last return is out of its range";
             break;
         case SEC_CKPT:
             m->ckpt = r.p;

@@ -5,10 +5,12 @@
  * episodes (open ones with their last observation and action, so that they go on),
  * transitions streams, stats rows and evaluations.
  *
- * Layout (little-endian), version 1:
+ * Layout (little-endian), version 2 (1 lacked the dropped episodes):
  *   "REDQMOVE" u32 version
  *   sections, in this order, each: 4-byte tag, u64 length, payload
- *     HEAD  str name, str node, str created_at, u32 obs_dim, u32 act_dim, f64 pending
+ *     HEAD  str name, str node, str created_at, u32 obs_dim, u32 act_dim, f64 pending,
+ *           i64 dropped episodes, f64 their last return, str its end ("" when none)
+ *           (ended explore episodes retention deleted: state.episodes counts them)
  *     CKPT  the checkpoint file with its buffer ("REDQCKPT", redq/ckpt.c)
  *     BTCH  u64 n, n x (str batch_id, str answer)
  *     EPIS  u64 n, n x (str id, u8 mode, u8 source, u8 abandoned, f64 return, i64 length,
@@ -36,7 +38,7 @@
 #include "../storage/store.h"
 
 #define RQD_MOVE_MAGIC "REDQMOVE"
-#define RQD_MOVE_VERSION 1u
+#define RQD_MOVE_VERSION 2u
 /* Largest answer stored with a batch id: the daemon's are under 100 bytes. */
 #define RQD_MOVE_MAX_ANSWER 4096
 
@@ -58,6 +60,7 @@ typedef struct {
     char created_at[32];
     int S, A;
     double pending;                    /* updates owed at the move */
+    store_dropped dropped;             /* episodes retention deleted */
     const void *ckpt;
     size_t ckpt_len;
     rqd_move_batch *batches;

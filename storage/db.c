@@ -220,6 +220,7 @@ static void run_quietly(store *s, const char *sql)
 /* ------------------------------------------------------------------ transactions */
 
 static const char SQL_BEGIN[] = "BEGIN IMMEDIATE";
+static const char SQL_READ_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_SAVEPOINT[] = "SAVEPOINT job";
 static const char SQL_RELEASE[] = "RELEASE job";
@@ -227,6 +228,7 @@ static const char SQL_CALL_SAVEPOINT[] = "SAVEPOINT store_call";
 static const char SQL_CALL_RELEASE[] = "RELEASE store_call";
 
 int store_begin(store *s, rqd_err *err) { return run(s, SQL_BEGIN, "begin", err); }
+int store_read_begin(store *s, rqd_err *err) { return run(s, SQL_READ_BEGIN, "begin", err); }
 int store_commit(store *s, rqd_err *err) { return run(s, SQL_COMMIT, "commit", err); }
 void store_rollback(store *s) { run_quietly(s, "ROLLBACK"); }
 int store_savepoint(store *s, rqd_err *err) { return run(s, SQL_SAVEPOINT, "savepoint", err); }

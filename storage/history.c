@@ -344,3 +344,51 @@ out:
     store__done(st);
     return store__atomic_end(s, token, rc, err);
 }
+
+static const char SQL_DROPPED[] =
+    "SELECT episodes_dropped, last_return, coalesce(last_ended_at, '') FROM history"
+    " WHERE agent = ?1";
+static const char SQL_DROPPED_ADD[] =
+    "UPDATE history SET episodes_dropped = episodes_dropped + ?2,"
+    " last_return = CASE WHEN ?4 > coalesce(last_ended_at, '') THEN ?3 ELSE last_return END,"
+    " last_ended_at = nullif(max(coalesce(last_ended_at, ''), ?4), '') WHERE agent = ?1";
+
+int store_dropped_get(store *s, int64_t agent, store_dropped *out, rqd_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc, src;
+
+    memset(out, 0, sizeof *out);
+    out->last_return = NAN;
+    if ((rc = store__stmt(s, SQL_DROPPED, &st, err)) < 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, agent);
+    src = store__step(s, st);
+    if (src == SQLITE_ROW) {
+        out->episodes = sqlite3_column_int64(st, 0);
+        out->last_return = store__column_double(st, 1);
+        store__column_text(st, 2, out->ended_at, sizeof out->ended_at);
+    } else if (src != SQLITE_DONE) { /* no row: nothing was ever dropped */
+        rc = store__fail(s, src, err, "read dropped episodes");
+    }
+    store__done(st);
+    return rc;
+}
+
+int store_dropped_add(store *s, int64_t agent, const store_dropped *d, rqd_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc, src;
+
+    if ((rc = run3(s, SQL_ENSURE, agent, 0, 0, NULL, "history", err)) < 0 ||
+        (rc = store__stmt(s, SQL_DROPPED_ADD, &st, err)) < 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, agent);
+    sqlite3_bind_int64(st, 2, d->episodes);
+    store__bind_double(st, 3, d->last_return);
+    sqlite3_bind_text(st, 4, d->ended_at, -1, SQLITE_STATIC);
+    if ((src = store__step(s, st)) != SQLITE_DONE)
+        rc = store__fail(s, src, err, "add dropped episodes");
+    store__done(st);
+    return rc;
+}

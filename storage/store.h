@@ -37,6 +37,8 @@ int store_open(const char *path, int mode, int sync_full, int check, store **out
 void store_close(store *s); /* NULL is a no-op */
 
 int store_begin(store *s, rqd_err *err);    /* BEGIN IMMEDIATE */
+/* BEGIN (deferred): the reads up to store_rollback see one snapshot of the file. */
+int store_read_begin(store *s, rqd_err *err);
 int store_commit(store *s, rqd_err *err);
 void store_rollback(store *s);              /* never fails; harmless outside a transaction */
 int store_savepoint(store *s, rqd_err *err);      /* SAVEPOINT job */
@@ -208,6 +210,19 @@ typedef struct {
  * stays. Ended explore episodes deleted still count in store_episode_ended. */
 int store_history_prune(store *s, int64_t agent, const store_retention *r, int max_rows,
                         store_prune_counts *out, rqd_err *err);
+
+/* The ended explore episodes retention deleted, as store_episode_ended counts them: how
+ * many, and the newest one's return and end (ended_at "" when none ended). */
+typedef struct {
+    int64_t episodes;
+    double last_return;
+    char ended_at[32];
+} store_dropped;
+
+int store_dropped_get(store *s, int64_t agent, store_dropped *out, rqd_err *err);
+/* Adds d to the agent's count (a moved agent's); its last return stands when it ended
+ * after the one recorded. */
+int store_dropped_add(store *s, int64_t agent, const store_dropped *d, rqd_err *err);
 
 /* ------------------------------------------------------------------ checkpoints */
 

@@ -150,6 +150,62 @@ START_TEST(test_move_import_is_all_or_nothing)
 }
 END_TEST
 
+/* Runs sql on the file behind the registry's back (a connection of its own). */
+static void exec_sql(const test_reg *t, const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+    ck_assert_int_eq(sqlite3_open(t->db, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 60000);
+    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s", msg);
+    sqlite3_close(db);
+}
+
+/* Ended episodes that retention deleted count in state.episodes (and the newest of them
+ * may be state.last_return): a move carries them, and the target keeps them across a
+ * restart. */
+START_TEST(test_move_carries_the_episodes_retention_dropped)
+{
+    test_reg t;
+    rqd_err err = {0};
+    rqd_agent_state st;
+    void *data = NULL;
+    size_t len = 0;
+
+    reg_open(&t, 16);
+    rqd_agent *a = dt_create(t.r, "d");
+    post(a, 40, "b-1", "e1"); /* 8 ended explore episodes */
+    rqd_agent_put(a);
+    /* As storage/history.c records deleted episodes; the newest of them ended last. */
+    exec_sql(&t, "INSERT OR IGNORE INTO history (agent) SELECT id FROM agents WHERE name = 'd';"
+                 "UPDATE history SET episodes_dropped = 1000, last_return = 123.5,"
+                 " last_ended_at = '2999-01-01T00:00:00.000Z'"
+                 " WHERE agent = (SELECT id FROM agents WHERE name = 'd')");
+    reg_reopen(&t);
+    a = rqd_agent_find(t.r, "d");
+    rqd_agent_state_get(a, &st);
+    ck_assert_int_eq(st.episodes_done, 1008);
+    ck_assert(st.last_return == 123.5);
+    ck_assert_int_eq(rqd_agent_move_begin(a, "elsewhere", &err), 0);
+    ck_assert_msg(rqd_agent_move_file(a, "here", &data, &len, &err) == 0, "%s", err.msg);
+    rqd_agent_put(a);
+    rqd_agent *b = NULL;
+    ck_assert_msg(rqd_agent_move_import(t.r, "d2", data, len, &b, &err) == 0, "%s", err.msg);
+    free(data);
+    rqd_agent_state_get(b, &st);
+    ck_assert_int_eq(st.episodes_done, 1008);
+    ck_assert(st.last_return == 123.5);
+    rqd_agent_put(b);
+    reg_reopen(&t);
+    b = rqd_agent_find(t.r, "d2");
+    rqd_agent_state_get(b, &st);
+    ck_assert_int_eq(st.episodes_done, 1008);
+    ck_assert(st.last_return == 123.5);
+    rqd_agent_put(b);
+    reg_close(&t);
+}
+END_TEST
+
 /* The bytes with their CRC-32 made valid again. */
 static void resign(unsigned char *p, size_t len)
 {
@@ -214,6 +270,7 @@ Suite *suite_move(void)
     tcase_add_test(tc, test_moving_refuses_writes_and_training_and_survives_a_reopen);
     tcase_add_test(tc, test_move_import_is_all_or_nothing);
     tcase_add_test(tc, test_decoder_refuses_every_truncation_and_survives_flips);
+    tcase_add_test(tc, test_move_carries_the_episodes_retention_dropped);
     suite_add_tcase(s, tc);
     return s;
 }
