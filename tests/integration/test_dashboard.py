@@ -402,6 +402,7 @@ class TestDashboard(unittest.TestCase):
             self.assertEqual(cells["updates"], "{:,}".format(st["updates"]))
             self.assertEqual(cells["episodes"], "{:,}".format(st["episodes"]))
             self.assertEqual(cells["policy_version"], "{:,}".format(st["policy_version"]))
+            self.assertEqual(cells["node"], self.health["node"])   # the node that holds it
             self.assertIn("ok", cells["status"])
             self.assertIn("selected", row.classes(), name + " is ticked by #agents=")
         self.assertNotIn("selected", ids["agent-zz-other"].classes())
