@@ -53,6 +53,13 @@ def cli_env():
     return env
 
 
+
+def _sigint_default():
+    """In the child before exec: Ctrl-C's default action, as a terminal's foreground job
+    has it. A `make test` started in the background (`&` without job control) runs with
+    SIGINT ignored, which Python keeps, and the child would never see the Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 class CliTest(DaemonTestCase):
 
     @classmethod
@@ -330,7 +337,7 @@ class CliTest(DaemonTestCase):
         proc = subprocess.Popen([sys.executable, "-m", "redqd_client", "--url", self.url,
                                  "watch", "w2", "-n", "0.05"], cwd=self.tmp, env=cli_env(),
                                 stdin=subprocess.DEVNULL, stdout=slave,
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.PIPE, preexec_fn=_sigint_default)
         os.close(slave)
         seen = b""
         try:
@@ -341,6 +348,16 @@ class CliTest(DaemonTestCase):
                     seen += os.read(master, 65536)
             self.assertGreaterEqual(seen.count(b"redqd at"), 3, seen)
             proc.send_signal(signal.SIGINT)
+            # Read on, as a terminal does, until it exits: a frame that filled the pty's
+            # buffer would block the child's write (and its closing newline).
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                ready, _, _ = select.select([master], [], [], 0.2)
+                if ready:
+                    try:
+                        seen += os.read(master, 65536)
+                    except OSError:         # EIO: the child closed its side
+                        break
             _, err = proc.communicate(timeout=30)
         finally:
             if proc.poll() is None:
