@@ -110,7 +110,7 @@ void api_deadline_on_connection(void *cls, struct MHD_Connection *conn, void **s
         c->fd = ci->connect_fd;
         peer_name(conn, c->peer, sizeof c->peer);
         c->phase = PHASE_IDLE;
-        c->idle_from = api_mono();
+        c->idle_from = rqd_mono();
         pthread_mutex_lock(&d->mu);
         c->next = d->head;
         if (d->head)
@@ -148,7 +148,7 @@ static void enter(api_server *s, api_conn *c, int phase)
     if (c == NULL)
         return;
     pthread_mutex_lock(&d->mu);
-    double now = api_mono();
+    double now = rqd_mono();
     c->phase = phase;
     if (phase == PHASE_BODY) {
         c->body_from = now;
@@ -222,7 +222,7 @@ int api_deadline_reap(api_server *s)
     int n = 0;
     if (d == NULL)
         return 0;
-    double now = api_mono();
+    double now = rqd_mono();
     pthread_mutex_lock(&d->mu);
     for (api_conn *c = d->head; c; c = c->next) {
         if (c->phase == PHASE_IDLE && data_since(c->fd, c->idle_from, now)) {

@@ -12,11 +12,8 @@
 
 #include "../common/rqd_buf.h"
 #include "../common/rqd_json.h"
+#include "../common/rqd_version.h"
 #include "internal.h"
-
-#ifndef REDQD_VERSION
-#define REDQD_VERSION "0.1.0"
-#endif
 
 extern const char _binary_docs_openapi_json_start[], _binary_docs_openapi_json_end[];
 extern const char _binary_api_assets_dashboard_html_start[], _binary_api_assets_dashboard_html_end[];
@@ -38,13 +35,6 @@ static const struct {
      _binary_api_assets_dygraphs_copyright_txt_start, _binary_api_assets_dygraphs_copyright_txt_end},
 };
 
-static double mono(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 int h_health(api_req *r)
 {
     int cluster;
@@ -53,7 +43,7 @@ int h_health(api_req *r)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "ok");
     cJSON_AddStringToObject(o, "version", REDQD_VERSION);
-    rqd_json_add_int(o, "uptime_s", (long long)(mono() - r->srv->started));
+    rqd_json_add_int(o, "uptime_s", (long long)(rqd_mono() - r->srv->started));
     rqd_json_add_int(o, "agents", rqd_registry_count(r->srv->reg));
     rqd_json_add_int(o, "agents_loading", rqd_registry_loading(r->srv->reg));
     cJSON_AddStringToObject(o, "node", r->srv->o.node);
@@ -142,7 +132,7 @@ int h_metrics(api_req *r)
 
     rqd_buf_init(&b, 0);
     help(&b, "redqd_uptime_seconds", "gauge", "Seconds since the daemon started.");
-    line(&b, "redqd_uptime_seconds %.0f\n", mono() - s->started);
+    line(&b, "redqd_uptime_seconds %.0f\n", rqd_mono() - s->started);
     help(&b, "redqd_agents", "gauge", "Agents hosted.");
     line(&b, "redqd_agents %d\n", rqd_registry_count(s->reg));
 

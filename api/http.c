@@ -59,13 +59,6 @@ const double api_latency_bounds[API_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0
                                                         0.01,   0.025, 0.05,   0.1,
                                                         0.25,   1.0,   5.0};
 
-double api_mono(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* ------------------------------------------------------------------ responses */
 
 /* Queues resp now (on an HTTP thread, inside MHD's callback) and takes it. */
@@ -422,7 +415,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         r->srv = s;
         r->conn = conn;
-        r->t0 = api_mono();
+        r->t0 = rqd_mono();
         r->route_index = -1;
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->path, sizeof r->path, "%s", url);
@@ -472,7 +465,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     (void)toe;
     if (r == NULL || r == (api_req *)(void *)&too_many_params) /* never reached on_request */
         return;
-    double dt = api_mono() - r->t0;
+    double dt = rqd_mono() - r->t0;
     int idx = r->route_index >= 0 ? r->route_index : API_MAX_ROUTES;
     int cls_i = r->status >= 100 && r->status < 600 ? (int)(r->status / 100) : 0;
     atomic_fetch_add(&s->req_count[idx][cls_i], 1);
@@ -648,7 +641,7 @@ int api_start(const api_opts *o, rqd_registry *reg, api_server **out, rqd_err *e
     }
     h->s.o = *o;
     h->s.reg = reg;
-    h->s.started = api_mono();
+    h->s.started = rqd_mono();
     pthread_mutex_init(&h->s.token_mu, NULL);
     if ((rc = api_reload_token(&h->s, err)) < 0)
         goto out;
@@ -722,14 +715,14 @@ void api_resume_all(api_server *s)
      * under way). Offloaded steps finish on their own: the writer and the trainers are
      * still running. There is no deadline: stopping MHD with a suspended connection is
      * not allowed, and a second signal exits at once if this takes too long. */
-    double t0 = api_mono(), logged = t0;
+    double t0 = rqd_mono(), logged = t0;
     for (;;) {
         rqd_registry_wake_waiters(s->reg, RQD_EUNAVAIL, 0);
         int left = atomic_load(&s->suspended);
         if (left == 0)
             return;
-        if (api_mono() - logged >= 5.0) {
-            logged = api_mono();
+        if (rqd_mono() - logged >= 5.0) {
+            logged = rqd_mono();
             LOG(LOG_WARNING, "shutdown: %d requests still running after %.0f s", left,
                 logged - t0);
         }

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 
 #include "../common/rqd_buf.h"
+#include "../common/rqd_clock.h"
 #include "api.h"
 #include "json_scan.h"
 
@@ -94,7 +95,6 @@ struct api_req {
 #define API_RETRY_AFTER_S 2
 
 /* ---- request deadlines (api/deadline.c) ---- */
-double api_mono(void); /* CLOCK_MONOTONIC seconds */
 int api_deadline_init(api_server *s, int header_timeout, long long min_rate);
 void api_deadline_free(api_server *s);
 /* MHD_OPTION_NOTIFY_CONNECTION: tracks each connection from accept to close. */

@@ -2,6 +2,7 @@
 #ifndef RQD_DAEMON_INTERNAL_H
 #define RQD_DAEMON_INTERNAL_H
 
+#include "../common/rqd_clock.h"
 #include "registry.h"
 
 struct rqd_registry {
@@ -14,6 +15,7 @@ struct rqd_registry {
     rqd_limits limits;
     char *db_path;
     int sync_full;
+    long long max_value;            /* --sqlite-max-length, on every connection */
     rqd_writer *writer;
 
     pthread_mutex_t rd_mu;          /* idle read-only connections */
@@ -55,13 +57,12 @@ struct rqd_registry {
     void *loaded_arg;
 };
 
-/* Monotonic seconds, and the current UTC time as RFC 3339 with milliseconds. */
-double rqd__mono(void);
 /* A read-only connection for the calling thread; give it back with rqd_reader_put.
  * NULL on failure (err filled). */
 store *rqd_reader_get(rqd_registry *r, rqd_err *err);
 void rqd_reader_put(rqd_registry *r, store *s);
 void rqd__stats_retry_free(rqd_registry *r); /* after the writer stopped */
+/* The current UTC time as RFC 3339 with milliseconds. */
 void rqd__now_rfc3339(char out[32]);
 
 /* A new episode id: 24 lowercase hex characters from /dev/urandom. */

@@ -209,7 +209,7 @@ int main(int argc, char **argv)
     snprintf(db, sizeof db, "%s/redqd.db", d.set.data_dir);
     rqd_notify("STATUS=Checking the database and listing agents");
     rqd_registry_opts ro = {db, d.set.sqlite_full, d.set.trainer_threads, d.set.max_agents,
-                            d.set.max_db_size, d.set.limits};
+                            d.set.max_db_size, d.set.sqlite_max_length, d.set.limits};
     if (rqd_registry_open(&ro, &d.reg, &err) < 0) {
         LOG(LOG_ERR, "cannot open %s: %s", db, err.msg);
         return 1;

@@ -229,7 +229,7 @@ static int prune_history(store *s, prune_job *j, rqd_err *err)
 static int do_prune(store *s, void *arg, rqd_err *err)
 {
     prune_job *j = arg;
-    double t0 = rqd__mono();
+    double t0 = rqd_mono();
     int rc = RQD_OK;
     j->due = LLONG_MAX;
     j->deleted = 0;
@@ -237,7 +237,7 @@ static int do_prune(store *s, void *arg, rqd_err *err)
         rc = prune_ring(s, j, err);
     if (rc == RQD_OK && j->history)
         rc = prune_history(s, j, err);
-    j->seconds = rqd__mono() - t0;
+    j->seconds = rqd_mono() - t0;
     return rc;
 }
 
@@ -246,7 +246,7 @@ static void prune_done(void *arg, int rc)
 {
     prune_job *j = arg;
     rqd_agent *a = j->a;
-    double now = rqd__mono();
+    double now = rqd_mono();
 
     pthread_mutex_lock(&a->prune_mu);
     rqd_prune *p = &a->prune;
@@ -348,7 +348,7 @@ void rqd_registry_prune(rqd_registry *r)
 {
     rqd_agent **v;
     int n;
-    double now = rqd__mono(), wall = wall_now();
+    double now = rqd_mono(), wall = wall_now();
 
     if (rqd_agent_list(r, &v, &n) < 0)
         return;

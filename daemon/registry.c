@@ -16,13 +16,6 @@
 
 #define MAX_IDLE_READERS 16
 
-double rqd__mono(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 void rqd__now_rfc3339(char out[32])
 {
     struct timespec ts;
@@ -42,7 +35,7 @@ void rqd__episode_id(char out[40])
     if (fd >= 0)
         close(fd);
     if (got != (ssize_t)sizeof b) { /* the time and an address stand in */
-        uint64_t x = (uint64_t)(rqd__mono() * 1e9) ^ (uint64_t)(uintptr_t)out;
+        uint64_t x = (uint64_t)(rqd_mono() * 1e9) ^ (uint64_t)(uintptr_t)out;
         memcpy(b, &x, 8);
         memset(b + 8, 0, 4);
     }
@@ -91,7 +84,7 @@ rqd_agent *rqd__agent_wrap(rqd_registry *r, int64_t id, const char *name, int S,
     pthread_mutex_init(&a->prune_mu, NULL);
     a->last_row_update = -1;
     a->last_return = NAN;
-    a->ups_mark_time = rqd__mono();
+    a->ups_mark_time = rqd_mono();
     if (core) {
         redq_info info;
         redq_agent_info(core, &info);
@@ -360,8 +353,14 @@ store *rqd_reader_get(rqd_registry *r, rqd_err *err)
     if (r->n_readers > 0)
         s = r->readers[--r->n_readers];
     pthread_mutex_unlock(&r->rd_mu);
-    if (s == NULL && store_open(r->db_path, STORE_RO, r->sync_full, 0, &s, err) < 0)
+    if (s != NULL)
+        return s;
+    if (store_open(r->db_path, STORE_RO, r->sync_full, 0, &s, err) < 0)
         return NULL;
+    if (r->max_value > 0 && store_set_max_value(s, r->max_value, err) < 0) {
+        store_close(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -807,7 +806,7 @@ void rqd_registry_log_progress(rqd_registry *r)
 {
     rqd_agent **v;
     int n;
-    double now = rqd__mono();
+    double now = rqd_mono();
     if (rqd_agent_list(r, &v, &n) < 0)
         return;
     for (int i = 0; i < n; i++) {

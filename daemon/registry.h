@@ -187,6 +187,8 @@ typedef struct {
     int trainer_threads;
     int max_agents;
     long long max_db_size;    /* bytes; 0 = unlimited */
+    long long max_value;      /* SQLite's limit on one value's bytes (store_set_max_value);
+                                 0 = SQLite's default */
     rqd_limits limits;        /* what a request may create; stored agents load regardless */
 } rqd_registry_opts;
 

@@ -11,11 +11,9 @@
 #include <unistd.h>
 
 #include "../common/rqd_limits.h"
+#include "../common/rqd_version.h"
+#include "../storage/store.h"
 #include "log.h"
-
-#ifndef REDQD_VERSION
-#define REDQD_VERSION "0.1.0"
-#endif
 
 /* T_MAGNITUDE: a positive float32 bound, written as a C number ("1e9"). */
 /* T_NODE: a node name; T_PEERS: "name=url,name=url,..." (rqd_peer). */
@@ -78,6 +76,10 @@ static const setting table[] = {
      "PEM private key for HTTPS"},
     {"max_db_size", "REDQD_MAX_DB_SIZE", T_SIZE, OFF(max_db_size), 0, "0", 0, 1LL << 50,
      "bytes the database may grow to (0 = unlimited); past it writes answer 503"},
+    {"sqlite_max_length", "REDQD_SQLITE_MAX_LENGTH", T_SIZE, OFF(sqlite_max_length), 0,
+     "1000000000", STORE_MIN_VALUE_LIMIT, STORE_MAX_VALUE_LIMIT,
+     "SQLite's limit on the bytes of one value; checkpoints are stored in 16 MiB parts, so "
+     "lowering it changes nothing but lets tests show that on states of a few hundred MB"},
     {"max_obs_dim", "REDQD_MAX_OBS_DIM", T_INT, OFF(limits.obs_dim), 0, "4096", 1,
      RQD_MAX_OBS_DIM, "largest obs_dim of a new agent"},
     {"max_act_dim", "REDQD_MAX_ACT_DIM", T_INT, OFF(limits.act_dim), 0, "256", 1,

@@ -38,6 +38,7 @@ typedef struct {
     char tls_cert[512];       /* PEM certificate chain; with tls_key: HTTPS */
     char tls_key[512];        /* PEM private key */
     long long max_db_size;    /* bytes the database may grow to; 0 = unlimited */
+    long long sqlite_max_length;/* SQLite's limit on one value's bytes */
     char node[RQD_MAX_NODE_NAME + 1]; /* this node's name (--node; default: the host name) */
     char peers_text[4096];    /* --peers as given */
     rqd_peer peers[RQD_MAX_PEERS]; /* parsed; this node's own entry included when listed */

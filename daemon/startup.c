@@ -329,7 +329,7 @@ static void *loader_main(void *p)
 {
     rqd_registry *r = p;
     rqd_err err = {0};
-    double t0 = rqd__mono();
+    double t0 = rqd_mono();
     int done = 0;
     pthread_setname_np(pthread_self(), "redqd-loader");
     store *s = rqd_reader_get(r, &err);
@@ -351,7 +351,7 @@ static void *loader_main(void *p)
     }
     rqd_reader_put(r, s);
     if (!atomic_load(&r->load_stop)) {
-        LOG(LOG_NOTICE, "%d agents loaded in %.2f s", done, rqd__mono() - t0);
+        LOG(LOG_NOTICE, "%d agents loaded in %.2f s", done, rqd_mono() - t0);
         if (r->loaded_cb)
             r->loaded_cb(r->loaded_arg, done);
     }
@@ -404,10 +404,15 @@ int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *e
     pthread_mutex_init(&r->stats_mu, NULL);
     pthread_cond_init(&r->run_cv, NULL);
     r->sync_full = o->sync_full;
+    r->max_value = o->max_value;
     r->max_agents = o->max_agents;
     r->limits = o->limits;
-    if ((rc = store_open(o->db_path, STORE_RW, o->sync_full, 1, &s, err)) < 0)
+    if ((rc = store_open(o->db_path, STORE_RW, o->sync_full, 1, &s, err)) < 0 ||
+        (o->max_value > 0 && (rc = store_set_max_value(s, o->max_value, err)) < 0))
         goto fail;
+    if (o->max_value > 0 && o->max_value < STORE_MAX_VALUE_LIMIT)
+        LOG(LOG_INFO, "SQLite's limit on one value lowered to %lld bytes (--sqlite-max-length)",
+            o->max_value);
     /* --max-db-size: on the one read-write connection, before any write can happen. */
     if (o->max_db_size > 0) {
         struct stat st;

@@ -204,7 +204,7 @@ static rqd_waiter *run_chunk(rqd_agent *a, const redq_exec *ex, rqd_waiter **fai
      * else about this agent (posts, GETs, PATCH) waits for the lock meanwhile. */
     redq_stats st, one;
     rqd_err err = {0};
-    double t0 = rqd__mono();
+    double t0 = rqd_mono();
     long long done = 0, trained = 0;
     memset(&st, 0, sizeof st);
     while (done < k && atomic_load(&a->status) == RQD_AGENT_OK) {
@@ -222,7 +222,7 @@ static rqd_waiter *run_chunk(rqd_agent *a, const redq_exec *ex, rqd_waiter **fai
             st.actor_updated = actor;
             trained++;
         }
-        if (atomic_load(&a->mu_wanted) > 0 || rqd__mono() - t0 > RQD_CHUNK_SECONDS)
+        if (atomic_load(&a->mu_wanted) > 0 || rqd_mono() - t0 > RQD_CHUNK_SECONDS)
             break;
     }
     if (done == 0)
@@ -398,7 +398,7 @@ int rqd_agent_wait(rqd_agent *a, rqd_waiter *w, int kind, double target, int k, 
     if (rc == 1) {
         w->kind = kind;
         w->target = target;
-        w->deadline = rqd__mono() + timeout;
+        w->deadline = rqd_mono() + timeout;
         w->next = a->waiters;
         a->waiters = w;
     }

@@ -1,4 +1,5 @@
 /* daemon/writer.c: the writer thread and its group commit (THREADS in writer.h). */
+#include "../common/rqd_clock.h"
 #include "../common/rqd_hist.h"
 #include "writer.h"
 
@@ -34,18 +35,11 @@ struct rqd_writer {
 const double rqd_commit_bounds[RQD_COMMIT_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
                                                       0.025,  0.05,  0.1,    0.5,   2.5};
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* Returns 0, or -1 when the transaction failed; *dt gets its duration. */
 static int run_batch(rqd_writer *w, job *batch, double *dt)
 {
     rqd_err err = {0};
-    double t0 = now_s();
+    double t0 = rqd_mono();
     int rc = store_begin(w->s, &err);
 
     for (job *j = batch; j; j = j->next) {
@@ -85,7 +79,7 @@ static int run_batch(rqd_writer *w, job *batch, double *dt)
     }
     if (rc < 0)
         LOG(LOG_ERR, "database write failed: %s", err.msg);
-    *dt = now_s() - t0;
+    *dt = rqd_mono() - t0;
     return rc < 0 ? -1 : 0;
 }
 

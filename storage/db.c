@@ -448,6 +448,21 @@ void store_close(store *s)
 
 /* ------------------------------------------------------------------ size cap */
 
+int store_set_max_value(store *s, long long bytes, rqd_err *err)
+{
+    if (bytes < STORE_MIN_VALUE_LIMIT || bytes > STORE_MAX_VALUE_LIMIT)
+        return rqd_err_set(err, RQD_EINVAL, "", "value limit %lld is not in [%lld, %lld]", bytes,
+                           STORE_MIN_VALUE_LIMIT, STORE_MAX_VALUE_LIMIT);
+    /* SQLite clamps the new value to its compile-time ceiling: read back what holds. */
+    sqlite3_limit(s->db, SQLITE_LIMIT_LENGTH, (int)bytes);
+    int got = sqlite3_limit(s->db, SQLITE_LIMIT_LENGTH, -1);
+    if (got != (int)bytes)
+        return rqd_err_set(err, RQD_EIO, "", "SQLite kept its value limit at %d, not %lld", got,
+                           bytes);
+    return RQD_OK;
+}
+
+
 int store_set_max_size(store *s, long long bytes, rqd_err *err)
 {
     sqlite3_int64 page = 0, pages = 0, got = 0;

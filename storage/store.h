@@ -54,6 +54,15 @@ void store_rollback_to(store *s);                 /* ROLLBACK TO job; RELEASE jo
  * RQD_EINVAL when bytes < 0. */
 int store_set_max_size(store *s, long long bytes, rqd_err *err);
 
+/* Lowers SQLite's limit on the bytes of one value (SQLITE_LIMIT_LENGTH) on this
+ * connection, from the default of 1e9 down to at least STORE_MIN_VALUE_LIMIT. Checkpoints
+ * go in parts of 16 MiB and every other value is small, so any limit in range works; it
+ * lets a test show on a state of a few hundred MB what the default limit does to one of
+ * GBs. RQD_EINVAL out of [STORE_MIN_VALUE_LIMIT, STORE_MAX_VALUE_LIMIT]. */
+#define STORE_MIN_VALUE_LIMIT (32LL << 20)
+#define STORE_MAX_VALUE_LIMIT 1000000000LL /* SQLite's default SQLITE_MAX_LENGTH */
+int store_set_max_value(store *s, long long bytes, rqd_err *err);
+
 /* The file's pages: size, count, free ones, and whether free pages can be returned to the
  * file system (auto_vacuum = INCREMENTAL, the mode of files created since schema 4). */
 typedef struct {

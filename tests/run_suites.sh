@@ -13,6 +13,7 @@ set -u
 passed=0
 failed=0
 skipped=0
+times=""
 skips=$(mktemp)
 trap 'rm -f "$skips"' EXIT
 while [ $# -ge 2 ]; do
@@ -20,6 +21,7 @@ while [ $# -ge 2 ]; do
   shift 2
   echo "== $name: $cmd"
   out=$(mktemp)
+  t0=$SECONDS
   bash -c "$cmd" 2>&1 | tee "$out"
   rc=${PIPESTATUS[0]}
   p=0 f=0 s=0 found=0
@@ -47,12 +49,17 @@ while [ $# -ge 2 ]; do
   passed=$((passed + p))
   failed=$((failed + f))
   skipped=$((skipped + s))
-  echo "== $name: $p passed, $f failed, $s skipped"
+  echo "== $name: $p passed, $f failed, $s skipped in $((SECONDS - t0)) s"
+  times="$times  $((SECONDS - t0)) s  $name
+"
   rm -f "$out"
 done
 if [ "$skipped" -gt 0 ] || [ -s "$skips" ]; then
   echo "== skipped tests and why:"
   cat "$skips"
 fi
+# What each suite took: make test has a budget (20 minutes on 2 cores).
+echo "== time per suite ($SECONDS s in all):"
+printf '%s' "$times"
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

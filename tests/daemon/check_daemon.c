@@ -28,7 +28,7 @@ static void on_loaded(void *arg, int n)
 static void open_loaded(test_reg *t, int max_agents)
 {
     rqd_err err = {0};
-    rqd_registry_opts o = {t->db, 0, 1, max_agents, 0, RQD_LIMITS_DEFAULT};
+    rqd_registry_opts o = {t->db, 0, 1, max_agents, 0, 0, RQD_LIMITS_DEFAULT};
     ck_assert_msg(rqd_registry_open(&o, &t->r, &err) == 0, "%s", err.msg);
     loaded = 0;
     ck_assert_msg(rqd_registry_load(t->r, on_loaded, NULL, &err) == 0, "%s", err.msg);

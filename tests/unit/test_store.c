@@ -1321,6 +1321,42 @@ static void assert_full(int rc, const rqd_err *err, const char *what)
                   "%s: message \"%s\" does not say the database is full", what, err->msg);
 }
 
+/* SQLite's limit on one value, lowered to its floor on a connection: a 40 MiB state goes in
+ * (16 MiB parts) and comes back byte for byte, also on a read-only connection with the same
+ * limit; cut into one 40 MiB part instead, the same insert is refused and stores nothing,
+ * so the limit is in force. Out-of-range limits are refused. */
+START_TEST(lowered_value_limit_takes_parts_and_refuses_one_big_value)
+{
+    const size_t len = (size_t)40 << 20;
+    unsigned char *b = pattern(len, 5);
+    store_ckpt_info info = {.updates = 1};
+    rqd_err err = {0};
+    int64_t id = 0, refused = 0;
+
+    store *s = open_rw();
+    ck_assert_int_eq(store_set_max_value(s, STORE_MIN_VALUE_LIMIT - 1, &err), RQD_EINVAL);
+    ck_assert_int_eq(store_set_max_value(s, STORE_MAX_VALUE_LIMIT + 1, &err), RQD_EINVAL);
+    ck_assert_int_eq(store_set_max_value(s, STORE_MIN_VALUE_LIMIT, &err), 0);
+    int64_t a = add_agent(s, "a", S);
+    ck_assert_int_eq(store_ckpt_insert(s, a, &info, b, len, 0, &id, &err), 0);
+    ck_assert_int_eq(parts_of(a, id, "count(*)"), 3);
+    assert_state(s, a, id, b, len);
+
+    store_test_part_size(len);
+    ck_assert_int_lt(store_ckpt_insert(s, a, &info, b, len, 0, &refused, &err), 0);
+    store_test_part_size(0);
+    ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM checkpoints"), 1);
+    ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM checkpoint_parts"), 3);
+    store_close(s);
+
+    s = open_at(path, STORE_RO);
+    ck_assert_int_eq(store_set_max_value(s, STORE_MIN_VALUE_LIMIT, &err), 0);
+    assert_state(s, a, id, b, len);
+    store_close(s);
+    free(b);
+}
+END_TEST
+
 /* A cap at the current size: what fits in the pages there still goes in, an append that
  * needs new pages fails as "full" and leaves every earlier row; raising the cap (and
  * removing it) lets the same append through. The cap is the connection's, not the file's. */
@@ -2000,6 +2036,7 @@ Suite *suite_store(void)
         {"history_episodes", history_drops_ended_episodes_and_keeps_counting, 0},
         {"migrate_v3", migrate_v3_numbers_batch_ids_and_counts_history, 0},
         {"fault_pruning", fault_in_pruning_leaves_nothing_half_applied, 3},
+        {"value_limit", lowered_value_limit_takes_parts_and_refuses_one_big_value, 0},
     };
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
