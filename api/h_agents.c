@@ -10,8 +10,6 @@
 #include "internal.h"
 #include "json_in.h"
 
-static const char *const training_names[] = {"async", "sync", "manual", "paused"};
-
 /* Routes an agent that is not ok still answers (API.md): reads of what is stored, DELETE,
  * and restore, which brings it back. The rest need its learner. */
 static int any_status(const api_req *r)
@@ -89,7 +87,7 @@ cJSON *api_agent_json(rqd_agent *a)
         cJSON_AddNullToObject(s, "error");
     else
         cJSON_AddStringToObject(s, "error", st.error);
-    cJSON_AddStringToObject(s, "training", training_names[st.training & 3]);
+    cJSON_AddStringToObject(s, "training", redq_training_name(st.training));
     rqd_json_add_int(s, "env_steps", st.info.env_steps);
     rqd_json_add_int(s, "updates", st.info.updates);
     rqd_json_add_int(s, "actor_updates", st.info.actor_updates);
@@ -302,7 +300,7 @@ int h_agents_list(api_req *r)
         rqd_json_add_int(e, "act_dim", v[i]->A);
         rqd_json_add_int(e, "env_steps", st.info.env_steps);
         rqd_json_add_int(e, "updates", st.info.updates);
-        cJSON_AddStringToObject(e, "training", training_names[st.training & 3]);
+        cJSON_AddStringToObject(e, "training", redq_training_name(st.training));
         cJSON_AddStringToObject(e, "status", status_names[st.status % 3]);
         cJSON_AddStringToObject(e, "node", r->srv->o.node);
         if (st.moving)

@@ -123,6 +123,68 @@ static void histogram(rqd_buf *b, const char *name, const char *label, const dou
     line(b, "%s_count%s%s%s %lld\n", name, open, label, close, cum);
 }
 
+/* The per-agent series: each row names a metric and says how its value is read off the
+ * agent's state snapshot, so that a name and its value cannot drift apart. */
+#define LAST(f) (x->have_stats ? finite_or_nan(x->last.f) : NAN)
+#define AGENT_METRICS(X)                                                                        \
+    X(ENV_STEPS, "redqd_agent_env_steps_total", "counter", "Transitions received.",           \
+      (double)x->info.env_steps)                                                              \
+    X(UPDATES, "redqd_agent_updates_total", "counter", "Critic updates done.",                \
+      (double)x->info.updates)                                                                \
+    X(ACTOR_UPDATES, "redqd_agent_actor_updates_total", "counter", "Actor updates done.",     \
+      (double)x->info.actor_updates)                                                          \
+    X(PENDING, "redqd_agent_pending_updates", "gauge", "Updates owed and not yet done.",      \
+      x->pending)                                                                             \
+    X(BUFFER, "redqd_agent_buffer_transitions", "gauge", "Rows in the replay buffer.",        \
+      (double)x->info.buffer_len)                                                             \
+    X(ALPHA, "redqd_agent_alpha", "gauge", "Entropy coefficient.", x->info.alpha)             \
+    X(CRITIC_LOSS, "redqd_agent_critic_loss", "gauge", "Latest critic loss.",                 \
+      LAST(critic_loss))                                                                      \
+    X(ACTOR_LOSS, "redqd_agent_actor_loss", "gauge", "Latest actor loss.", LAST(actor_loss))  \
+    X(ALPHA_LOSS, "redqd_agent_alpha_loss", "gauge",                                          \
+      "Latest entropy-coefficient loss (auto alpha).", LAST(alpha_loss))                      \
+    X(Q_MEAN, "redqd_agent_q_mean", "gauge", "Latest mean Q over batch and ensemble.",        \
+      LAST(q_mean))                                                                           \
+    X(Q_STD, "redqd_agent_q_std", "gauge", "Latest mean spread of Q across the ensemble.",    \
+      LAST(q_std))                                                                            \
+    X(EPISODES, "redqd_agent_episodes_total", "counter", "Explore episodes ended.",           \
+      (double)x->episodes_done)                                                               \
+    X(EPISODE_RETURN, "redqd_agent_episode_return", "gauge",                                  \
+      "Return of the latest ended explore episode.", x->last_return)                          \
+    X(POLICY_VERSION, "redqd_agent_policy_version", "gauge", "Published policy version.",     \
+      (double)x->info.policy_version)                                                         \
+    X(UPS, "redqd_agent_updates_per_second", "gauge", "Recent training rate.", x->ups)        \
+    X(MEMORY, "redqd_agent_memory_bytes", "gauge",                                            \
+      "Memory held by networks, optimisers and buffer.", (double)x->info.bytes)               \
+    X(CKPT_BYTES, "redqd_agent_checkpoint_bytes", "gauge", "Size of the latest checkpoint.",  \
+      x->have_ckpt ? (double)x->last_ckpt.bytes : NAN)                                        \
+    X(SKIPPED, "redqd_agent_skipped_updates_total", "counter",                                \
+      "Updates skipped because their loss or gradients were not finite.", (double)x->skipped) \
+    X(AVAILABLE, "redqd_agent_available", "gauge",                                            \
+      "1 when the agent is ok, 0 when loading or unavailable (state.status).",                \
+      x->status == RQD_AGENT_OK ? 1.0 : 0.0)
+
+#define METRIC_ID(id, name, type, help, value) M_##id,
+enum { AGENT_METRICS(METRIC_ID) N_AGENT_METRICS };
+#undef METRIC_ID
+
+#define METRIC_ROW(id, name, type, help, value) {name, type, help},
+static const struct {
+    const char *name, *type, *help;
+} agent_metrics[] = {AGENT_METRICS(METRIC_ROW)};
+#undef METRIC_ROW
+
+static double agent_metric(int m, const rqd_agent_state *x)
+{
+#define METRIC_CASE(id, name, type, help, value)                                                \
+    case M_##id:                                                                                \
+        return value;
+    switch (m) { AGENT_METRICS(METRIC_CASE) }
+#undef METRIC_CASE
+    return NAN;
+}
+#undef LAST
+
 int h_metrics(api_req *r)
 {
     api_server *s = r->srv;
@@ -137,53 +199,15 @@ int h_metrics(api_req *r)
     line(&b, "redqd_agents %d\n", rqd_registry_count(s->reg));
 
     if (rqd_agent_list(s->reg, &v, &n) == RQD_OK) {
-        static const struct {
-            const char *name, *type, *help;
-        } am[] = {
-            {"redqd_agent_env_steps_total", "counter", "Transitions received."},
-            {"redqd_agent_updates_total", "counter", "Critic updates done."},
-            {"redqd_agent_actor_updates_total", "counter", "Actor updates done."},
-            {"redqd_agent_pending_updates", "gauge", "Updates owed and not yet done."},
-            {"redqd_agent_buffer_transitions", "gauge", "Rows in the replay buffer."},
-            {"redqd_agent_alpha", "gauge", "Entropy coefficient."},
-            {"redqd_agent_critic_loss", "gauge", "Latest critic loss."},
-            {"redqd_agent_actor_loss", "gauge", "Latest actor loss."},
-            {"redqd_agent_alpha_loss", "gauge", "Latest entropy-coefficient loss (auto alpha)."},
-            {"redqd_agent_q_mean", "gauge", "Latest mean Q over batch and ensemble."},
-            {"redqd_agent_q_std", "gauge", "Latest mean spread of Q across the ensemble."},
-            {"redqd_agent_episodes_total", "counter", "Explore episodes ended."},
-            {"redqd_agent_episode_return", "gauge", "Return of the latest ended explore episode."},
-            {"redqd_agent_policy_version", "gauge", "Published policy version."},
-            {"redqd_agent_updates_per_second", "gauge", "Recent training rate."},
-            {"redqd_agent_memory_bytes", "gauge", "Memory held by networks, optimisers and buffer."},
-            {"redqd_agent_checkpoint_bytes", "gauge", "Size of the latest checkpoint."},
-            {"redqd_agent_skipped_updates_total", "counter",
-             "Updates skipped because their loss or gradients were not finite."},
-            {"redqd_agent_available", "gauge",
-             "1 when the agent is ok, 0 when loading or unavailable (state.status)."},
-        };
         rqd_agent_state *st = calloc((size_t)(n ? n : 1), sizeof *st);
         for (int i = 0; st && i < n; i++)
             rqd_agent_state_get(v[i], &st[i]);
-        for (size_t m = 0; st && m < sizeof am / sizeof am[0]; m++) {
-            help(&b, am[m].name, am[m].type, am[m].help);
+        for (int m = 0; st && m < N_AGENT_METRICS; m++) {
+            help(&b, agent_metrics[m].name, agent_metrics[m].type, agent_metrics[m].help);
             for (int i = 0; i < n; i++) {
-                const rqd_agent_state *x = &st[i];
-                double val[] = {(double)x->info.env_steps, (double)x->info.updates,
-                                (double)x->info.actor_updates, x->pending,
-                                (double)x->info.buffer_len, x->info.alpha,
-                                x->have_stats ? finite_or_nan(x->last.critic_loss) : NAN,
-                                x->have_stats ? finite_or_nan(x->last.actor_loss) : NAN,
-                                x->have_stats ? finite_or_nan(x->last.alpha_loss) : NAN,
-                                x->have_stats ? finite_or_nan(x->last.q_mean) : NAN,
-                                x->have_stats ? finite_or_nan(x->last.q_std) : NAN,
-                                (double)x->episodes_done, x->last_return,
-                                (double)x->info.policy_version, x->ups, (double)x->info.bytes,
-                                x->have_ckpt ? (double)x->last_ckpt.bytes : NAN,
-                                (double)x->skipped, x->status == RQD_AGENT_OK ? 1.0 : 0.0};
                 char num[40];
-                line(&b, "%s{agent=\"%s\"} %s\n", am[m].name, v[i]->name,
-                     rqd_json_number_text(val[m], num, sizeof num));
+                line(&b, "%s{agent=\"%s\"} %s\n", agent_metrics[m].name, v[i]->name,
+                     rqd_json_number_text(agent_metric(m, &st[i]), num, sizeof num));
             }
         }
         free(st);

@@ -61,7 +61,7 @@ static int blob_of(redq_agent *core, double pending, int automatic, rqd_buf *out
     info->pending_updates = pending;
     info->automatic = automatic;
     info->bytes = (int64_t)out->len;
-    rqd__now_rfc3339(info->created_at);
+    rqd_now_rfc3339(info->created_at);
     return RQD_OK;
 }
 
@@ -480,7 +480,7 @@ int rqd__ckpt_import(rqd_registry *r, const char *name, const void *data, size_t
     j.ck.info.pending_updates = x ? x->pending : 0.0; /* a restart owes them again */
     j.ck.info.automatic = 0;
     j.ck.info.bytes = (int64_t)len;
-    rqd__now_rfc3339(j.ck.info.created_at);
+    rqd_now_rfc3339(j.ck.info.created_at);
     if ((cj = redq_config_to_json(redq_agent_config(core))) == NULL ||
         (cfg = cJSON_PrintUnformatted(cj)) == NULL ||
         (a = rqd__agent_wrap(r, 0, name, j.S, j.A, j.low, j.high, core,

@@ -17,7 +17,7 @@ static void summarise(rqd_agent *a, const double *returns, const int64_t *length
     e->row.env_steps = info.env_steps;
     e->row.updates = info.updates;
     e->row.policy_version = info.policy_version;
-    rqd__now_rfc3339(e->row.time);
+    rqd_now_rfc3339(e->row.time);
     e->row.n = n;
     double sum = 0, mn = returns[0], mx = returns[0], len = 0;
     for (int i = 0; i < n; i++) {

@@ -201,7 +201,7 @@ int rqd_ingest(rqd_agent *a, const store_transition *t, int n, const char *batch
         rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");
         goto out;
     }
-    rqd__now_rfc3339(now);
+    rqd_now_rfc3339(now);
     if ((rc = rqd_returns_prepare(&a->returns, t, n, now, &plan, err)) < 0)
         goto out;
     planned = 1;
@@ -273,7 +273,7 @@ int rqd_episode_start(rqd_agent *a, const float *obs, int mode, char id_out[40],
     e->last_action = mem + a->S;
     e->mode = mode == REDQ_EVAL ? STORE_EP_EVAL : STORE_EP_EXPLORE;
     rqd__episode_id(e->id);
-    rqd__now_rfc3339(e->started_at);
+    rqd_now_rfc3339(e->started_at);
     memcpy(e->last_obs, obs, sizeof(float) * (size_t)a->S);
     if ((rc = rqd__write_begin(a, err)) < 0) {
         free(e->last_obs);
@@ -386,7 +386,7 @@ int rqd_episode_step(rqd_agent *a, const char *id, float reward, const float *ob
     memcpy(next.last_obs, obs, sizeof(float) * (size_t)a->S);
     memcpy(next.last_action, *done ? e->last_action : next_action, sizeof(float) * (size_t)a->A);
     store_episode_row row;
-    rqd__now_rfc3339(now);
+    rqd_now_rfc3339(now);
     episode_row(a, &next, *done ? now : NULL, 0, &row);
     /* An eval episode that ends records its evaluation (API.md), with its last row. */
     double eval_ret = next.ret;
@@ -446,7 +446,7 @@ int rqd_episode_abandon(rqd_agent *a, const char *id, rqd_err *err)
         return missing_episode(a, id, err);
     }
     store_episode_row row;
-    rqd__now_rfc3339(now);
+    rqd_now_rfc3339(now);
     episode_row(a, e, now, 1, &row);
     ingest_job j = {a->id, 0, NULL, 0, a->S, a->A, NULL, NULL, &row, NULL, NULL, NULL};
     if ((rc = rqd_writer_run(a->reg->writer, do_ingest, &j, err)) == RQD_OK) {

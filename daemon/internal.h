@@ -62,8 +62,6 @@ struct rqd_registry {
 store *rqd_reader_get(rqd_registry *r, rqd_err *err);
 void rqd_reader_put(rqd_registry *r, store *s);
 void rqd__stats_retry_free(rqd_registry *r); /* after the writer stopped */
-/* The current UTC time as RFC 3339 with milliseconds. */
-void rqd__now_rfc3339(char out[32]);
 
 /* A new episode id: 24 lowercase hex characters from /dev/urandom. */
 void rqd__episode_id(char out[40]);

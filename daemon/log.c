@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h" /* rqd__now_rfc3339: the one timestamp format */
+#include "../common/rqd_clock.h" /* rqd_now_rfc3339: the one timestamp format */
 
 int rqd_log_level = LOG_INFO;
 static int under_journal;
@@ -40,6 +40,6 @@ void rqd_logf(int level, const char *fmt, ...)
         return;
     }
     char when[32];
-    rqd__now_rfc3339(when);
+    rqd_now_rfc3339(when);
     fprintf(stderr, "%s %-7s %s\n", when, names[level], msg);
 }

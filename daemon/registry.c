@@ -16,17 +16,6 @@
 
 #define MAX_IDLE_READERS 16
 
-void rqd__now_rfc3339(char out[32])
-{
-    struct timespec ts;
-    struct tm tm;
-    char s[24];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 32, "%s.%03dZ", s, (int)(ts.tv_nsec / 1000000));
-}
-
 void rqd__episode_id(char out[40])
 {
     unsigned char b[12];
@@ -426,7 +415,7 @@ int rqd_agent_create(rqd_registry *r, const char *name, int S, int A, const floa
     if ((rc = redq_limits_check(&r->limits, cfg, S, A, err)) < 0 ||
         (rc = redq_agent_new(cfg, S, A, low, high, &core, err)) < 0)
         goto out;
-    rqd__now_rfc3339(now);
+    rqd_now_rfc3339(now);
     if ((text = config_text(cfg)) == NULL ||
         (a = rqd__agent_wrap(r, 0, name, S, A, low, high, core, now)) == NULL) {
         rc = rqd_err_set(err, RQD_ENOMEM, "", "out of memory");

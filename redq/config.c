@@ -82,6 +82,8 @@ static const setting settings[] = {
 
 static const char *const training_names[] = {"async", "sync", "manual", "paused"};
 
+const char *redq_training_name(int training) { return training_names[training & 3]; }
+
 void redq_config_default(redq_config *c, int act_dim)
 {
     memset(c, 0, sizeof *c);

@@ -29,6 +29,8 @@ typedef struct cJSON cJSON;
 
 enum { REDQ_TARGET_MIN = 0, REDQ_TARGET_MEAN = 1 };
 enum { REDQ_TRAIN_ASYNC = 0, REDQ_TRAIN_SYNC, REDQ_TRAIN_MANUAL, REDQ_TRAIN_PAUSED };
+/* "async", "sync", "manual" or "paused" (API.md's config.training) for REDQ_TRAIN_*. */
+const char *redq_training_name(int training);
 
 /* Every setting of API.md's config table, Tianshou's names. Fields are plain values so
  * that a config can be copied with '='. */

@@ -80,15 +80,11 @@ static const char SQL_EP_ADVANCE[] =
 static const char SQL_EP_LAST[] =
     "UPDATE history SET last_return = ?2, last_ended_at = ?3 WHERE agent = ?1";
 
-/* RFC 3339 UTC with milliseconds of Unix seconds t, as store__now writes it. */
+/* Unix seconds t as store__now writes times. */
 static void rfc3339(double t, char out[32])
 {
-    time_t sec = (time_t)floor(t);
-    struct tm tm;
-    char s[24];
-    gmtime_r(&sec, &tm);
-    strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 32, "%s.%03dZ", s, (int)((t - floor(t)) * 1000.0));
+    double sec = floor(t);
+    rqd_rfc3339((time_t)sec, (long)((t - sec) * 1e9), out);
 }
 
 /* Whether a row of time column col is inside the age limit (cutoff set). */

@@ -11,6 +11,7 @@
 
 #include <sqlite3.h>
 
+#include "../common/rqd_clock.h"
 #include "store.h"
 
 /* PRAGMA application_id of a redqd database: "rqdd" in ASCII. A file carrying another id

@@ -10,17 +10,7 @@
 
 #include "internal.h"
 
-void store__now(char buf[32])
-{
-    struct timespec ts;
-    struct tm tm;
-    char secs[24] = "1970-01-01T00:00:00";
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (gmtime_r(&ts.tv_sec, &tm) != NULL)
-        strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, 32, "%s.%03dZ", secs, (int)(ts.tv_nsec / 1000000));
-}
+void store__now(char buf[32]) { rqd_now_rfc3339(buf); }
 
 void store__floats_encode(unsigned char *dst, const float *src, int n)
 {
