@@ -3,6 +3,8 @@
  * the cap (past it the rest is swallowed and 413 answered at the end), the handler runs
  * once the body is complete, and the context is freed only in the completion callback.
  *
+ * Answers are queued by api/reply.c; the bearer token is api/token.c's.
+ *
  * TLS
  * ---
  * With --tls-cert and --tls-key the daemon speaks only HTTPS (MHD's GnuTLS backend); with
@@ -21,7 +23,7 @@
  * -------
  * MHD's thread pool (--http-threads) runs on_request and on_completed; a request
  * suspended for training is resumed by a trainer thread (api/suspend.c). The main thread
- * runs api_start, api_reload_token (SIGHUP) and api_free.
+ * runs api_start and api_free.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -61,67 +63,6 @@ const double api_latency_bounds[API_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0
 
 /* ------------------------------------------------------------------ responses */
 
-/* Queues resp now (on an HTTP thread, inside MHD's callback) and takes it. */
-static int queue_now(api_req *r, unsigned status, struct MHD_Response *resp)
-{
-    int ret = MHD_queue_response(r->conn, status, resp);
-    MHD_destroy_response(resp);
-    api_deadline_answer_queued(r->srv, r->dl);
-    r->answered = 1;
-    r->status = status;
-    return ret;
-}
-
-int api_queue(api_req *r, unsigned status, struct MHD_Response *resp, const char *ctype)
-{
-    if (resp == NULL)
-        return MHD_NO;
-    if (ctype)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    if (status == 429)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    if (status == 503 && r->retry_after > 0) {
-        char s[16];
-        snprintf(s, sizeof s, "%d", r->retry_after);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, s);
-    }
-    if (status == 401)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-    if (r->deferred) { /* an offload thread: MHD takes answers only in its callback */
-        if (r->resp)
-            MHD_destroy_response(r->resp);
-        r->resp = resp;
-        r->status = status;
-        return MHD_YES;
-    }
-    return queue_now(r, status, resp);
-}
-
-int api_reply_bytes_take(api_req *r, unsigned status, const char *ctype, void *data, size_t len)
-{
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
-    if (resp == NULL)
-        free(data);
-    return api_queue(r, status, resp, ctype);
-}
-
-int api_reply_text(api_req *r, unsigned status, const char *ctype, const char *text)
-{
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
-    return api_queue(r, status, resp, ctype);
-}
-
-int api_reply_json_take(api_req *r, unsigned status, cJSON *obj)
-{
-    char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
-    cJSON_Delete(obj);
-    if (text == NULL)
-        return api_problem_status(r, 503, "unavailable", "out of memory rendering the answer");
-    return api_reply_bytes_take(r, status, "application/json", text, strlen(text));
-}
-
 /* A problem document as an MHD response (NULL when out of memory), for the answers that
  * need a header of their own (Allow, Connection); api_problem_status is for the rest. */
 static struct MHD_Response *problem_response(unsigned status, const char *title,
@@ -146,12 +87,6 @@ out:
     free(text);
     cJSON_Delete(o);
     return resp;
-}
-
-int api_reply_empty(api_req *r, unsigned status)
-{
-    return api_queue(r, status, MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT),
-                 NULL);
 }
 
 /* ------------------------------------------------------------------ input */
@@ -194,25 +129,6 @@ static int type_is(const char *ctype, const char *want)
         ctype++;
     return strncasecmp(ctype, want, n) == 0 &&
            (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
-}
-
-/* "Bearer <token>" (the scheme in any case, RFC 9110 11.1), compared in constant time:
- * the time taken does not depend on where the two differ. */
-static int token_ok(api_server *s, const char *auth)
-{
-    char tok[256]; /* a copy, so that SIGHUP may replace s->token meanwhile; wiped after */
-    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
-        return 0;
-    pthread_mutex_lock(&s->token_mu);
-    memcpy(tok, s->token, sizeof tok);
-    pthread_mutex_unlock(&s->token_mu);
-    const char *given = auth + 7;
-    size_t n = strnlen(tok, sizeof tok), m = strlen(given);
-    unsigned char diff = (unsigned char)(n != m);
-    for (size_t i = 0; i < n; i++)
-        diff |= (unsigned char)(tok[i] ^ (i < m ? given[i] : 0));
-    explicit_bzero(tok, sizeof tok);
-    return diff == 0;
 }
 
 /* ------------------------------------------------------------------ framing */
@@ -362,7 +278,7 @@ static int first_call(api_server *s, api_req *r, const char *url, const char *me
         return api_queue(r, 405, resp, "application/problem+json");
     }
     if (s->have_token && !r->route->open &&
-        !token_ok(s, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization")))
+        !api__token_ok(s, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization")))
         return api_problem_status(r, 401, "unauthenticated",
                                   "a valid 'Authorization: Bearer <token>' header is required");
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
@@ -447,7 +363,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->resp = NULL;
         if (resp == NULL) /* the step could not build an answer: close */
             return MHD_NO;
-        return (enum MHD_Result)queue_now(r, r->status, resp);
+        return (enum MHD_Result)api__queue_now(r, r->status, resp);
     }
     api_deadline_clear(s, r->dl);
     /* The body is complete: keep it NUL-terminated for the JSON parser (STYLE trap). */
@@ -512,33 +428,6 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
     }
     *wr = '\0';
     return (size_t)(wr - s);
-}
-
-int api_reload_token(api_server *s, rqd_err *err)
-{
-    char line[512] = "";
-    if (s->o.token_file == NULL || s->o.token_file[0] == '\0')
-        return RQD_OK;
-    FILE *f = fopen(s->o.token_file, "r");
-    if (f == NULL)
-        return rqd_err_set(err, RQD_EINVAL, "token_file", "cannot read the token file %s: %s",
-                           s->o.token_file, strerror(errno));
-    if (fgets(line, sizeof line, f) == NULL)
-        line[0] = '\0';
-    fclose(f);
-    size_t n = strlen(line);
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
-                     line[n - 1] == '\t'))
-        line[--n] = '\0';
-    if (n == 0 || n >= sizeof s->token)
-        return rqd_err_set(err, RQD_EINVAL, "token_file", "the token file %s must hold a token "
-                           "of 1 to %zu characters on its first line", s->o.token_file,
-                           sizeof s->token - 1);
-    pthread_mutex_lock(&s->token_mu);
-    memcpy(s->token, line, n + 1);
-    s->have_token = 1;
-    pthread_mutex_unlock(&s->token_mu);
-    return RQD_OK;
 }
 
 /* MHD's messages (a port in use, a certificate GnuTLS refuses, a connection refused at the

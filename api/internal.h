@@ -108,7 +108,14 @@ void api_deadline_clear(api_server *s, api_conn *c);        /* body complete */
 void api_deadline_answer_queued(api_server *s, api_conn *c);
 void api_deadline_next_request(api_server *s, api_conn *c); /* answer sent */
 
-/* ---- responses: each queues the answer and returns the MHD result ---- */
+/* ---- the bearer token (api/token.c; api_reload_token in api.h) ---- */
+/* Whether auth is "Bearer <the token>", compared in constant time. */
+int api__token_ok(api_server *s, const char *auth);
+
+/* ---- responses (api/reply.c): each queues the answer and returns the MHD result ---- */
+/* Queues resp on an HTTP thread, inside MHD's callback, and takes it (api_queue's last
+ * step, and the completion of an answer an offload thread kept). */
+int api__queue_now(api_req *r, unsigned status, struct MHD_Response *resp);
 /* Queues resp (its Content-Type ctype unless NULL) and takes it: the one place an
  * answer is queued (metrics, deadlines). resp NULL is MHD_NO. */
 int api_queue(api_req *r, unsigned status, struct MHD_Response *resp, const char *ctype);
