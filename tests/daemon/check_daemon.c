@@ -109,6 +109,7 @@ int main(void)
     rqd_log_level = LOG_WARNING; /* the registry logs every create and delete */
     SRunner *sr = srunner_create(suite_registry());
     srunner_add_suite(sr, suite_move());
+    srunner_add_suite(sr, suite_owed());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

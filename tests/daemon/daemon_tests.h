@@ -9,6 +9,7 @@
 
 Suite *suite_registry(void);
 Suite *suite_move(void);
+Suite *suite_owed(void);
 
 /* Allocation failures (fail_alloc.c): the nth allocation by our code on this thread from
  * now on fails; disarm returns how many failed. */
