@@ -94,14 +94,37 @@ redq_config dt_config(void)
     return c;
 }
 
-rqd_agent *dt_create(rqd_registry *r, const char *name)
+rqd_agent *dt_create_with(rqd_registry *r, const char *name, const redq_config *c)
 {
-    redq_config c = dt_config();
     float low[1] = {-1}, high[1] = {1};
     rqd_agent *a = NULL;
     rqd_err err = {0};
-    ck_assert_msg(rqd_agent_create(r, name, 3, 1, low, high, &c, &a, &err) == 0, "%s", err.msg);
+    ck_assert_msg(rqd_agent_create(r, name, 3, 1, low, high, c, &a, &err) == 0, "%s", err.msg);
     return a;
+}
+
+rqd_agent *dt_create(rqd_registry *r, const char *name)
+{
+    redq_config c = dt_config();
+    return dt_create_with(r, name, &c);
+}
+
+long long dt_env_steps(rqd_agent *a)
+{
+    rqd_agent_state st;
+    rqd_agent_state_get(a, &st);
+    return st.info.env_steps;
+}
+
+Suite *dt_suite(const char *name, int timeout_s, const TTest *const *tests, int n)
+{
+    Suite *s = suite_create(name);
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, timeout_s);
+    for (int i = 0; i < n; i++)
+        tcase_add_test(tc, tests[i]);
+    suite_add_tcase(s, tc);
+    return s;
 }
 
 int main(void)

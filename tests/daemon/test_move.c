@@ -264,13 +264,11 @@ END_TEST
 
 Suite *suite_move(void)
 {
-    Suite *s = suite_create("move");
-    TCase *tc = tcase_create("move");
-    tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, test_moving_refuses_writes_and_training_and_survives_a_reopen);
-    tcase_add_test(tc, test_move_import_is_all_or_nothing);
-    tcase_add_test(tc, test_decoder_refuses_every_truncation_and_survives_flips);
-    tcase_add_test(tc, test_move_carries_the_episodes_retention_dropped);
-    suite_add_tcase(s, tc);
-    return s;
+    const TTest *const tests[] = {
+        test_moving_refuses_writes_and_training_and_survives_a_reopen,
+        test_move_import_is_all_or_nothing,
+        test_decoder_refuses_every_truncation_and_survives_flips,
+        test_move_carries_the_episodes_retention_dropped,
+    };
+    return dt_suite("move", 600, tests, (int)(sizeof tests / sizeof tests[0]));
 }

@@ -44,19 +44,10 @@ static int post(rqd_agent *a, int n, rqd_err *err)
     return rc;
 }
 
-static long long env_steps(rqd_agent *a)
-{
-    rqd_agent_state st;
-    rqd_agent_state_get(a, &st);
-    return st.info.env_steps;
-}
-
 START_TEST(test_admission_by_pending_updates)
 {
     test_reg t;
     redq_config c = dt_config();
-    float low[1] = {-1}, high[1] = {1};
-    rqd_agent *a = NULL;
     rqd_err err = {0};
 
     reg_open(&t, 4);
@@ -65,22 +56,22 @@ START_TEST(test_admission_by_pending_updates)
     c.batch_size = 4;
     c.update_per_step = 0.5;
     c.max_pending_updates = 3;
-    ck_assert_msg(rqd_agent_create(t.r, "p", 3, 1, low, high, &c, &a, &err) == 0, "%s", err.msg);
+    rqd_agent *a = dt_create_with(t.r, "p", &c);
 
     ck_assert_int_eq(post(a, 3, &err), 0); /* transitions 1-3: before the threshold */
     ck_assert(rqd_agent_pending(a) == 0.0);
     ck_assert_int_eq(post(a, 4, &err), 0); /* 4-7 owe 0.5 each */
     ck_assert(rqd_agent_pending(a) == 2.0);
-    ck_assert_int_eq(env_steps(a), 7);
+    ck_assert_int_eq(dt_env_steps(a), 7);
 
     ck_assert_int_eq(post(a, 3, &err), RQD_EBUSY); /* 2 + 1.5 > 3 */
     ck_assert_int_eq(post(a, 7, &err), RQD_EINVAL); /* 3.5 alone > 3 */
     ck_assert_str_eq(err.field, "transitions");
     ck_assert(rqd_agent_pending(a) == 2.0);
-    ck_assert_int_eq(env_steps(a), 7); /* neither stored anything */
+    ck_assert_int_eq(dt_env_steps(a), 7); /* neither stored anything */
     ck_assert_int_eq(post(a, 2, &err), 0); /* 2 + 1 = 3: at the bound is allowed */
     ck_assert(rqd_agent_pending(a) == 3.0);
-    ck_assert_int_eq(env_steps(a), 9);
+    ck_assert_int_eq(dt_env_steps(a), 9);
     rqd_agent_put(a);
     reg_close(&t);
 }
@@ -88,11 +79,9 @@ END_TEST
 
 Suite *suite_owed(void)
 {
-    Suite *s = suite_create("owed");
-    TCase *tc = tcase_create("owed");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_owed_per_transition);
-    tcase_add_test(tc, test_admission_by_pending_updates);
-    suite_add_tcase(s, tc);
-    return s;
+    const TTest *const tests[] = {
+        test_owed_per_transition,
+        test_admission_by_pending_updates,
+    };
+    return dt_suite("owed", 120, tests, (int)(sizeof tests / sizeof tests[0]));
 }

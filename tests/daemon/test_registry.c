@@ -49,13 +49,6 @@ static int64_t stored_max_seq(const test_reg *t, int64_t id)
     return seq;
 }
 
-static long long env_steps_of(rqd_agent *a)
-{
-    rqd_agent_state st;
-    rqd_agent_state_get(a, &st);
-    return st.info.env_steps;
-}
-
 /* n transitions for an agent of obs 3, act 1, in one array (rows point into mem). */
 static void rows_of(store_transition *t, float *mem, int n)
 {
@@ -110,7 +103,7 @@ START_TEST(test_write_after_delete_lands_nowhere)
     ck_assert_int_eq(rqd_agent_config(fresh, &now, &err), 0);
     ck_assert_int_eq(now.training, REDQ_TRAIN_MANUAL);
     ck_assert(now.update_per_step == 1);
-    ck_assert_int_eq(env_steps_of(fresh), 0);
+    ck_assert_int_eq(dt_env_steps(fresh), 0);
     ck_assert_int_eq(stored_max_seq(&t, fresh->id), 0);
     int64_t id = 0;
     ck_assert(stored_has(&t, "x", &id));
@@ -320,7 +313,7 @@ static long post_until_it_succeeds(test_reg *t, rqd_agent *a, const store_transi
 
 static void post_left_nothing(test_reg *t, rqd_agent *a, long nth, const rqd_err *err)
 {
-    ck_assert_int_eq(env_steps_of(a), 1020);
+    ck_assert_int_eq(dt_env_steps(a), 1020);
     ck_assert_msg(stored_max_seq(t, a->id) == 1020, "a failed post (allocation %ld) stored "
                   "its rows: %s", nth, err->msg);
 }
@@ -345,10 +338,10 @@ START_TEST(test_post_is_all_or_nothing)
                                     &err), 0);
         free(answer);
     }
-    ck_assert_int_eq(env_steps_of(a), 1020);
-    long long before = env_steps_of(a);
+    ck_assert_int_eq(dt_env_steps(a), 1020);
+    long long before = dt_env_steps(a);
     ck_assert(post_until_it_succeeds(&t, a, tr, N, "batch", post_left_nothing) > 1);
-    ck_assert_int_eq(env_steps_of(a), before + N);
+    ck_assert_int_eq(dt_env_steps(a), before + N);
     ck_assert_int_eq(stored_max_seq(&t, a->id), before + N);
     rqd_agent_state st;
     rqd_agent_state_get(a, &st);
@@ -467,7 +460,7 @@ START_TEST(test_pruned_ring_restarts_identically)
     a = rqd_agent_find(t.r, "ring");
     ck_assert_ptr_nonnull(a);
     ck_assert_int_eq(atomic_load(&a->status), RQD_AGENT_OK);
-    ck_assert_int_eq(env_steps_of(a), 2000);
+    ck_assert_int_eq(dt_env_steps(a), 2000);
     buffer_bytes(a, ck.id, &b1);
     ck_assert_msg(b0.len == b1.len && memcmp(b0.data, b1.data, b0.len) == 0,
                   "the rebuilt replay buffer differs");
@@ -482,7 +475,7 @@ START_TEST(test_pruned_ring_restarts_identically)
     rqd_agent_put(a);
     reg_reopen(&t);
     a = rqd_agent_find(t.r, "ring");
-    ck_assert_int_eq(env_steps_of(a), 2700);
+    ck_assert_int_eq(dt_env_steps(a), 2700);
     buffer_bytes(a, ck.id, &b1);
     ck_assert(b0.len == b1.len && memcmp(b0.data, b1.data, b0.len) == 0);
     ck_assert_int_eq(a->id, id);
@@ -495,7 +488,7 @@ END_TEST
 
 static void head_post_left_nothing(test_reg *t, rqd_agent *a, long nth, const rqd_err *err)
 {
-    ck_assert_int_eq(env_steps_of(a), 256);
+    ck_assert_int_eq(dt_env_steps(a), 256);
     ck_assert_int_eq(stored_max_seq(t, a->id), 256);
     ck_assert_msg(stored_count(t, "SELECT count(*) FROM replay_heads") == 0,
                   "a failed post (allocation %ld) stored its head: %s", nth, err->msg);
@@ -517,7 +510,7 @@ START_TEST(test_post_with_a_head_is_all_or_nothing)
     rows_of(tr, mem, N);
     ck_assert(post_until_it_succeeds(&t, a, tr, N, "hb", head_post_left_nothing) > 1);
     ck_assert_int_eq(stored_count(&t, "SELECT seq FROM replay_heads"), 256);
-    ck_assert_int_eq(env_steps_of(a), 256 + N);
+    ck_assert_int_eq(dt_env_steps(a), 256 + N);
     /* The next head is a full interval later. */
     post_rows(a, 255, 51);
     ck_assert_int_eq(stored_count(&t, "SELECT count(*) FROM replay_heads"), 1);
@@ -530,17 +523,15 @@ END_TEST
 
 Suite *suite_registry(void)
 {
-    Suite *s = suite_create("registry");
-    TCase *tc = tcase_create("registry");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_write_after_delete_lands_nowhere);
-    tcase_add_test(tc, test_max_agents_holds_under_concurrent_creates);
-    tcase_add_test(tc, test_max_agents_holds_under_concurrent_imports);
-    tcase_add_test(tc, test_create_is_all_or_nothing);
-    tcase_add_test(tc, test_import_is_all_or_nothing);
-    tcase_add_test(tc, test_post_is_all_or_nothing);
-    tcase_add_test(tc, test_pruned_ring_restarts_identically);
-    tcase_add_test(tc, test_post_with_a_head_is_all_or_nothing);
-    suite_add_tcase(s, tc);
-    return s;
+    const TTest *const tests[] = {
+        test_write_after_delete_lands_nowhere,
+        test_max_agents_holds_under_concurrent_creates,
+        test_max_agents_holds_under_concurrent_imports,
+        test_create_is_all_or_nothing,
+        test_import_is_all_or_nothing,
+        test_post_is_all_or_nothing,
+        test_pruned_ring_restarts_identically,
+        test_post_with_a_head_is_all_or_nothing,
+    };
+    return dt_suite("registry", 300, tests, (int)(sizeof tests / sizeof tests[0]));
 }
