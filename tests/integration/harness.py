@@ -205,9 +205,18 @@ class Client:
                 content_type = "application/json"
         if content_type is not _MISSING and content_type is not None:
             hdrs["Content-Type"] = content_type
+        first_error = None
         for attempt in (0, 1):
             if self.conn is None or self.port != self.daemon.port:
-                self._connect()
+                try:
+                    self._connect()
+                except ConnectionRefusedError:
+                    # The retry's connection is refused: the daemon is gone. The request
+                    # went out on the first attempt and may have been processed, so the
+                    # caller must not read "refused" as "never sent".
+                    if first_error is not None:
+                        raise first_error from None
+                    raise
             reused = not self.fresh
             self.fresh = False
             try:
@@ -217,10 +226,11 @@ class Client:
                 if resp.will_close:
                     self.close()
                 return Response(resp.status, resp.headers, payload)
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
                 self.close()
                 if attempt == 1 or not reused:
                     raise
+                first_error = e
         raise AssertionError("unreachable")
 
     # shorthands
