@@ -67,15 +67,12 @@ static int after_train(api_req *r)
         return api_problem_status(r, 503, "unavailable", "the updates did not finish within "
                                   "--sync-timeout; they continue in the background");
     /* API.md: the call's row is in GET .../stats once this answer is out. On a full
-     * disk it waits in memory for room (registry.c) and the updates are done all the
+     * disk it waits in memory for room (daemon/stats_flush.c) and the updates are done all the
      * same: the answer is still 200. */
     (void)rqd_agent_stats_sync(r->agent, &err);
     store_stats_row row = r->w.row;
     if (row.row <= 0) { /* no row: every update of the call was skipped as non-finite */
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        row = (store_stats_row){0, r->w.updates, r->w.env_steps,
-                                (double)now.tv_sec + 1e-9 * (double)now.tv_nsec,
+        row = (store_stats_row){0, r->w.updates, r->w.env_steps, rqd_wall(),
                                 NAN, NAN, NAN, NAN, NAN, NAN, NAN};
     }
     row.train_time = r->w.train_time; /* this call's updates (API.md) */

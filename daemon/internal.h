@@ -57,6 +57,9 @@ struct rqd_registry {
     void *loaded_arg;
 };
 
+/* A connection to the registry's file with its settings (synchronous, --sqlite-max-length);
+ * STORE_RW also checks the file (store_open). */
+int rqd__store_open(rqd_registry *r, int mode, store **out, rqd_err *err);
 /* A read-only connection for the calling thread; give it back with rqd_reader_put.
  * NULL on failure (err filled). */
 store *rqd_reader_get(rqd_registry *r, rqd_err *err);

@@ -58,13 +58,6 @@ static long long head_every(long long buffer_size)
     return e > RQD_HEAD_EVERY_MIN ? e : RQD_HEAD_EVERY_MIN;
 }
 
-static double wall_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* ------------------------------------------------------------------ heads */
 
 int rqd__head_take(rqd_agent *a, long long env_steps, rqd_head *h, rqd_err *err)
@@ -348,7 +341,7 @@ void rqd_registry_prune(rqd_registry *r)
 {
     rqd_agent **v;
     int n;
-    double now = rqd_mono(), wall = wall_now();
+    double now = rqd_mono(), wall = rqd_wall();
 
     if (rqd_agent_list(r, &v, &n) < 0)
         return;

@@ -342,15 +342,20 @@ store *rqd_reader_get(rqd_registry *r, rqd_err *err)
     if (r->n_readers > 0)
         s = r->readers[--r->n_readers];
     pthread_mutex_unlock(&r->rd_mu);
-    if (s != NULL)
-        return s;
-    if (store_open(r->db_path, STORE_RO, r->sync_full, 0, &s, err) < 0)
+    if (s == NULL && rqd__store_open(r, STORE_RO, &s, err) < 0)
         return NULL;
-    if (r->max_value > 0 && store_set_max_value(s, r->max_value, err) < 0) {
-        store_close(s);
-        return NULL;
-    }
     return s;
+}
+
+int rqd__store_open(rqd_registry *r, int mode, store **out, rqd_err *err)
+{
+    int rc = store_open(r->db_path, mode, r->sync_full, mode == STORE_RW, out, err);
+    if (rc == RQD_OK && r->max_value > 0 &&
+        (rc = store_set_max_value(*out, r->max_value, err)) < 0) {
+        store_close(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 void rqd_reader_put(rqd_registry *r, store *s)

@@ -407,8 +407,7 @@ int rqd_registry_open(const rqd_registry_opts *o, rqd_registry **out, rqd_err *e
     r->max_value = o->max_value;
     r->max_agents = o->max_agents;
     r->limits = o->limits;
-    if ((rc = store_open(o->db_path, STORE_RW, o->sync_full, 1, &s, err)) < 0 ||
-        (o->max_value > 0 && (rc = store_set_max_value(s, o->max_value, err)) < 0))
+    if ((rc = rqd__store_open(r, STORE_RW, &s, err)) < 0)
         goto fail;
     if (o->max_value > 0 && o->max_value < STORE_MAX_VALUE_LIMIT)
         LOG(LOG_INFO, "SQLite's limit on one value lowered to %lld bytes (--sqlite-max-length)",

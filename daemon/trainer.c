@@ -123,13 +123,11 @@ static store_stats_row *add_row(rqd_agent *a, const redq_info *info)
         a->rows = v;
         a->cap_rows = cap;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     store_stats_row *row = &a->rows[a->n_rows++];
     row->row = atomic_fetch_add(&a->reg->next_stats_row, 1);
     row->update = info->updates;
     row->env_steps = info->env_steps;
-    row->time = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    row->time = rqd_wall();
     row->actor_loss = a->last.actor_loss;
     row->critic_loss = a->last.critic_loss;
     row->alpha = a->last.alpha;

@@ -59,7 +59,7 @@ int store_agent_insert(store *s, const char *name, int obs_dim, int act_dim, con
         rc = store__fail(s, src, err, "insert agent: next id");
         goto out;
     }
-    store__now(now);
+    rqd_now_rfc3339(now);
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, obs_dim);
     sqlite3_bind_int(st, 3, act_dim);

@@ -148,7 +148,7 @@ int store_ckpt_insert(store *s, int64_t agent, const store_ckpt_info *info, cons
     }
 
     if (info->created_at[0] == '\0')
-        store__now(now);
+        rqd_now_rfc3339(now);
     else
         snprintf(now, sizeof now, "%s", info->created_at); /* kept, e.g. on import */
     sqlite3_bind_int64(ins, 1, agent);

@@ -462,7 +462,6 @@ int store_set_max_value(store *s, long long bytes, rqd_err *err)
     return RQD_OK;
 }
 
-
 int store_set_max_size(store *s, long long bytes, rqd_err *err)
 {
     sqlite3_int64 page = 0, pages = 0, got = 0;

@@ -80,7 +80,7 @@ static const char SQL_EP_ADVANCE[] =
 static const char SQL_EP_LAST[] =
     "UPDATE history SET last_return = ?2, last_ended_at = ?3 WHERE agent = ?1";
 
-/* Unix seconds t as store__now writes times. */
+/* Unix seconds t as every stored time is written (rqd_rfc3339). */
 static void rfc3339(double t, char out[32])
 {
     double sec = floor(t);

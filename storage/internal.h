@@ -109,8 +109,6 @@ int store__ckpt_parts_put(store *s, int64_t agent, int64_t id, const void *state
 
 /* util.c ---------------------------------------------------------------------------- */
 
-/* The current UTC time as RFC 3339 with milliseconds, "2026-11-25T20:14:31.123Z". */
-void store__now(char buf[32]);
 /* n floats as little-endian float32 into dst[4n] and back (the blob format). */
 void store__floats_encode(unsigned char *dst, const float *src, int n);
 void store__floats_decode(float *dst, const unsigned char *src, int n);

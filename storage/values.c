@@ -10,8 +10,6 @@
 
 #include "internal.h"
 
-void store__now(char buf[32]) { rqd_now_rfc3339(buf); }
-
 void store__floats_encode(unsigned char *dst, const float *src, int n)
 {
     for (int i = 0; i < n; i++) {
