@@ -139,7 +139,9 @@ class FlagBoundsTest(unittest.TestCase):
         for flag, value in (("--max-obs-dim", "4097"), ("--max-act-dim", "0"),
                             ("--max-hidden-layers", "9"), ("--max-ensemble", "65"),
                             ("--max-batch", "x"), ("--max-buffer", "100000001"),
-                            ("--max-agent-memory", "5G"), ("--max-obs-per-act", "-1")):
+                            ("--max-agent-memory", "5G"), ("--max-obs-per-act", "-1"),
+                            ("--sqlite-max-length", "16M"),
+                            ("--sqlite-max-length", "1000000001")):
             p = self.run_bin(flag, value)
             self.assertNotEqual(p.returncode, 0, (flag, value))
             self.assertIn(flag[2:].replace("-", "_"), p.stderr + p.stdout, (flag, value))
